@@ -1,0 +1,3 @@
+//! Cryptographic building blocks shared by several concerns.
+
+pub mod envelope;

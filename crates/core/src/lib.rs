@@ -1,0 +1,26 @@
+//! # gatehouse-core
+//!
+//! All of gatehouse's security logic, with no I/O of its own: no HTTP, no database, no clock
+//! and no randomness except what the caller passes in. Storage is reached through the traits
+//! in [`store`], time through [`clock::Clock`], randomness through [`rng::SecureRng`].
+//!
+//! That shape is the threat model's first line: every rule (a token's lifetime, a throttling
+//! delay, a TOTP step, a replay window) is a function of its inputs and can be tested at an
+//! exact instant, and every decision that cannot be made (a store that does not answer) is a
+//! denial, never an allowance.
+//!
+//! Modules are concerns: [`account`], [`session`], [`throttle`], [`audit`], [`password`],
+//! [`crypto`], [`secret`].
+
+pub mod account;
+pub mod audit;
+pub mod clock;
+pub mod crypto;
+pub mod device;
+pub mod ids;
+pub mod password;
+pub mod rng;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod throttle;
