@@ -13,14 +13,17 @@
 //! [`crypto`], [`secret`].
 
 pub mod account;
+pub mod apikey;
 pub mod audit;
 pub mod clock;
 pub mod crypto;
 pub mod device;
 pub mod ids;
+pub mod mfa;
 pub mod password;
 pub mod rng;
 pub mod secret;
 pub mod session;
+pub mod signing;
 pub mod store;
 pub mod throttle;
