@@ -40,7 +40,13 @@ impl Email {
         let (local, domain) = s.split_once('@').ok_or(EmailError::Invalid)?;
         let local_ok = !local.is_empty()
             && local.len() <= 64
-            && local.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '@' | '"' | '(' | ')' | ',' | ':' | ';' | '<' | '>' | '[' | '\\' | ']'));
+            && local.chars().all(|c| {
+                c.is_ascii_graphic()
+                    && !matches!(
+                        c,
+                        '@' | '"' | '(' | ')' | ',' | ':' | ';' | '<' | '>' | '[' | '\\' | ']'
+                    )
+            });
         let labels: Vec<&str> = domain.split('.').collect();
         let domain_ok = labels.len() >= 2
             && labels.iter().all(|l| {
@@ -137,10 +143,22 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_validated() {
-        assert_eq!(Email::parse("  Alice@Example.COM ").map(|e| e.to_string()), Ok("alice@example.com".into()));
+        assert_eq!(
+            Email::parse("  Alice@Example.COM ").map(|e| e.to_string()),
+            Ok("alice@example.com".into())
+        );
         for bad in [
-            "", "alice", "alice@", "@example.com", "alice@example", "alice@@example.com", "a b@example.com",
-            "alice@exa_mple.com", "alice@-example.com", "alice@example..com", "al\nice@example.com",
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "alice@example",
+            "alice@@example.com",
+            "a b@example.com",
+            "alice@exa_mple.com",
+            "alice@-example.com",
+            "alice@example..com",
+            "al\nice@example.com",
         ] {
             assert_eq!(Email::parse(bad), Err(EmailError::Invalid), "{bad:?}");
         }
@@ -152,6 +170,9 @@ mod tests {
     #[test]
     fn unknown_status_fails_closed() {
         assert_eq!(AccountStatus::from_stored("active"), AccountStatus::Active);
-        assert_eq!(AccountStatus::from_stored("suspended?"), AccountStatus::Disabled);
+        assert_eq!(
+            AccountStatus::from_stored("suspended?"),
+            AccountStatus::Disabled
+        );
     }
 }

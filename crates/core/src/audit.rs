@@ -332,13 +332,20 @@ pub struct ChainVerifier<'k> {
 impl<'k> ChainVerifier<'k> {
     /// Starts at the beginning of the chain.
     pub fn new(key: &'k SecretBytes) -> Self {
-        Self { key, expected_seq: 1, prev: [0; 32] }
+        Self {
+            key,
+            expected_seq: 1,
+            prev: [0; 32],
+        }
     }
 
     /// Checks the next record.
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), ChainError> {
         if r.seq != self.expected_seq {
-            return Err(ChainError::Gap { at_seq: r.seq, expected: self.expected_seq });
+            return Err(ChainError::Gap {
+                at_seq: r.seq,
+                expected: self.expected_seq,
+            });
         }
         if !bool::from(r.prev_hash.ct_eq(&self.prev)) {
             return Err(ChainError::Link(r.seq));
@@ -376,13 +383,13 @@ pub fn verify_chain<'a>(
     let mut seen_checkpoint = checkpoint.is_none();
     for r in records {
         v.push(r)?;
-        if let Some((seq, hash)) = checkpoint {
-            if r.seq == seq {
-                if !bool::from(r.hash.ct_eq(&hash)) {
-                    return Err(ChainError::Checkpoint(seq));
-                }
-                seen_checkpoint = true;
+        if let Some((seq, hash)) = checkpoint
+            && r.seq == seq
+        {
+            if !bool::from(r.hash.ct_eq(&hash)) {
+                return Err(ChainError::Checkpoint(seq));
             }
+            seen_checkpoint = true;
         }
     }
     match (seen_checkpoint, checkpoint) {
@@ -433,7 +440,13 @@ mod tests {
     fn a_deleted_row_is_named() {
         let mut c = chain(5);
         c.remove(2);
-        assert_eq!(verify_chain(&c, &key(), None), Err(ChainError::Gap { at_seq: 4, expected: 3 }));
+        assert_eq!(
+            verify_chain(&c, &key(), None),
+            Err(ChainError::Gap {
+                at_seq: 4,
+                expected: 3
+            })
+        );
     }
 
     #[test]
@@ -467,14 +480,20 @@ mod tests {
         let c = chain(5);
         let checkpoint = Some((5, c[4].hash));
         assert_eq!(verify_chain(&c[..4], &key(), None), Ok(4));
-        assert_eq!(verify_chain(&c[..4], &key(), checkpoint), Err(ChainError::Checkpoint(5)));
+        assert_eq!(
+            verify_chain(&c[..4], &key(), checkpoint),
+            Err(ChainError::Checkpoint(5))
+        );
     }
 
     #[test]
     fn kind_names_round_trip() {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(*k));
-            assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::Value::from(k.as_str())));
+            assert_eq!(
+                serde_json::to_value(k).ok(),
+                Some(serde_json::Value::from(k.as_str()))
+            );
         }
     }
 }

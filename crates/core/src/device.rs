@@ -63,9 +63,16 @@ impl UaFamily {
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                     .take(40)
                     .collect();
-                if clean.is_empty() { "Unknown".to_owned() } else { clean }
+                if clean.is_empty() {
+                    "Unknown".to_owned()
+                } else {
+                    clean
+                }
             });
-        Self { client, os: os.to_owned() }
+        Self {
+            client,
+            os: os.to_owned(),
+        }
     }
 
     /// `client/os`, the form stored with a session and compared on every request.
@@ -99,10 +106,22 @@ mod tests {
     #[test]
     fn distinguishes_browsers_and_libraries() {
         let cases = [
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0", "Edge/Windows"),
-            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15", "Safari/macOS"),
-            ("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0", "Firefox/Linux"),
-            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0 Safari/537.36", "Chrome/Linux"),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0",
+                "Edge/Windows",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+                "Safari/macOS",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+                "Firefox/Linux",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0 Safari/537.36",
+                "Chrome/Linux",
+            ),
             ("python-requests/2.34.2", "python-requests/Other"),
             ("curl/8.5.0", "curl/Other"),
         ];

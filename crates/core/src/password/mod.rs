@@ -20,7 +20,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::secret::SecretString;
 
-pub use hash::{HashParams, PasswordHasher, PasswordHashString};
+pub use hash::{HashParams, PasswordHashString, PasswordHasher};
 pub use policy::{PasswordPolicy, PasswordRejection};
 
 /// The largest password input, in bytes, that gatehouse will look at. Longer input is refused
@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn oversized_input_is_refused_before_normalising() {
         let big = "a".repeat(MAX_PASSWORD_BYTES + 1);
-        assert_eq!(Password::new(&big).err(), Some(PasswordInputError::TooLarge));
+        assert_eq!(
+            Password::new(&big).err(),
+            Some(PasswordInputError::TooLarge)
+        );
         assert!(Password::new(&"a".repeat(MAX_PASSWORD_BYTES)).is_ok());
     }
 }

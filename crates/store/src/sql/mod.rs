@@ -1,0 +1,374 @@
+//! The SQL store: connection setup, write transactions and the audit-chain append that every
+//! mutating operation shares.
+
+mod accounts;
+mod audit;
+mod mail;
+mod rows;
+mod sessions;
+mod throttle;
+
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_core::audit::{AuditEvent, AuditRecord};
+use gatehouse_core::clock::{Clock, Timestamp};
+use gatehouse_core::secret::SecretBytes;
+use gatehouse_core::store::{
+    QueuedMail, SecretStore, SideEffects, Store, StoreError, StoreResult, futures_ping::PingFuture,
+};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded, single process.
+    Sqlite,
+    /// Shared by many instances.
+    Postgres,
+}
+
+impl Backend {
+    /// Detects the backend from a connection URL.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Connection-pool settings (R106: every dependency has a documented maximum and timeouts).
+#[derive(Debug, Clone, Copy)]
+pub struct DbSettings {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before failing with 503.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout`.
+    pub statement_timeout: Duration,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_millis(2000),
+            statement_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the store needs to write audit records: the MAC key and this instance's name.
+#[derive(Debug)]
+struct AuditSigner {
+    key: SecretBytes,
+    instance: String,
+}
+
+/// SQLite or PostgreSQL behind one implementation of the core store traits.
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Option<Arc<Mutex<()>>>,
+    clock: Arc<dyn Clock>,
+    signer: OnceLock<AuditSigner>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match e {
+        E::PoolTimedOut
+        | E::PoolClosed
+        | E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        E::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if db.is_unique_violation() {
+                StoreError::Conflict
+            } else if matches!(
+                code.as_str(),
+                "57014" | "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517"
+            ) || code.starts_with("08")
+            {
+                // statement timeout, admin shutdown, too many connections, connection
+                // exceptions; SQLITE_BUSY / SQLITE_LOCKED.
+                StoreError::Unavailable(db.to_string())
+            } else {
+                StoreError::Other(db.to_string())
+            }
+        }
+        E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::TypeNotFound { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// A write transaction; for SQLite it also holds the in-process write lock.
+pub(crate) struct WriteTx<'a> {
+    pub(crate) tx: Transaction<'static, Any>,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl SqlStore {
+    /// Connects to `url` and applies the backend's migrations. SQLite files are created (with
+    /// their directory) if missing and opened in WAL mode with `synchronous=FULL` (F13).
+    pub async fn connect(
+        url: &str,
+        settings: DbSettings,
+        clock: Arc<dyn Clock>,
+    ) -> StoreResult<Self> {
+        install_default_drivers();
+        let backend = Backend::of_url(url)
+            .ok_or_else(|| StoreError::Other("unsupported database URL scheme".into()))?;
+        let mut url = url.to_owned();
+        if backend == Backend::Sqlite {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or("");
+            let dir = std::path::Path::new(path).parent();
+            if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty() && path != ":memory:") {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            }
+            if !url.contains('?') {
+                url.push_str("?mode=rwc");
+            }
+        }
+        let statement_ms = settings.statement_timeout.as_millis();
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite {
+                settings.max_connections.min(8)
+            } else {
+                settings.max_connections
+            })
+            .acquire_timeout(settings.acquire_timeout);
+        opts = opts.after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                match backend {
+                    Backend::Sqlite => {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Backend::Postgres => {
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "SET statement_timeout = {statement_ms}"
+                        )))
+                        .await?;
+                    }
+                }
+                Ok(())
+            })
+        });
+        let pool = opts.connect(&url).await.map_err(map_err)?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            clock,
+            signer: OnceLock::new(),
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Installs the audit MAC key and instance name. Until this is called every write that
+    /// carries audit events fails (fail closed).
+    pub fn set_audit_signer(&self, key: SecretBytes, instance: &str) {
+        let _ = self.signer.set(AuditSigner {
+            key,
+            instance: instance.to_owned(),
+        });
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) async fn begin(&self) -> StoreResult<WriteTx<'_>> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(map_err)?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Appends `fx` (audit events and queued mail) inside `tx`.
+    pub(crate) async fn apply_effects(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        fx: SideEffects,
+    ) -> StoreResult<()> {
+        if !fx.events.is_empty() {
+            let signer = self
+                .signer
+                .get()
+                .ok_or_else(|| StoreError::Other("audit signer not configured".into()))?;
+            let now = self.now();
+            for e in &fx.events {
+                append_event(tx, e, now, signer).await?;
+            }
+        }
+        for m in fx.mails {
+            insert_mail(tx, &m).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits `tx` after applying `fx`.
+    pub(crate) async fn finish(&self, mut w: WriteTx<'_>, fx: SideEffects) -> StoreResult<()> {
+        self.apply_effects(&mut w.tx, fx).await?;
+        w.tx.commit().await.map_err(map_err)
+    }
+}
+
+async fn append_event(
+    tx: &mut Transaction<'static, Any>,
+    e: &AuditEvent,
+    now: Timestamp,
+    signer: &AuditSigner,
+) -> StoreResult<()> {
+    // Updating the head row first takes its lock (PostgreSQL) or needs the write lock we
+    // already hold (SQLite): appenders are serialised and the chain stays linear.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let seq: i64 = head.try_get("seq").map_err(map_err)?;
+    let prev: Vec<u8> = head.try_get("hash").map_err(map_err)?;
+    let prev: [u8; 32] = prev
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
+    let r = AuditRecord::chain(e, seq, now, &signer.instance, prev, &signer.key);
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, instance, kind, actor, subject, ip, request_id, outcome, details, prev_hash, hash, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(r.seq)
+    .bind(r.at.as_millis())
+    .bind(r.instance.clone())
+    .bind(r.kind.clone())
+    .bind(r.actor.clone())
+    .bind(r.subject.clone())
+    .bind(r.ip.clone())
+    .bind(r.request_id.clone())
+    .bind(r.outcome.clone())
+    .bind(r.details.clone())
+    .bind(r.prev_hash.to_vec())
+    .bind(r.hash.to_vec())
+    .bind(r.mac.to_vec())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(r.hash.to_vec())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_mail(tx: &mut Transaction<'static, Any>, m: &QueuedMail) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO mail_outbox (id, recipient, sealed, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)",
+    )
+    .bind(m.id.clone())
+    .bind(m.recipient.clone())
+    .bind(m.sealed.clone())
+    .bind(m.created_at.as_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl SecretStore for SqlStore {
+    async fn get_or_init_secret(
+        &self,
+        name: &str,
+        candidate: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<u8>> {
+        let mut w = self.begin().await?;
+        sqlx::query("INSERT INTO server_secrets (name, sealed, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+            .bind(name.to_owned())
+            .bind(candidate)
+            .bind(now.as_millis())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let row = sqlx::query("SELECT sealed FROM server_secrets WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_one(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let sealed: Vec<u8> = row.try_get("sealed").map_err(map_err)?;
+        w.tx.commit().await.map_err(map_err)?;
+        Ok(sealed)
+    }
+}
+
+impl Store for SqlStore {
+    fn ping(&self) -> PingFuture<'_> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+    }
+}
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::of_url(s).ok_or_else(|| StoreError::Other("unsupported database URL".into()))
+    }
+}
