@@ -42,10 +42,7 @@ impl Email {
             && local.len() <= 64
             && local.chars().all(|c| {
                 c.is_ascii_graphic()
-                    && !matches!(
-                        c,
-                        '@' | '"' | '(' | ')' | ',' | ':' | ';' | '<' | '>' | '[' | '\\' | ']'
-                    )
+                    && !matches!(c, '@' | '"' | '(' | ')' | ',' | ':' | ';' | '<' | '>' | '[' | '\\' | ']')
             });
         let labels: Vec<&str> = domain.split('.').collect();
         let domain_ok = labels.len() >= 2
@@ -143,10 +140,7 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_validated() {
-        assert_eq!(
-            Email::parse("  Alice@Example.COM ").map(|e| e.to_string()),
-            Ok("alice@example.com".into())
-        );
+        assert_eq!(Email::parse("  Alice@Example.COM ").map(|e| e.to_string()), Ok("alice@example.com".into()));
         for bad in [
             "",
             "alice",
@@ -170,9 +164,6 @@ mod tests {
     #[test]
     fn unknown_status_fails_closed() {
         assert_eq!(AccountStatus::from_stored("active"), AccountStatus::Active);
-        assert_eq!(
-            AccountStatus::from_stored("suspended?"),
-            AccountStatus::Disabled
-        );
+        assert_eq!(AccountStatus::from_stored("suspended?"), AccountStatus::Disabled);
     }
 }

@@ -332,20 +332,13 @@ pub struct ChainVerifier<'k> {
 impl<'k> ChainVerifier<'k> {
     /// Starts at the beginning of the chain.
     pub fn new(key: &'k SecretBytes) -> Self {
-        Self {
-            key,
-            expected_seq: 1,
-            prev: [0; 32],
-        }
+        Self { key, expected_seq: 1, prev: [0; 32] }
     }
 
     /// Checks the next record.
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), ChainError> {
         if r.seq != self.expected_seq {
-            return Err(ChainError::Gap {
-                at_seq: r.seq,
-                expected: self.expected_seq,
-            });
+            return Err(ChainError::Gap { at_seq: r.seq, expected: self.expected_seq });
         }
         if !bool::from(r.prev_hash.ct_eq(&self.prev)) {
             return Err(ChainError::Link(r.seq));
@@ -440,13 +433,7 @@ mod tests {
     fn a_deleted_row_is_named() {
         let mut c = chain(5);
         c.remove(2);
-        assert_eq!(
-            verify_chain(&c, &key(), None),
-            Err(ChainError::Gap {
-                at_seq: 4,
-                expected: 3
-            })
-        );
+        assert_eq!(verify_chain(&c, &key(), None), Err(ChainError::Gap { at_seq: 4, expected: 3 }));
     }
 
     #[test]
@@ -480,20 +467,14 @@ mod tests {
         let c = chain(5);
         let checkpoint = Some((5, c[4].hash));
         assert_eq!(verify_chain(&c[..4], &key(), None), Ok(4));
-        assert_eq!(
-            verify_chain(&c[..4], &key(), checkpoint),
-            Err(ChainError::Checkpoint(5))
-        );
+        assert_eq!(verify_chain(&c[..4], &key(), checkpoint), Err(ChainError::Checkpoint(5)));
     }
 
     #[test]
     fn kind_names_round_trip() {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(*k));
-            assert_eq!(
-                serde_json::to_value(k).ok(),
-                Some(serde_json::Value::from(k.as_str()))
-            );
+            assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::Value::from(k.as_str())));
         }
     }
 }

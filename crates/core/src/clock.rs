@@ -114,11 +114,7 @@ impl Span {
     /// Length in whole seconds, rounded up, as used for `Retry-After`.
     pub const fn as_secs_ceil(self) -> i64 {
         let s = self.0.div_euclid(1000);
-        if self.0.rem_euclid(1000) == 0 {
-            s
-        } else {
-            s + 1
-        }
+        if self.0.rem_euclid(1000) == 0 { s } else { s + 1 }
     }
 }
 
@@ -197,14 +193,8 @@ mod tests {
 
     #[test]
     fn rfc3339_is_utc_with_millis() {
-        assert_eq!(
-            Timestamp::from_millis(0).to_rfc3339(),
-            "1970-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            Timestamp::from_millis(1_700_000_000_123).to_rfc3339(),
-            "2023-11-14T22:13:20.123Z"
-        );
+        assert_eq!(Timestamp::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp::from_millis(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
     }
 
     #[test]

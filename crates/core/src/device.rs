@@ -51,28 +51,20 @@ impl UaFamily {
             ("Chrome/", "Chrome"),
             ("Safari/", "Safari"),
         ];
-        let client = browsers
-            .iter()
-            .find(|(needle, _)| ua.contains(needle))
-            .map(|(_, name)| (*name).to_owned())
-            .unwrap_or_else(|| {
-                // A library: the product token before the first '/', e.g. "python-requests/2.34".
-                let product = ua.split(['/', ' ']).next().unwrap_or("").trim();
-                let clean: String = product
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                    .take(40)
-                    .collect();
-                if clean.is_empty() {
-                    "Unknown".to_owned()
-                } else {
-                    clean
-                }
-            });
-        Self {
-            client,
-            os: os.to_owned(),
-        }
+        let client =
+            browsers.iter().find(|(needle, _)| ua.contains(needle)).map(|(_, name)| (*name).to_owned()).unwrap_or_else(
+                || {
+                    // A library: the product token before the first '/', e.g. "python-requests/2.34".
+                    let product = ua.split(['/', ' ']).next().unwrap_or("").trim();
+                    let clean: String = product
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                        .take(40)
+                        .collect();
+                    if clean.is_empty() { "Unknown".to_owned() } else { clean }
+                },
+            );
+        Self { client, os: os.to_owned() }
     }
 
     /// `client/os`, the form stored with a session and compared on every request.
@@ -114,10 +106,7 @@ mod tests {
                 "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
                 "Safari/macOS",
             ),
-            (
-                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
-                "Firefox/Linux",
-            ),
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0", "Firefox/Linux"),
             (
                 "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0 Safari/537.36",
                 "Chrome/Linux",

@@ -72,9 +72,7 @@ impl SeededRng {
     /// A generator whose output is fully determined by `seed`.
     pub fn new(seed: u64) -> Self {
         let key: [u8; 32] = Sha256::digest(seed.to_le_bytes()).into();
-        Self {
-            state: Mutex::new((key, 0)),
-        }
+        Self { state: Mutex::new((key, 0)) }
     }
 }
 

@@ -109,9 +109,7 @@ impl Token {
     /// Accepts a presented token if it has the shape of one of ours (43 base64url characters).
     /// Anything else cannot match a stored hash, so it is refused before any lookup.
     pub fn parse(s: &str) -> Option<Self> {
-        let ok = s.len() == 43
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok = s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| Self(SecretString::from(s)))
     }
 
@@ -196,10 +194,7 @@ mod tests {
         assert!(!format!("{t:?}").contains(t.expose()));
         let b = SecretBytes::new(b"canary".to_vec());
         assert!(!format!("{b:?}").contains("canary"));
-        assert_eq!(
-            serde_json::to_string(&s).ok().as_deref(),
-            Some("\"[REDACTED]\"")
-        );
+        assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"[REDACTED]\""));
     }
 
     #[test]
@@ -214,12 +209,7 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused_before_lookup() {
-        for bad in [
-            "",
-            "short",
-            &"a".repeat(44),
-            &format!("{}!", "a".repeat(42)),
-        ] {
+        for bad in ["", "short", &"a".repeat(44), &format!("{}!", "a".repeat(42))] {
             assert!(Token::parse(bad).is_none(), "{bad:?}");
         }
     }
@@ -227,9 +217,7 @@ mod tests {
     #[test]
     fn many_tokens_never_collide() {
         let rng = crate::rng::OsRng;
-        let set: HashSet<_> = (0..100_000)
-            .map(|_| *Token::generate(&rng).hash().as_bytes())
-            .collect();
+        let set: HashSet<_> = (0..100_000).map(|_| *Token::generate(&rng).hash().as_bytes()).collect();
         assert_eq!(set.len(), 100_000);
     }
 

@@ -87,11 +87,7 @@ impl SessionPolicy {
 
     /// Idle limit for a customer or staff session.
     pub fn idle(&self, is_admin: bool) -> Span {
-        Span::secs(if is_admin {
-            self.admin_idle_secs
-        } else {
-            self.idle_secs
-        })
+        Span::secs(if is_admin { self.admin_idle_secs } else { self.idle_secs })
     }
 
     /// Refresh grace.
@@ -181,12 +177,7 @@ pub enum SessionRejection {
 
 impl Session {
     /// Whether the session is live at `now` for a customer or staff account.
-    pub fn check(
-        &self,
-        now: Timestamp,
-        policy: &SessionPolicy,
-        is_admin: bool,
-    ) -> Result<(), SessionRejection> {
+    pub fn check(&self, now: Timestamp, policy: &SessionPolicy, is_admin: bool) -> Result<(), SessionRejection> {
         if self.revoked_at.is_some() {
             return Err(SessionRejection::Revoked);
         }
@@ -200,11 +191,7 @@ impl Session {
     }
 
     /// Whether the presenting client is the device this session is bound to.
-    pub fn check_device(
-        &self,
-        device: Option<&DeviceId>,
-        ua_family: &str,
-    ) -> Result<(), SessionRejection> {
+    pub fn check_device(&self, device: Option<&DeviceId>, ua_family: &str) -> Result<(), SessionRejection> {
         match device {
             Some(d) if *d == self.device_id && ua_family == self.ua_family => Ok(()),
             _ => Err(SessionRejection::DeviceMismatch),
@@ -356,18 +343,9 @@ mod tests {
     fn idle_limit_is_exact() {
         let p = SessionPolicy::default();
         let s = session(T0);
-        assert_eq!(
-            s.check(T0.plus(Span::minutes(30)).minus(Span::millis(1)), &p, false),
-            Ok(())
-        );
-        assert_eq!(
-            s.check(T0.plus(Span::minutes(30)), &p, false),
-            Err(SessionRejection::Idle)
-        );
-        assert_eq!(
-            s.check(T0.plus(Span::minutes(15)), &p, true),
-            Err(SessionRejection::Idle)
-        );
+        assert_eq!(s.check(T0.plus(Span::minutes(30)).minus(Span::millis(1)), &p, false), Ok(()));
+        assert_eq!(s.check(T0.plus(Span::minutes(30)), &p, false), Err(SessionRejection::Idle));
+        assert_eq!(s.check(T0.plus(Span::minutes(15)), &p, true), Err(SessionRejection::Idle));
     }
 
     #[test]
@@ -375,10 +353,7 @@ mod tests {
         let p = SessionPolicy::default();
         let mut s = session(T0);
         s.last_seen_at = T0.plus(Span::hours(12));
-        assert_eq!(
-            s.check(T0.plus(Span::hours(12)).plus(Span::secs(1)), &p, false),
-            Err(SessionRejection::Expired)
-        );
+        assert_eq!(s.check(T0.plus(Span::hours(12)).plus(Span::secs(1)), &p, false), Err(SessionRejection::Expired));
         s.revoked_at = Some(T0);
         assert_eq!(s.check(T0, &p, false), Err(SessionRejection::Revoked));
     }
@@ -388,18 +363,9 @@ mod tests {
         let s = session(T0);
         let other = DeviceId::generate(T0, &SeededRng::new(99));
         assert_eq!(s.check_device(Some(&s.device_id), "Chrome/Linux"), Ok(()));
-        assert_eq!(
-            s.check_device(Some(&s.device_id), "Firefox/Linux"),
-            Err(SessionRejection::DeviceMismatch)
-        );
-        assert_eq!(
-            s.check_device(Some(&other), "Chrome/Linux"),
-            Err(SessionRejection::DeviceMismatch)
-        );
-        assert_eq!(
-            s.check_device(None, "Chrome/Linux"),
-            Err(SessionRejection::DeviceMismatch)
-        );
+        assert_eq!(s.check_device(Some(&s.device_id), "Firefox/Linux"), Err(SessionRejection::DeviceMismatch));
+        assert_eq!(s.check_device(Some(&other), "Chrome/Linux"), Err(SessionRejection::DeviceMismatch));
+        assert_eq!(s.check_device(None, "Chrome/Linux"), Err(SessionRejection::DeviceMismatch));
     }
 
     #[test]
@@ -408,47 +374,19 @@ mod tests {
         let k1 = SecretBytes::new(vec![1; 32]);
         let k2 = SecretBytes::new(vec![2; 32]);
         let r1 = Token::generate(&rng);
-        let Some((a, b)) = derive_successor(&k1, &r1) else {
-            unreachable!()
-        };
-        let Some((a2, b2)) = derive_successor(&k1, &r1) else {
-            unreachable!()
-        };
+        let Some((a, b)) = derive_successor(&k1, &r1) else { unreachable!() };
+        let Some((a2, b2)) = derive_successor(&k1, &r1) else { unreachable!() };
         assert_eq!((a.hash(), b.hash()), (a2.hash(), b2.hash()));
         assert_ne!(a.hash(), b.hash());
         assert_ne!(a.hash(), r1.hash());
-        assert_ne!(
-            derive_successor(&k2, &r1).map(|p| p.0.hash()),
-            Some(a.hash())
-        );
+        assert_ne!(derive_successor(&k2, &r1).map(|p| p.0.hash()), Some(a.hash()));
     }
 
     #[test]
     fn policy_bounds() {
         assert!(SessionPolicy::default().validate().is_ok());
-        assert!(
-            SessionPolicy {
-                access_ttl_secs: 601,
-                ..Default::default()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            SessionPolicy {
-                refresh_grace_secs: 61,
-                ..Default::default()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            SessionPolicy {
-                admin_idle_secs: 901,
-                ..Default::default()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(SessionPolicy { access_ttl_secs: 601, ..Default::default() }.validate().is_err());
+        assert!(SessionPolicy { refresh_grace_secs: 61, ..Default::default() }.validate().is_err());
+        assert!(SessionPolicy { admin_idle_secs: 901, ..Default::default() }.validate().is_err());
     }
 }

@@ -66,10 +66,7 @@ pub struct SideEffects {
 impl SideEffects {
     /// Just one audit event.
     pub fn event(e: AuditEvent) -> Self {
-        Self {
-            events: vec![e],
-            mails: vec![],
-        }
+        Self { events: vec![e], mails: vec![] }
     }
 
     /// Adds an event.
@@ -103,12 +100,7 @@ pub struct EmailToken {
 pub trait AccountStore: Send + Sync {
     /// Creates an account with its verification token. [`StoreError::Conflict`] if the email
     /// is taken (nothing is written then).
-    async fn create_account(
-        &self,
-        account: &Account,
-        token: &EmailToken,
-        fx: SideEffects,
-    ) -> StoreResult<()>;
+    async fn create_account(&self, account: &Account, token: &EmailToken, fx: SideEffects) -> StoreResult<()>;
     /// The account with this email.
     async fn find_account_by_email(&self, email: &Email) -> StoreResult<Option<Account>>;
     /// The account with this id.
@@ -205,17 +197,9 @@ pub struct RefreshRequest {
 pub trait SessionStore: Send + Sync {
     /// Creates a session with its tokens, resets the login counters in `reset_keys` (a full
     /// login succeeded, R14) and commits `fx`.
-    async fn create_session(
-        &self,
-        new: &NewSession,
-        reset_keys: &[String],
-        fx: SideEffects,
-    ) -> StoreResult<()>;
+    async fn create_session(&self, new: &NewSession, reset_keys: &[String], fx: SideEffects) -> StoreResult<()>;
     /// The session an access token belongs to, with the token's expiry and its owner.
-    async fn find_by_access(
-        &self,
-        hash: TokenHash,
-    ) -> StoreResult<Option<(Session, Timestamp, Account)>>;
+    async fn find_by_access(&self, hash: TokenHash) -> StoreResult<Option<(Session, Timestamp, Account)>>;
     /// Records use (coarse: callers only call this when [`Session::needs_touch`]).
     async fn touch_session(&self, id: SessionId, now: Timestamp, ip: &str) -> StoreResult<()>;
     /// Rotates a refresh token atomically (see [`crate::session`]). `fx_for` builds the audit
@@ -258,12 +242,7 @@ pub trait AuditStore: Send + Sync {
     /// Appends events that accompany no state change.
     async fn append(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
     /// A user's own security history (events whose subject is the user), newest first.
-    async fn history(
-        &self,
-        user: UserId,
-        before_seq: Option<i64>,
-        limit: u32,
-    ) -> StoreResult<Vec<AuditRecord>>;
+    async fn history(&self, user: UserId, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditRecord>>;
     /// Records in chain order after `after_seq`, for verification.
     async fn records_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
 }
@@ -273,12 +252,7 @@ pub trait AuditStore: Send + Sync {
 pub trait SecretStore: Send + Sync {
     /// The sealed secret called `name`, storing `candidate` first if there is none yet
     /// (first start). Concurrent first starts agree on one value.
-    async fn get_or_init_secret(
-        &self,
-        name: &str,
-        candidate: Vec<u8>,
-        now: Timestamp,
-    ) -> StoreResult<Vec<u8>>;
+    async fn get_or_init_secret(&self, name: &str, candidate: Vec<u8>, now: Timestamp) -> StoreResult<Vec<u8>>;
 }
 
 /// The mail outbox.
@@ -286,25 +260,17 @@ pub trait SecretStore: Send + Sync {
 pub trait MailStore: Send + Sync {
     /// Claims up to `limit` messages due at `now`, pushing their next attempt `lease` ahead
     /// so another instance does not send them concurrently.
-    async fn claim_mail(
-        &self,
-        now: Timestamp,
-        lease: Span,
-        limit: u32,
-    ) -> StoreResult<Vec<QueuedMail>>;
+    async fn claim_mail(&self, now: Timestamp, lease: Span, limit: u32) -> StoreResult<Vec<QueuedMail>>;
     /// Marks a message sent and wipes its sealed body.
     async fn mark_mail_sent(&self, id: &str, now: Timestamp) -> StoreResult<()>;
     /// Records a failed attempt; the next one is at `retry_at`.
-    async fn mark_mail_failed(&self, id: &str, error: &str, retry_at: Timestamp)
-    -> StoreResult<()>;
+    async fn mark_mail_failed(&self, id: &str, error: &str, retry_at: Timestamp) -> StoreResult<()>;
     /// Messages not yet sent (a readiness and metrics figure).
     async fn pending_mail(&self) -> StoreResult<u64>;
 }
 
 /// Everything the server needs, as one object.
-pub trait Store:
-    AccountStore + ThrottleStore + SessionStore + AuditStore + SecretStore + MailStore
-{
+pub trait Store: AccountStore + ThrottleStore + SessionStore + AuditStore + SecretStore + MailStore {
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;
 }
@@ -312,8 +278,7 @@ pub trait Store:
 /// A boxed readiness future (kept free of an async-trait to stay object-safe and cheap).
 pub mod futures_ping {
     /// Resolves to `Ok(())` when the store answered.
-    pub type PingFuture<'a> =
-        std::pin::Pin<Box<dyn std::future::Future<Output = super::StoreResult<()>> + Send + 'a>>;
+    pub type PingFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = super::StoreResult<()>> + Send + 'a>>;
 }
 
 /// Classifies a presented refresh token against its stored record and session. The store calls
@@ -335,11 +300,7 @@ pub fn classify_refresh(
         RefreshState::Active => RefreshDecision::Rotate,
         RefreshState::Used => {
             let in_grace = record.used_at.is_some_and(|u| now < u.plus(policy.grace()));
-            if in_grace && successor_matches {
-                RefreshDecision::Grace
-            } else {
-                RefreshDecision::Reuse
-            }
+            if in_grace && successor_matches { RefreshDecision::Grace } else { RefreshDecision::Reuse }
         }
         RefreshState::Revoked => RefreshDecision::Invalid,
     }
@@ -398,40 +359,19 @@ mod tests {
     #[test]
     fn refresh_decisions() {
         let (s, mut r) = fixtures();
-        let p = SessionPolicy {
-            refresh_grace_secs: 10,
-            ..Default::default()
-        };
+        let p = SessionPolicy { refresh_grace_secs: 10, ..Default::default() };
         let now = T0.plus(Span::secs(5));
-        assert_eq!(
-            classify_refresh(&r, &s, false, now, &p, false),
-            RefreshDecision::Rotate
-        );
+        assert_eq!(classify_refresh(&r, &s, false, now, &p, false), RefreshDecision::Rotate);
         r.state = RefreshState::Used;
         r.used_at = Some(now);
-        assert_eq!(
-            classify_refresh(&r, &s, true, now.plus(Span::secs(9)), &p, false),
-            RefreshDecision::Grace
-        );
-        assert_eq!(
-            classify_refresh(&r, &s, true, now.plus(Span::secs(10)), &p, false),
-            RefreshDecision::Reuse
-        );
+        assert_eq!(classify_refresh(&r, &s, true, now.plus(Span::secs(9)), &p, false), RefreshDecision::Grace);
+        assert_eq!(classify_refresh(&r, &s, true, now.plus(Span::secs(10)), &p, false), RefreshDecision::Reuse);
         // An older generation never gets grace: its successor is not the presented successor.
-        assert_eq!(
-            classify_refresh(&r, &s, false, now, &p, false),
-            RefreshDecision::Reuse
-        );
+        assert_eq!(classify_refresh(&r, &s, false, now, &p, false), RefreshDecision::Reuse);
         let p0 = SessionPolicy::default();
-        assert_eq!(
-            classify_refresh(&r, &s, true, now, &p0, false),
-            RefreshDecision::Reuse
-        );
+        assert_eq!(classify_refresh(&r, &s, true, now, &p0, false), RefreshDecision::Reuse);
         r.state = RefreshState::Revoked;
-        assert_eq!(
-            classify_refresh(&r, &s, true, now, &p, false),
-            RefreshDecision::Invalid
-        );
+        assert_eq!(classify_refresh(&r, &s, true, now, &p, false), RefreshDecision::Invalid);
     }
 
     #[test]
@@ -441,13 +381,7 @@ mod tests {
         let mut live = s.clone();
         live.last_seen_at = T0.plus(Span::hours(12));
         let at = T0.plus(Span::hours(12)).plus(Span::secs(1));
-        assert_eq!(
-            classify_refresh(&r, &live, false, at, &p, false),
-            RefreshDecision::Invalid
-        );
-        assert_eq!(
-            classify_refresh(&r, &s, false, T0.plus(Span::minutes(31)), &p, false),
-            RefreshDecision::Invalid
-        );
+        assert_eq!(classify_refresh(&r, &live, false, at, &p, false), RefreshDecision::Invalid);
+        assert_eq!(classify_refresh(&r, &s, false, T0.plus(Span::minutes(31)), &p, false), RefreshDecision::Invalid);
     }
 }

@@ -101,13 +101,8 @@ impl ThrottlePolicy {
         if self.admin_lock_for_secs < 30 * 60 {
             return Err("throttle.admin_lock_for_secs must be at least 1800 (PCI DSS 8.3.4)");
         }
-        if self.base_delay_secs < 0
-            || self.max_delay_secs < self.base_delay_secs
-            || self.lock_for_secs <= 0
-        {
-            return Err(
-                "throttle delays must be non-negative and max_delay_secs >= base_delay_secs",
-            );
+        if self.base_delay_secs < 0 || self.max_delay_secs < self.base_delay_secs || self.lock_for_secs <= 0 {
+            return Err("throttle delays must be non-negative and max_delay_secs >= base_delay_secs");
         }
         Ok(())
     }
@@ -115,15 +110,9 @@ impl ThrottlePolicy {
     /// The lock rule for a customer or a staff account.
     pub fn lock_rule(&self, is_admin: bool) -> LockRule {
         if is_admin {
-            LockRule {
-                after: self.admin_lock_after,
-                duration: Span::secs(self.admin_lock_for_secs),
-            }
+            LockRule { after: self.admin_lock_after, duration: Span::secs(self.admin_lock_for_secs) }
         } else {
-            LockRule {
-                after: self.lock_after,
-                duration: Span::secs(self.lock_for_secs),
-            }
+            LockRule { after: self.lock_after, duration: Span::secs(self.lock_for_secs) }
         }
     }
 
@@ -133,10 +122,7 @@ impl ThrottlePolicy {
             return Span::ZERO;
         }
         let doublings = (failures - self.free_failures - 1).min(40);
-        let secs = self
-            .base_delay_secs
-            .saturating_mul(1i64 << doublings)
-            .min(self.max_delay_secs);
+        let secs = self.base_delay_secs.saturating_mul(1i64 << doublings).min(self.max_delay_secs);
         Span::secs(secs)
     }
 
@@ -145,11 +131,7 @@ impl ThrottlePolicy {
             return Span::ZERO;
         };
         let ready_at = last.plus(self.delay_after(c.consecutive));
-        if ready_at > now {
-            ready_at.since(now)
-        } else {
-            Span::ZERO
-        }
+        if ready_at > now { ready_at.since(now) } else { Span::ZERO }
     }
 
     /// Decides whether an attempt may proceed to credential checking.
@@ -167,32 +149,15 @@ impl ThrottlePolicy {
         if !trusted_device {
             wait = wait.max(self.wait_for(account, now));
         }
-        if wait > Span::ZERO {
-            ThrottleDecision::Wait(wait)
-        } else {
-            ThrottleDecision::Allow
-        }
+        if wait > Span::ZERO { ThrottleDecision::Wait(wait) } else { ThrottleDecision::Allow }
     }
 
     /// The counter after one more failure at `now`, applying `rule`. The store performs the
     /// same update atomically; this is its specification and its unit-tested form.
-    pub fn after_failure(
-        &self,
-        c: &FailureCounter,
-        rule: LockRule,
-        now: Timestamp,
-    ) -> FailureCounter {
+    pub fn after_failure(&self, c: &FailureCounter, rule: LockRule, now: Timestamp) -> FailureCounter {
         let consecutive = c.consecutive.saturating_add(1);
-        let locked_until = if consecutive >= rule.after {
-            Some(now.plus(rule.duration))
-        } else {
-            c.locked_until
-        };
-        FailureCounter {
-            consecutive,
-            last_failure_at: Some(now),
-            locked_until,
-        }
+        let locked_until = if consecutive >= rule.after { Some(now.plus(rule.duration)) } else { c.locked_until };
+        FailureCounter { consecutive, last_failure_at: Some(now), locked_until }
     }
 }
 
@@ -203,10 +168,7 @@ pub mod keys {
 
     /// The account counter's key.
     pub fn account(email_normalised: &str) -> String {
-        format!(
-            "acct:{}",
-            hex::encode(Sha256::digest(email_normalised.as_bytes()))
-        )
+        format!("acct:{}", hex::encode(Sha256::digest(email_normalised.as_bytes())))
     }
 
     /// The source counter's key: the email together with the client's IP or device id.
@@ -228,15 +190,8 @@ mod tests {
     #[test]
     fn delay_schedule_is_free_then_30s_doubling_to_an_hour() {
         let p = ThrottlePolicy::default();
-        let secs: Vec<i64> = (0..=14)
-            .map(|n| p.delay_after(n).as_millis() / 1000)
-            .collect();
-        assert_eq!(
-            secs,
-            vec![
-                0, 0, 0, 0, 0, 0, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600
-            ]
-        );
+        let secs: Vec<i64> = (0..=14).map(|n| p.delay_after(n).as_millis() / 1000).collect();
+        assert_eq!(secs, vec![0, 0, 0, 0, 0, 0, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
         assert_eq!(p.delay_after(u32::MAX), Span::secs(3600));
     }
 
@@ -249,29 +204,12 @@ mod tests {
             c = p.after_failure(&c, rule, T0.plus(Span::secs(i)));
         }
         let at = T0.plus(Span::secs(5));
-        assert_eq!(
-            p.decide(&c, &FailureCounter::default(), false, at),
-            ThrottleDecision::Wait(Span::secs(30))
-        );
-        assert_eq!(
-            p.decide(
-                &c,
-                &FailureCounter::default(),
-                false,
-                at.plus(Span::secs(30))
-            ),
-            ThrottleDecision::Allow
-        );
+        assert_eq!(p.decide(&c, &FailureCounter::default(), false, at), ThrottleDecision::Wait(Span::secs(30)));
+        assert_eq!(p.decide(&c, &FailureCounter::default(), false, at.plus(Span::secs(30))), ThrottleDecision::Allow);
         // The owner's trusted device is not slowed by the account counter…
-        assert_eq!(
-            p.decide(&c, &FailureCounter::default(), true, at),
-            ThrottleDecision::Allow
-        );
+        assert_eq!(p.decide(&c, &FailureCounter::default(), true, at), ThrottleDecision::Allow);
         // …but is by its own.
-        assert_eq!(
-            p.decide(&c, &c, true, at),
-            ThrottleDecision::Wait(Span::secs(30))
-        );
+        assert_eq!(p.decide(&c, &c, true, at), ThrottleDecision::Wait(Span::secs(30)));
     }
 
     #[test]
@@ -288,10 +226,7 @@ mod tests {
         c = p.after_failure(&c, rule, now);
         assert_eq!(c.locked_until, Some(now.plus(Span::hours(24))));
         let src = FailureCounter::default();
-        assert_eq!(
-            p.decide(&c, &src, true, now.plus(Span::hours(2))),
-            ThrottleDecision::Locked
-        );
+        assert_eq!(p.decide(&c, &src, true, now.plus(Span::hours(2))), ThrottleDecision::Locked);
         // Time-based unlock; the delay still applies (failures are still consecutive).
         let later = now.plus(Span::hours(24)).plus(Span::secs(1));
         assert_eq!(p.decide(&c, &src, false, later), ThrottleDecision::Allow);
@@ -308,52 +243,22 @@ mod tests {
         let last = T0.plus(Span::hours(9));
         assert_eq!(c.locked_until, Some(last.plus(Span::minutes(30))));
         let src = FailureCounter::default();
-        assert_eq!(
-            p.decide(&c, &src, false, last.plus(Span::minutes(29))),
-            ThrottleDecision::Locked
-        );
-        assert_ne!(
-            p.decide(&c, &src, false, last.plus(Span::minutes(31))),
-            ThrottleDecision::Locked
-        );
+        assert_eq!(p.decide(&c, &src, false, last.plus(Span::minutes(29))), ThrottleDecision::Locked);
+        assert_ne!(p.decide(&c, &src, false, last.plus(Span::minutes(31))), ThrottleDecision::Locked);
     }
 
     #[test]
     fn validation_keeps_the_standards_bounds() {
         assert!(ThrottlePolicy::default().validate().is_ok());
-        assert!(
-            ThrottlePolicy {
-                lock_after: 101,
-                ..Default::default()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            ThrottlePolicy {
-                admin_lock_after: 11,
-                ..Default::default()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            ThrottlePolicy {
-                admin_lock_for_secs: 1799,
-                ..Default::default()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(ThrottlePolicy { lock_after: 101, ..Default::default() }.validate().is_err());
+        assert!(ThrottlePolicy { admin_lock_after: 11, ..Default::default() }.validate().is_err());
+        assert!(ThrottlePolicy { admin_lock_for_secs: 1799, ..Default::default() }.validate().is_err());
     }
 
     #[test]
     fn keys_do_not_contain_the_address() {
         let k = keys::account("alice@example.com");
         assert!(k.starts_with("acct:") && !k.contains("alice"));
-        assert_ne!(
-            keys::source("alice@example.com", "10.0.0.1"),
-            keys::source("alice@example.com", "10.0.0.2")
-        );
+        assert_ne!(keys::source("alice@example.com", "10.0.0.1"), keys::source("alice@example.com", "10.0.0.2"));
     }
 }

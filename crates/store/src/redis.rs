@@ -47,15 +47,8 @@ impl RedisHandle {
     /// `PING`; `Ok` only on `PONG`.
     pub async fn ping(&self) -> Result<(), RedisError> {
         let mut c = self.conn.clone();
-        let pong: String = ::redis::cmd("PING")
-            .query_async(&mut c)
-            .await
-            .map_err(|e| RedisError(e.to_string()))?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(RedisError(format!("unexpected PING reply {pong:?}")))
-        }
+        let pong: String = ::redis::cmd("PING").query_async(&mut c).await.map_err(|e| RedisError(e.to_string()))?;
+        if pong == "PONG" { Ok(()) } else { Err(RedisError(format!("unexpected PING reply {pong:?}"))) }
     }
 
     /// The underlying connection, for the replay cache and rate limiter.

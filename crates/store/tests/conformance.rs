@@ -14,12 +14,10 @@ use gatehouse_core::ids::{DeviceId, SessionId, UserId};
 use gatehouse_core::password::PasswordHashString;
 use gatehouse_core::rng::{SecureRng, SeededRng};
 use gatehouse_core::secret::{SecretBytes, Token, TokenHash};
-use gatehouse_core::session::{
-    RefreshOutcome, Session, SessionKind, SessionPolicy, derive_successor,
-};
+use gatehouse_core::session::{RefreshOutcome, Session, SessionKind, SessionPolicy, derive_successor};
 use gatehouse_core::store::{
-    AccountStore, AuditStore, EmailToken, MailStore, NewSession, QueuedMail, RefreshRequest,
-    SecretStore, SessionStore, SideEffects, Store, StoreError, ThrottleStore,
+    AccountStore, AuditStore, EmailToken, MailStore, NewSession, QueuedMail, RefreshRequest, SecretStore, SessionStore,
+    SideEffects, Store, StoreError, ThrottleStore,
 };
 use gatehouse_core::throttle::{LockRule, ThrottlePolicy};
 use gatehouse_store::SqlStore;
@@ -33,9 +31,7 @@ fn account(email: &str, rng: &dyn SecureRng) -> Account {
         id: UserId::generate(T0, rng),
         email: Email::parse(email).unwrap(),
         email_verified_at: None,
-        password_hash: PasswordHashString::from_stored(
-            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        ),
+        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         status: AccountStatus::Active,
         is_admin: false,
         high_value: false,
@@ -62,14 +58,7 @@ fn event(kind: EventKind, user: UserId) -> AuditEvent {
 async fn registered(store: &SqlStore, email: &str, rng: &dyn SecureRng) -> Account {
     let a = account(email, rng);
     let (_, et) = email_token(&a, rng);
-    store
-        .create_account(
-            &a,
-            &et,
-            SideEffects::event(event(EventKind::AccountRegistered, a.id)),
-        )
-        .await
-        .unwrap();
+    store.create_account(&a, &et, SideEffects::event(event(EventKind::AccountRegistered, a.id))).await.unwrap();
     a
 }
 
@@ -104,19 +93,8 @@ async fn login(store: &SqlStore, a: &Account, now: Timestamp, rng: &dyn SecureRn
         access_expires_at: now.plus(Span::minutes(10)),
         refresh_hash: refresh.hash(),
     };
-    store
-        .create_session(
-            &new,
-            &[],
-            SideEffects::event(event(EventKind::LoginSucceeded, a.id)),
-        )
-        .await
-        .unwrap();
-    Login {
-        session,
-        access,
-        refresh,
-    }
+    store.create_session(&new, &[], SideEffects::event(event(EventKind::LoginSucceeded, a.id))).await.unwrap();
+    Login { session, access, refresh }
 }
 
 fn refresh_request(
@@ -136,10 +114,7 @@ fn refresh_request(
         ua_family: l.session.ua_family.clone(),
         ip: "127.0.0.1".into(),
         now,
-        policy: SessionPolicy {
-            refresh_grace_secs: grace,
-            ..Default::default()
-        },
+        policy: SessionPolicy { refresh_grace_secs: grace, ..Default::default() },
     };
     (req, succ, access)
 }
@@ -156,25 +131,12 @@ async fn chain_ok(store: &SqlStore) -> i64 {
 on_every_backend!(accounts_are_unique_by_email, |store, _clock| {
     let rng = rng();
     let a = registered(&store, "Alice@Example.com", &rng).await;
-    let found = store
-        .find_account_by_email(&Email::parse("alice@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = store.find_account_by_email(&Email::parse("alice@example.com").unwrap()).await.unwrap().unwrap();
     assert_eq!(found.id, a.id);
-    assert_eq!(
-        store.find_account(a.id).await.unwrap().map(|x| x.email),
-        Some(a.email.clone())
-    );
+    assert_eq!(store.find_account(a.id).await.unwrap().map(|x| x.email), Some(a.email.clone()));
     let dup = account("alice@example.com", &rng);
     let (_, et) = email_token(&dup, &rng);
-    let err = store
-        .create_account(
-            &dup,
-            &et,
-            SideEffects::event(event(EventKind::AccountRegistered, dup.id)),
-        )
-        .await;
+    let err = store.create_account(&dup, &et, SideEffects::event(event(EventKind::AccountRegistered, dup.id))).await;
     assert!(matches!(err, Err(StoreError::Conflict)), "{err:?}");
     // The failed insert wrote nothing, not even its audit event.
     assert_eq!(chain_ok(&store).await, 1);
@@ -185,105 +147,53 @@ on_every_backend!(email_tokens_are_single_use_and_expire, |store, _clock| {
     let rng = rng();
     let a = account("bob@example.com", &rng);
     let (t, et) = email_token(&a, &rng);
-    store
-        .create_account(&a, &et, SideEffects::default())
-        .await
-        .unwrap();
+    store.create_account(&a, &et, SideEffects::default()).await.unwrap();
     let fx = |u: UserId| SideEffects::event(event(EventKind::EmailVerified, u));
     let now = T0.plus(Span::hours(1));
-    assert_eq!(
-        store
-            .consume_email_token(t.hash(), "reset", now, &fx)
-            .await
-            .unwrap(),
-        None,
-        "wrong purpose"
-    );
-    assert_eq!(
-        store
-            .consume_email_token(t.hash(), "verify_email", now, &fx)
-            .await
-            .unwrap(),
-        Some(a.id)
-    );
-    assert_eq!(
-        store
-            .consume_email_token(t.hash(), "verify_email", now, &fx)
-            .await
-            .unwrap(),
-        None,
-        "second use"
-    );
+    assert_eq!(store.consume_email_token(t.hash(), "reset", now, &fx).await.unwrap(), None, "wrong purpose");
+    assert_eq!(store.consume_email_token(t.hash(), "verify_email", now, &fx).await.unwrap(), Some(a.id));
+    assert_eq!(store.consume_email_token(t.hash(), "verify_email", now, &fx).await.unwrap(), None, "second use");
     let verified = store.find_account(a.id).await.unwrap().unwrap();
     assert_eq!(verified.email_verified_at, Some(now));
     let b = account("carol@example.com", &rng);
     let (t2, et2) = email_token(&b, &rng);
-    store
-        .create_account(&b, &et2, SideEffects::default())
-        .await
-        .unwrap();
+    store.create_account(&b, &et2, SideEffects::default()).await.unwrap();
     let late = T0.plus(Span::hours(24));
-    assert_eq!(
-        store
-            .consume_email_token(t2.hash(), "verify_email", late, &fx)
-            .await
-            .unwrap(),
-        None,
-        "expired"
-    );
+    assert_eq!(store.consume_email_token(t2.hash(), "verify_email", late, &fx).await.unwrap(), None, "expired");
     assert_eq!(chain_ok(&store).await, 1);
 });
 
-on_every_backend!(
-    throttle_counts_concurrent_failures_exactly_and_locks_once,
-    |store, _clock| {
-        let keys = vec!["acct:x".to_string(), "src:y".to_string()];
-        let rule = LockRule {
-            after: 10,
-            duration: Span::minutes(30),
-        };
-        let on_lock = AuditEvent::new(EventKind::AccountLocked, Outcome::Denied);
-        let mut tasks = Vec::new();
-        for _ in 0..25 {
-            let store = Arc::clone(&store);
-            let keys = keys.clone();
-            let on_lock = on_lock.clone();
-            tasks.push(tokio::spawn(async move {
-                let fx =
-                    SideEffects::event(AuditEvent::new(EventKind::LoginFailed, Outcome::Failure));
-                store
-                    .record_failure(&keys, rule, T0, fx, on_lock)
-                    .await
-                    .unwrap()
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let counters = store.load_counters(&keys).await.unwrap();
-        assert_eq!(counters[0].consecutive, 25);
-        assert_eq!(counters[1].consecutive, 25);
-        assert_eq!(counters[0].locked_until, Some(T0.plus(Span::minutes(30))));
-        assert_eq!(
-            counters[1].locked_until, None,
-            "only the account counter locks"
-        );
-        let records = store.records_after(0, 1000).await.unwrap();
-        let locks = records
-            .iter()
-            .filter(|r| r.kind == "account_locked")
-            .count();
-        assert_eq!(locks, 1, "the lock event is written exactly once");
-        assert_eq!(chain_ok(&store).await, 26);
-        let none = store
-            .load_counters(&["acct:unknown".to_string()])
-            .await
-            .unwrap();
-        assert_eq!(none[0].consecutive, 0);
-        let p = ThrottlePolicy::default();
-        assert!(p.validate().is_ok());
+on_every_backend!(throttle_counts_concurrent_failures_exactly_and_locks_once, |store, _clock| {
+    let keys = vec!["acct:x".to_string(), "src:y".to_string()];
+    let rule = LockRule { after: 10, duration: Span::minutes(30) };
+    let on_lock = AuditEvent::new(EventKind::AccountLocked, Outcome::Denied);
+    let mut tasks = Vec::new();
+    for _ in 0..25 {
+        let store = Arc::clone(&store);
+        let keys = keys.clone();
+        let on_lock = on_lock.clone();
+        tasks.push(tokio::spawn(async move {
+            let fx = SideEffects::event(AuditEvent::new(EventKind::LoginFailed, Outcome::Failure));
+            store.record_failure(&keys, rule, T0, fx, on_lock).await.unwrap()
+        }));
     }
-);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let counters = store.load_counters(&keys).await.unwrap();
+    assert_eq!(counters[0].consecutive, 25);
+    assert_eq!(counters[1].consecutive, 25);
+    assert_eq!(counters[0].locked_until, Some(T0.plus(Span::minutes(30))));
+    assert_eq!(counters[1].locked_until, None, "only the account counter locks");
+    let records = store.records_after(0, 1000).await.unwrap();
+    let locks = records.iter().filter(|r| r.kind == "account_locked").count();
+    assert_eq!(locks, 1, "the lock event is written exactly once");
+    assert_eq!(chain_ok(&store).await, 26);
+    let none = store.load_counters(&["acct:unknown".to_string()]).await.unwrap();
+    assert_eq!(none[0].consecutive, 0);
+    let p = ThrottlePolicy::default();
+    assert!(p.validate().is_ok());
+});
 
 on_every_backend!(sessions_list_revoke_and_known_devices, |store, _clock| {
     let rng = rng();
@@ -291,211 +201,88 @@ on_every_backend!(sessions_list_revoke_and_known_devices, |store, _clock| {
     let l1 = login(&store, &a, T0, &rng).await;
     let l2 = login(&store, &a, T0.plus(Span::secs(1)), &rng).await;
     let l3 = login(&store, &a, T0.plus(Span::secs(2)), &rng).await;
-    let (s, exp, acct) = store
-        .find_by_access(l1.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (s.id, acct.id, exp),
-        (l1.session.id, a.id, T0.plus(Span::minutes(10)))
-    );
-    assert!(
-        store
-            .find_by_access(TokenHash::from_bytes([9; 32]))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let listed: Vec<_> = store
-        .list_sessions(a.id, T0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let (s, exp, acct) = store.find_by_access(l1.access.hash()).await.unwrap().unwrap();
+    assert_eq!((s.id, acct.id, exp), (l1.session.id, a.id, T0.plus(Span::minutes(10))));
+    assert!(store.find_by_access(TokenHash::from_bytes([9; 32])).await.unwrap().is_none());
+    let listed: Vec<_> = store.list_sessions(a.id, T0).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![l3.session.id, l2.session.id, l1.session.id]);
-    assert!(
-        store
-            .is_known_device(a.id, l1.session.device_id)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .is_known_device(a.id, DeviceId::generate(T0, &rng))
-            .await
-            .unwrap()
-    );
+    assert!(store.is_known_device(a.id, l1.session.device_id).await.unwrap());
+    assert!(!store.is_known_device(a.id, DeviceId::generate(T0, &rng)).await.unwrap());
     // Someone else's session id cannot be revoked.
     let b = registered(&store, "eve@example.com", &rng).await;
-    assert!(
-        !store
-            .revoke_session(b.id, l1.session.id, "test", T0, SideEffects::default())
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .revoke_session(a.id, l1.session.id, "revoked", T0, SideEffects::default())
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .find_by_access(l1.access.hash())
-            .await
-            .unwrap()
-            .is_none(),
-        "revocation is immediate"
-    );
-    let n = store
-        .revoke_other_sessions(
-            a.id,
-            Some(l3.session.id),
-            "others",
-            T0,
-            SideEffects::default(),
-        )
-        .await
-        .unwrap();
+    assert!(!store.revoke_session(b.id, l1.session.id, "test", T0, SideEffects::default()).await.unwrap());
+    assert!(store.revoke_session(a.id, l1.session.id, "revoked", T0, SideEffects::default()).await.unwrap());
+    assert!(store.find_by_access(l1.access.hash()).await.unwrap().is_none(), "revocation is immediate");
+    let n = store.revoke_other_sessions(a.id, Some(l3.session.id), "others", T0, SideEffects::default()).await.unwrap();
     assert_eq!(n, 1);
-    let listed: Vec<_> = store
-        .list_sessions(a.id, T0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let listed: Vec<_> = store.list_sessions(a.id, T0).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![l3.session.id]);
-    assert!(
-        store
-            .find_by_access(l2.access.hash())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.find_by_access(l2.access.hash()).await.unwrap().is_none());
     // The revoked session's refresh token is dead too.
     let key = SecretBytes::new(vec![3; 32]);
     let (req, _, _) = refresh_request(&l2, &l2.refresh, &key, T0.plus(Span::secs(5)), 0);
-    assert_eq!(
-        store.rotate_refresh(&req, &no_fx).await.unwrap(),
-        RefreshOutcome::Invalid
-    );
+    assert_eq!(store.rotate_refresh(&req, &no_fx).await.unwrap(), RefreshOutcome::Invalid);
 });
 
-on_every_backend!(
-    password_change_revokes_every_other_session,
-    |store, _clock| {
-        let rng = rng();
-        let a = registered(&store, "frank@example.com", &rng).await;
-        let keep = login(&store, &a, T0, &rng).await;
-        let other = login(&store, &a, T0, &rng).await;
-        let new_hash =
-            PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3".into());
-        let now = T0.plus(Span::minutes(1));
-        let fx = SideEffects::event(event(EventKind::PasswordChanged, a.id));
-        let n = store
-            .change_password(a.id, &new_hash, Some(keep.session.id), now, fx)
+on_every_backend!(password_change_revokes_every_other_session, |store, _clock| {
+    let rng = rng();
+    let a = registered(&store, "frank@example.com", &rng).await;
+    let keep = login(&store, &a, T0, &rng).await;
+    let other = login(&store, &a, T0, &rng).await;
+    let new_hash = PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3".into());
+    let now = T0.plus(Span::minutes(1));
+    let fx = SideEffects::event(event(EventKind::PasswordChanged, a.id));
+    let n = store.change_password(a.id, &new_hash, Some(keep.session.id), now, fx).await.unwrap();
+    assert_eq!(n, 1);
+    let stored = store.find_account(a.id).await.unwrap().unwrap();
+    assert_eq!(stored.password_hash, new_hash);
+    assert_eq!(stored.password_changed_at, now);
+    assert!(store.find_by_access(other.access.hash()).await.unwrap().is_none());
+    assert!(store.find_by_access(keep.access.hash()).await.unwrap().is_some());
+    // Rehash only applies to the hash it was computed from.
+    let newer = PasswordHashString::from_stored("$argon2id$v=19$m=32768,t=2,p=1$eA$eA".into());
+    assert!(
+        !store
+            .rehash_password(a.id, &PasswordHashString::from_stored("stale".into()), &newer, SideEffects::default())
             .await
-            .unwrap();
-        assert_eq!(n, 1);
-        let stored = store.find_account(a.id).await.unwrap().unwrap();
-        assert_eq!(stored.password_hash, new_hash);
-        assert_eq!(stored.password_changed_at, now);
-        assert!(
-            store
-                .find_by_access(other.access.hash())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .find_by_access(keep.access.hash())
-                .await
-                .unwrap()
-                .is_some()
-        );
-        // Rehash only applies to the hash it was computed from.
-        let newer = PasswordHashString::from_stored("$argon2id$v=19$m=32768,t=2,p=1$eA$eA".into());
-        assert!(
-            !store
-                .rehash_password(
-                    a.id,
-                    &PasswordHashString::from_stored("stale".into()),
-                    &newer,
-                    SideEffects::default()
-                )
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .rehash_password(a.id, &new_hash, &newer, SideEffects::default())
-                .await
-                .unwrap()
-        );
-    }
-);
+            .unwrap()
+    );
+    assert!(store.rehash_password(a.id, &new_hash, &newer, SideEffects::default()).await.unwrap());
+});
 
-on_every_backend!(
-    refresh_rotates_and_reuse_revokes_the_family,
-    |store, _clock| {
-        let rng = rng();
-        let key = SecretBytes::new(vec![3; 32]);
-        let a = registered(&store, "gina@example.com", &rng).await;
-        let l = login(&store, &a, T0, &rng).await;
-        let now = T0.plus(Span::minutes(5));
-        let (req, r2, a2) = refresh_request(&l, &l.refresh, &key, now, 0);
-        let fx = |o: &RefreshOutcome| match o {
-            RefreshOutcome::Reuse { user_id, .. } => SideEffects::event(
-                AuditEvent::new(EventKind::RefreshReuse, Outcome::Denied).about(*user_id),
-            ),
-            _ => SideEffects::default(),
-        };
-        assert!(matches!(
-            store.rotate_refresh(&req, &fx).await.unwrap(),
-            RefreshOutcome::Rotated { .. }
-        ));
-        assert!(store.find_by_access(a2.hash()).await.unwrap().is_some());
-        // R1 again: reuse → family and session revoked, R2 and its access token dead too.
-        let (req_again, _, _) = refresh_request(&l, &l.refresh, &key, now.plus(Span::secs(1)), 0);
-        assert!(matches!(
-            store.rotate_refresh(&req_again, &fx).await.unwrap(),
-            RefreshOutcome::Reuse { .. }
-        ));
-        let (req2, _, _) = refresh_request(&l, &r2, &key, now.plus(Span::secs(2)), 0);
-        assert_eq!(
-            store.rotate_refresh(&req2, &fx).await.unwrap(),
-            RefreshOutcome::Invalid
-        );
-        assert!(store.find_by_access(a2.hash()).await.unwrap().is_none());
-        assert!(
-            store
-                .find_by_access(l.access.hash())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let records = store.records_after(0, 100).await.unwrap();
-        assert!(records.iter().any(|r| r.kind == "refresh_reuse"));
-        // A refresh from another device is refused without rotating.
-        let l2 = login(&store, &a, now, &rng).await;
-        let (mut req3, _, _) = refresh_request(&l2, &l2.refresh, &key, now, 0);
-        req3.device = Some(DeviceId::generate(now, &rng));
-        assert!(matches!(
-            store.rotate_refresh(&req3, &fx).await.unwrap(),
-            RefreshOutcome::DeviceMismatch { .. }
-        ));
-        let (req4, _, _) = refresh_request(&l2, &l2.refresh, &key, now, 0);
-        assert!(matches!(
-            store.rotate_refresh(&req4, &fx).await.unwrap(),
-            RefreshOutcome::Rotated { .. }
-        ));
-        chain_ok(&store).await;
-    }
-);
+on_every_backend!(refresh_rotates_and_reuse_revokes_the_family, |store, _clock| {
+    let rng = rng();
+    let key = SecretBytes::new(vec![3; 32]);
+    let a = registered(&store, "gina@example.com", &rng).await;
+    let l = login(&store, &a, T0, &rng).await;
+    let now = T0.plus(Span::minutes(5));
+    let (req, r2, a2) = refresh_request(&l, &l.refresh, &key, now, 0);
+    let fx = |o: &RefreshOutcome| match o {
+        RefreshOutcome::Reuse { user_id, .. } => {
+            SideEffects::event(AuditEvent::new(EventKind::RefreshReuse, Outcome::Denied).about(*user_id))
+        }
+        _ => SideEffects::default(),
+    };
+    assert!(matches!(store.rotate_refresh(&req, &fx).await.unwrap(), RefreshOutcome::Rotated { .. }));
+    assert!(store.find_by_access(a2.hash()).await.unwrap().is_some());
+    // R1 again: reuse → family and session revoked, R2 and its access token dead too.
+    let (req_again, _, _) = refresh_request(&l, &l.refresh, &key, now.plus(Span::secs(1)), 0);
+    assert!(matches!(store.rotate_refresh(&req_again, &fx).await.unwrap(), RefreshOutcome::Reuse { .. }));
+    let (req2, _, _) = refresh_request(&l, &r2, &key, now.plus(Span::secs(2)), 0);
+    assert_eq!(store.rotate_refresh(&req2, &fx).await.unwrap(), RefreshOutcome::Invalid);
+    assert!(store.find_by_access(a2.hash()).await.unwrap().is_none());
+    assert!(store.find_by_access(l.access.hash()).await.unwrap().is_none());
+    let records = store.records_after(0, 100).await.unwrap();
+    assert!(records.iter().any(|r| r.kind == "refresh_reuse"));
+    // A refresh from another device is refused without rotating.
+    let l2 = login(&store, &a, now, &rng).await;
+    let (mut req3, _, _) = refresh_request(&l2, &l2.refresh, &key, now, 0);
+    req3.device = Some(DeviceId::generate(now, &rng));
+    assert!(matches!(store.rotate_refresh(&req3, &fx).await.unwrap(), RefreshOutcome::DeviceMismatch { .. }));
+    let (req4, _, _) = refresh_request(&l2, &l2.refresh, &key, now, 0);
+    assert!(matches!(store.rotate_refresh(&req4, &fx).await.unwrap(), RefreshOutcome::Rotated { .. }));
+    chain_ok(&store).await;
+});
 
 async fn race(store: &Arc<SqlStore>, grace: i64) -> (Vec<RefreshOutcome>, Token, Login) {
     let rng = rng();
@@ -507,9 +294,7 @@ async fn race(store: &Arc<SqlStore>, grace: i64) -> (Vec<RefreshOutcome>, Token,
     for _ in 0..50 {
         let store = Arc::clone(store);
         let (req, _, _) = refresh_request(&l, &l.refresh, &key, now, grace);
-        tasks.push(tokio::spawn(async move {
-            store.rotate_refresh(&req, &no_fx).await.unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { store.rotate_refresh(&req, &no_fx).await.unwrap() }));
     }
     let mut outcomes = Vec::new();
     for t in tasks {
@@ -519,80 +304,44 @@ async fn race(store: &Arc<SqlStore>, grace: i64) -> (Vec<RefreshOutcome>, Token,
     (outcomes, succ, l)
 }
 
-on_every_backend!(
-    fifty_parallel_refreshes_without_grace_leave_no_live_branch,
-    |store, _clock| {
-        let (outcomes, succ, l) = race(&store, 0).await;
-        let rotated = outcomes
-            .iter()
-            .filter(|o| matches!(o, RefreshOutcome::Rotated { .. }))
-            .count();
-        let reused = outcomes
-            .iter()
-            .filter(|o| matches!(o, RefreshOutcome::Reuse { .. }))
-            .count();
-        assert_eq!(rotated, 1, "{outcomes:?}");
-        assert!(reused >= 1, "the losers trigger reuse detection");
-        // The family is revoked: the single successor is dead as well.
-        let key = SecretBytes::new(vec![3; 32]);
-        let (req, _, _) = refresh_request(&l, &succ, &key, T0.plus(Span::minutes(2)), 0);
-        assert_eq!(
-            store.rotate_refresh(&req, &no_fx).await.unwrap(),
-            RefreshOutcome::Invalid
-        );
-    }
-);
+on_every_backend!(fifty_parallel_refreshes_without_grace_leave_no_live_branch, |store, _clock| {
+    let (outcomes, succ, l) = race(&store, 0).await;
+    let rotated = outcomes.iter().filter(|o| matches!(o, RefreshOutcome::Rotated { .. })).count();
+    let reused = outcomes.iter().filter(|o| matches!(o, RefreshOutcome::Reuse { .. })).count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+    assert!(reused >= 1, "the losers trigger reuse detection");
+    // The family is revoked: the single successor is dead as well.
+    let key = SecretBytes::new(vec![3; 32]);
+    let (req, _, _) = refresh_request(&l, &succ, &key, T0.plus(Span::minutes(2)), 0);
+    assert_eq!(store.rotate_refresh(&req, &no_fx).await.unwrap(), RefreshOutcome::Invalid);
+});
 
-on_every_backend!(
-    fifty_parallel_refreshes_within_grace_share_one_successor,
-    |store, _clock| {
-        let (outcomes, succ, l) = race(&store, 10).await;
-        let rotated = outcomes
-            .iter()
-            .filter(|o| matches!(o, RefreshOutcome::Rotated { .. }))
-            .count();
-        let grace = outcomes
-            .iter()
-            .filter(|o| matches!(o, RefreshOutcome::Grace { .. }))
-            .count();
-        assert_eq!((rotated, grace), (1, 49), "{outcomes:?}");
-        // Exactly one live successor, and it works once.
-        let key = SecretBytes::new(vec![3; 32]);
-        let (req, _, _) = refresh_request(&l, &succ, &key, T0.plus(Span::minutes(2)), 10);
-        assert!(matches!(
-            store.rotate_refresh(&req, &no_fx).await.unwrap(),
-            RefreshOutcome::Rotated { .. }
-        ));
-        // The original token outside the grace window is reuse.
-        let (old, _, _) = refresh_request(&l, &l.refresh, &key, T0.plus(Span::minutes(3)), 10);
-        assert!(matches!(
-            store.rotate_refresh(&old, &no_fx).await.unwrap(),
-            RefreshOutcome::Reuse { .. }
-        ));
-    }
-);
+on_every_backend!(fifty_parallel_refreshes_within_grace_share_one_successor, |store, _clock| {
+    let (outcomes, succ, l) = race(&store, 10).await;
+    let rotated = outcomes.iter().filter(|o| matches!(o, RefreshOutcome::Rotated { .. })).count();
+    let grace = outcomes.iter().filter(|o| matches!(o, RefreshOutcome::Grace { .. })).count();
+    assert_eq!((rotated, grace), (1, 49), "{outcomes:?}");
+    // Exactly one live successor, and it works once.
+    let key = SecretBytes::new(vec![3; 32]);
+    let (req, _, _) = refresh_request(&l, &succ, &key, T0.plus(Span::minutes(2)), 10);
+    assert!(matches!(store.rotate_refresh(&req, &no_fx).await.unwrap(), RefreshOutcome::Rotated { .. }));
+    // The original token outside the grace window is reuse.
+    let (old, _, _) = refresh_request(&l, &l.refresh, &key, T0.plus(Span::minutes(3)), 10);
+    assert!(matches!(store.rotate_refresh(&old, &no_fx).await.unwrap(), RefreshOutcome::Reuse { .. }));
+});
 
 on_every_backend!(audit_history_and_chain, |store, _clock| {
     let rng = rng();
     let a = registered(&store, "hana@example.com", &rng).await;
     let b = registered(&store, "ivan@example.com", &rng).await;
     for i in 0..5 {
-        store
-            .append(vec![event(EventKind::LoginFailed, a.id).with("i", i)])
-            .await
-            .unwrap();
+        store.append(vec![event(EventKind::LoginFailed, a.id).with("i", i)]).await.unwrap();
     }
-    store
-        .append(vec![event(EventKind::LoginFailed, b.id)])
-        .await
-        .unwrap();
+    store.append(vec![event(EventKind::LoginFailed, b.id)]).await.unwrap();
     let h = store.history(a.id, None, 3).await.unwrap();
     assert_eq!(h.len(), 3);
     assert!(h.windows(2).all(|w| w[0].seq > w[1].seq));
-    assert!(
-        h.iter()
-            .all(|r| r.subject.as_deref() == Some(a.id.to_string().as_str()))
-    );
+    assert!(h.iter().all(|r| r.subject.as_deref() == Some(a.id.to_string().as_str())));
     let older = store.history(a.id, Some(h[2].seq), 10).await.unwrap();
     assert_eq!(older.len(), 3, "2 more failures + registration");
     assert_eq!(chain_ok(&store).await, 8);
@@ -601,12 +350,7 @@ on_every_backend!(audit_history_and_chain, |store, _clock| {
     for _ in 0..20 {
         let store = Arc::clone(&store);
         let id = a.id;
-        tasks.push(tokio::spawn(async move {
-            store
-                .append(vec![event(EventKind::Logout, id)])
-                .await
-                .unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { store.append(vec![event(EventKind::Logout, id)]).await.unwrap() }));
     }
     for t in tasks {
         t.await.unwrap();
@@ -618,101 +362,41 @@ on_every_backend!(secrets_are_created_once, |store, _clock| {
     let mut tasks = Vec::new();
     for i in 0..10u8 {
         let store = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            store
-                .get_or_init_secret("audit_key", vec![i; 8], T0)
-                .await
-                .unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { store.get_or_init_secret("audit_key", vec![i; 8], T0).await.unwrap() }));
     }
     let mut values = Vec::new();
     for t in tasks {
         values.push(t.await.unwrap());
     }
     assert!(values.windows(2).all(|w| w[0] == w[1]), "{values:?}");
-    assert_eq!(
-        store
-            .get_or_init_secret("audit_key", vec![99; 8], T0)
-            .await
-            .unwrap(),
-        values[0]
-    );
+    assert_eq!(store.get_or_init_secret("audit_key", vec![99; 8], T0).await.unwrap(), values[0]);
 });
 
 on_every_backend!(mail_outbox_claims_once_and_retries, |store, _clock| {
-    let m = QueuedMail {
-        id: "m1".into(),
-        recipient: "x@example.com".into(),
-        sealed: vec![1, 2, 3],
-        created_at: T0,
-    };
+    let m = QueuedMail { id: "m1".into(), recipient: "x@example.com".into(), sealed: vec![1, 2, 3], created_at: T0 };
     store.record(SideEffects::default().mail(m)).await.unwrap();
     assert_eq!(store.pending_mail().await.unwrap(), 1);
-    let (a, b) = tokio::join!(
-        store.claim_mail(T0, Span::secs(60), 10),
-        store.claim_mail(T0, Span::secs(60), 10)
-    );
-    assert_eq!(
-        a.unwrap().len() + b.unwrap().len(),
-        1,
-        "claimed by exactly one worker"
-    );
-    assert!(
-        store
-            .claim_mail(T0.plus(Span::secs(30)), Span::secs(60), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "leased"
-    );
-    store
-        .mark_mail_failed("m1", "smtp down", T0.plus(Span::secs(5)))
-        .await
-        .unwrap();
-    let again = store
-        .claim_mail(T0.plus(Span::secs(5)), Span::secs(60), 10)
-        .await
-        .unwrap();
+    let (a, b) = tokio::join!(store.claim_mail(T0, Span::secs(60), 10), store.claim_mail(T0, Span::secs(60), 10));
+    assert_eq!(a.unwrap().len() + b.unwrap().len(), 1, "claimed by exactly one worker");
+    assert!(store.claim_mail(T0.plus(Span::secs(30)), Span::secs(60), 10).await.unwrap().is_empty(), "leased");
+    store.mark_mail_failed("m1", "smtp down", T0.plus(Span::secs(5))).await.unwrap();
+    let again = store.claim_mail(T0.plus(Span::secs(5)), Span::secs(60), 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].sealed, vec![1, 2, 3]);
-    store
-        .mark_mail_sent("m1", T0.plus(Span::secs(6)))
-        .await
-        .unwrap();
+    store.mark_mail_sent("m1", T0.plus(Span::secs(6))).await.unwrap();
     assert_eq!(store.pending_mail().await.unwrap(), 0);
-    assert!(
-        store
-            .claim_mail(T0.plus(Span::hours(1)), Span::secs(60), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_mail(T0.plus(Span::hours(1)), Span::secs(60), 10).await.unwrap().is_empty());
     store.ping().await.unwrap();
 });
 
 #[tokio::test]
 async fn writes_fail_closed_without_an_audit_signer() {
     let clock = gatehouse_core::clock::ManualClock::new(T0);
-    let store = SqlStore::connect(
-        &common::fresh_sqlite_url(),
-        Default::default(),
-        Arc::new(clock),
-    )
-    .await
-    .unwrap();
+    let store = SqlStore::connect(&common::fresh_sqlite_url(), Default::default(), Arc::new(clock)).await.unwrap();
     let rng = rng();
     let a = account("zed@example.com", &rng);
     let (_, et) = email_token(&a, &rng);
-    let r = store
-        .create_account(
-            &a,
-            &et,
-            SideEffects::event(event(EventKind::AccountRegistered, a.id)),
-        )
-        .await;
+    let r = store.create_account(&a, &et, SideEffects::event(event(EventKind::AccountRegistered, a.id))).await;
     assert!(r.is_err());
-    assert!(
-        store.find_account(a.id).await.unwrap().is_none(),
-        "no state change without its audit event"
-    );
+    assert!(store.find_account(a.id).await.unwrap().is_none(), "no state change without its audit event");
 }

@@ -68,9 +68,7 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring")
-            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Keyring").field("key_ids", &self.keys.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -79,9 +77,7 @@ impl Keyring {
     pub fn generate(rng: &dyn SecureRng) -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
         rng.fill(k.as_mut());
-        Self {
-            keys: BTreeMap::from([(1, k)]),
-        }
+        Self { keys: BTreeMap::from([(1, k)]) }
     }
 
     /// Parses keyring text: one `<id>:<base64url 32 bytes>` entry per line (or separated by
@@ -93,22 +89,13 @@ impl Keyring {
             if entry.is_empty() {
                 continue;
             }
-            let (id, b64) = entry
-                .split_once(':')
-                .ok_or(EnvelopeError::Keyring("expected <id>:<key>"))?;
-            let id: u32 = id
-                .trim()
-                .parse()
-                .map_err(|_| EnvelopeError::Keyring("key id must be a number"))?;
+            let (id, b64) = entry.split_once(':').ok_or(EnvelopeError::Keyring("expected <id>:<key>"))?;
+            let id: u32 = id.trim().parse().map_err(|_| EnvelopeError::Keyring("key id must be a number"))?;
             let raw = Zeroizing::new(
-                URL_SAFE_NO_PAD
-                    .decode(b64.trim())
-                    .map_err(|_| EnvelopeError::Keyring("key must be base64url"))?,
+                URL_SAFE_NO_PAD.decode(b64.trim()).map_err(|_| EnvelopeError::Keyring("key must be base64url"))?,
             );
-            let key: [u8; 32] = raw
-                .as_slice()
-                .try_into()
-                .map_err(|_| EnvelopeError::Keyring("key must be 32 bytes"))?;
+            let key: [u8; 32] =
+                raw.as_slice().try_into().map_err(|_| EnvelopeError::Keyring("key must be 32 bytes"))?;
             if keys.insert(id, Zeroizing::new(key)).is_some() {
                 return Err(EnvelopeError::Keyring("duplicate key id"));
             }
@@ -121,9 +108,7 @@ impl Keyring {
 
     /// Keyring text for [`Keyring::parse`]. Only for writing the key file; never log it.
     pub fn to_text(&self) -> SecretBytes {
-        let mut s = String::from(
-            "# gatehouse master keys: <id>:<base64url key>. Keep this file secret (mode 0600).\n",
-        );
+        let mut s = String::from("# gatehouse master keys: <id>:<base64url key>. Keep this file secret (mode 0600).\n");
         for (id, k) in &self.keys {
             s.push_str(&format!("{id}:{}\n", URL_SAFE_NO_PAD.encode(k.as_ref())));
         }
@@ -150,12 +135,7 @@ impl Keyring {
     }
 
     /// Seals `plaintext` for the place described by `aad`.
-    pub fn seal(
-        &self,
-        plaintext: &[u8],
-        aad: &Aad,
-        rng: &dyn SecureRng,
-    ) -> Result<Vec<u8>, EnvelopeError> {
+    pub fn seal(&self, plaintext: &[u8], aad: &Aad, rng: &dyn SecureRng) -> Result<Vec<u8>, EnvelopeError> {
         let kek_id = self.current_id();
         let kek = self.kek(kek_id)?;
         let mut dek = Zeroizing::new([0u8; DEK]);
@@ -163,24 +143,11 @@ impl Keyring {
         let wrap_nonce: [u8; NONCE] = crate::rng::random_bytes(rng);
         let data_nonce: [u8; NONCE] = crate::rng::random_bytes(rng);
         let wrapped = kek
-            .encrypt(
-                &Nonce::from(wrap_nonce),
-                Payload {
-                    msg: dek.as_ref(),
-                    aad: &kek_id.to_be_bytes(),
-                },
-            )
+            .encrypt(&Nonce::from(wrap_nonce), Payload { msg: dek.as_ref(), aad: &kek_id.to_be_bytes() })
             .map_err(|_| EnvelopeError::Corrupt)?;
-        let data_cipher =
-            Aes256Gcm::new_from_slice(dek.as_ref()).map_err(|_| EnvelopeError::Corrupt)?;
+        let data_cipher = Aes256Gcm::new_from_slice(dek.as_ref()).map_err(|_| EnvelopeError::Corrupt)?;
         let sealed = data_cipher
-            .encrypt(
-                &Nonce::from(data_nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad.0,
-                },
-            )
+            .encrypt(&Nonce::from(data_nonce), Payload { msg: plaintext, aad: &aad.0 })
             .map_err(|_| EnvelopeError::Corrupt)?;
         let mut out = Vec::with_capacity(HEADER + sealed.len());
         out.extend_from_slice(MAGIC);
@@ -202,13 +169,7 @@ impl Keyring {
         wrap_nonce.copy_from_slice(&blob[8..8 + NONCE]);
         let wrapped = &blob[8 + NONCE..8 + NONCE + DEK + TAG];
         let dek = kek
-            .decrypt(
-                &Nonce::from(wrap_nonce),
-                Payload {
-                    msg: wrapped,
-                    aad: &kek_id.to_be_bytes(),
-                },
-            )
+            .decrypt(&Nonce::from(wrap_nonce), Payload { msg: wrapped, aad: &kek_id.to_be_bytes() })
             .map_err(|_| EnvelopeError::Corrupt)?;
         Ok((kek_id, Zeroizing::new(dek)))
     }
@@ -220,21 +181,14 @@ impl Keyring {
         data_nonce.copy_from_slice(&blob[HEADER - NONCE..HEADER]);
         let cipher = Aes256Gcm::new_from_slice(&dek).map_err(|_| EnvelopeError::Corrupt)?;
         cipher
-            .decrypt(
-                &Nonce::from(data_nonce),
-                Payload {
-                    msg: &blob[HEADER..],
-                    aad: &aad.0,
-                },
-            )
+            .decrypt(&Nonce::from(data_nonce), Payload { msg: &blob[HEADER..], aad: &aad.0 })
             .map(SecretBytes::new)
             .map_err(|_| EnvelopeError::Corrupt)
     }
 
     /// The KEK id a blob is sealed under, if it is one of ours.
     pub fn key_id_of(blob: &[u8]) -> Option<u32> {
-        (blob.len() >= 8 && &blob[..4] == MAGIC)
-            .then(|| u32::from_be_bytes([blob[4], blob[5], blob[6], blob[7]]))
+        (blob.len() >= 8 && &blob[..4] == MAGIC).then(|| u32::from_be_bytes([blob[4], blob[5], blob[6], blob[7]]))
     }
 
     /// Re-seals the blob's data key under the current KEK (rotation). The sealed value and its
@@ -245,13 +199,7 @@ impl Keyring {
         let kek = self.kek(kek_id)?;
         let wrap_nonce: [u8; NONCE] = crate::rng::random_bytes(rng);
         let wrapped = kek
-            .encrypt(
-                &Nonce::from(wrap_nonce),
-                Payload {
-                    msg: dek.as_slice(),
-                    aad: &kek_id.to_be_bytes(),
-                },
-            )
+            .encrypt(&Nonce::from(wrap_nonce), Payload { msg: dek.as_slice(), aad: &kek_id.to_be_bytes() })
             .map_err(|_| EnvelopeError::Corrupt)?;
         let mut out = Vec::with_capacity(blob.len());
         out.extend_from_slice(MAGIC);
@@ -268,8 +216,7 @@ impl Keyring {
     pub fn derive(&self, id: u32, purpose: &str) -> Result<SecretBytes, EnvelopeError> {
         use hmac::{Hmac, KeyInit as _, Mac};
         let k = self.keys.get(&id).ok_or(EnvelopeError::UnknownKey(id))?;
-        let mut mac =
-            <Hmac<sha2::Sha256>>::new_from_slice(k.as_ref()).map_err(|_| EnvelopeError::Corrupt)?;
+        let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(k.as_ref()).map_err(|_| EnvelopeError::Corrupt)?;
         mac.update(purpose.as_bytes());
         Ok(SecretBytes::new(mac.finalize().into_bytes().to_vec()))
     }
@@ -290,15 +237,9 @@ mod tests {
         let ring = Keyring::generate(&rng);
         let blob = ring.seal(b"hmac-secret-canary", &aad("key-a"), &rng);
         let blob = blob.unwrap_or_default();
-        assert_eq!(
-            ring.open(&blob, &aad("key-a")).map(|s| s.expose().to_vec()),
-            Ok(b"hmac-secret-canary".to_vec())
-        );
+        assert_eq!(ring.open(&blob, &aad("key-a")).map(|s| s.expose().to_vec()), Ok(b"hmac-secret-canary".to_vec()));
         // Moved to another row: refused (R88).
-        assert_eq!(
-            ring.open(&blob, &aad("key-b")).err(),
-            Some(EnvelopeError::Corrupt)
-        );
+        assert_eq!(ring.open(&blob, &aad("key-b")).err(), Some(EnvelopeError::Corrupt));
         // The plaintext does not appear in the blob.
         assert!(!blob.windows(6).any(|w| w == b"canary"));
     }
@@ -307,9 +248,7 @@ mod tests {
     fn every_flipped_byte_is_detected() {
         let rng = SeededRng::new(2);
         let ring = Keyring::generate(&rng);
-        let Ok(blob) = ring.seal(b"seed", &aad("r"), &rng) else {
-            unreachable!()
-        };
+        let Ok(blob) = ring.seal(b"seed", &aad("r"), &rng) else { unreachable!() };
         for i in 0..blob.len() {
             let mut bad = blob.clone();
             bad[i] ^= 0x01;
@@ -322,32 +261,18 @@ mod tests {
     fn rotation_rewraps_and_old_blobs_still_open() {
         let rng = SeededRng::new(3);
         let mut ring = Keyring::generate(&rng);
-        let Ok(old) = ring.seal(b"totp-seed", &aad("f1"), &rng) else {
-            unreachable!()
-        };
+        let Ok(old) = ring.seal(b"totp-seed", &aad("f1"), &rng) else { unreachable!() };
         assert_eq!(ring.add_generated(&rng), 2);
         assert_eq!(Keyring::key_id_of(&old), Some(1));
         assert!(ring.open(&old, &aad("f1")).is_ok());
-        let Ok(new) = ring.rewrap(&old, &rng) else {
-            unreachable!()
-        };
+        let Ok(new) = ring.rewrap(&old, &rng) else { unreachable!() };
         assert_eq!(Keyring::key_id_of(&new), Some(2));
-        assert_eq!(
-            ring.open(&new, &aad("f1")).map(|s| s.expose().to_vec()),
-            Ok(b"totp-seed".to_vec())
-        );
+        assert_eq!(ring.open(&new, &aad("f1")).map(|s| s.expose().to_vec()), Ok(b"totp-seed".to_vec()));
         // A keyring without key 1 can no longer open the old blob but can open the new one.
-        let Ok(text) = String::from_utf8(ring.to_text().expose().to_vec()) else {
-            unreachable!()
-        };
+        let Ok(text) = String::from_utf8(ring.to_text().expose().to_vec()) else { unreachable!() };
         let only2: String = text.lines().filter(|l| l.starts_with("2:")).collect();
-        let Ok(ring2) = Keyring::parse(&only2) else {
-            unreachable!()
-        };
-        assert_eq!(
-            ring2.open(&old, &aad("f1")).err(),
-            Some(EnvelopeError::UnknownKey(1))
-        );
+        let Ok(ring2) = Keyring::parse(&only2) else { unreachable!() };
+        assert_eq!(ring2.open(&old, &aad("f1")).err(), Some(EnvelopeError::UnknownKey(1)));
         assert!(ring2.open(&new, &aad("f1")).is_ok());
     }
 
@@ -355,9 +280,7 @@ mod tests {
     fn keyring_text_round_trips_and_rejects_garbage() {
         let rng = SeededRng::new(4);
         let ring = Keyring::generate(&rng);
-        let Ok(text) = String::from_utf8(ring.to_text().expose().to_vec()) else {
-            unreachable!()
-        };
+        let Ok(text) = String::from_utf8(ring.to_text().expose().to_vec()) else { unreachable!() };
         assert!(Keyring::parse(&text).is_ok());
         assert!(!format!("{ring:?}").contains(text.lines().nth(1).unwrap_or("x")));
         for bad in [
@@ -384,20 +307,12 @@ mod tests {
             }
             for t in g["tests"].as_array().into_iter().flatten() {
                 let h = |k: &str| hex::decode(t[k].as_str().unwrap_or("")).unwrap_or_default();
-                let Ok(cipher) = Aes256Gcm::new_from_slice(&h("key")) else {
-                    unreachable!()
-                };
+                let Ok(cipher) = Aes256Gcm::new_from_slice(&h("key")) else { unreachable!() };
                 let nonce: [u8; 12] = h("iv").try_into().unwrap_or([0; 12]);
                 let mut ct = h("ct");
                 ct.extend_from_slice(&h("tag"));
                 let aad = h("aad");
-                let out = cipher.decrypt(
-                    &Nonce::from(nonce),
-                    Payload {
-                        msg: &ct,
-                        aad: &aad,
-                    },
-                );
+                let out = cipher.decrypt(&Nonce::from(nonce), Payload { msg: &ct, aad: &aad });
                 let id = &t["tcId"];
                 match t["result"].as_str() {
                     Some("valid") => assert_eq!(out.ok(), Some(h("msg")), "tcId {id}"),

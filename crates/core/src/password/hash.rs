@@ -26,11 +26,7 @@ pub struct HashParams {
 
 impl HashParams {
     /// OWASP / ASVS minimum: m = 19456 KiB, t = 2, p = 1.
-    pub const MINIMUM: HashParams = HashParams {
-        m_kib: 19_456,
-        t: 2,
-        p: 1,
-    };
+    pub const MINIMUM: HashParams = HashParams { m_kib: 19_456, t: 2, p: 1 };
 
     /// Whether these parameters meet [`HashParams::MINIMUM`] (or an equivalent OWASP
     /// profile: m = 47104/t = 1, m = 12288/t = 3, …, which all cost at least m·t ≈ 38 MiB-passes).
@@ -71,11 +67,7 @@ impl PasswordHashString {
     pub fn params(&self) -> Option<HashParams> {
         let phc = argon2::PasswordHash::new(&self.0).ok()?;
         let p = Params::try_from(&phc).ok()?;
-        Some(HashParams {
-            m_kib: p.m_cost(),
-            t: p.t_cost(),
-            p: p.p_cost(),
-        })
+        Some(HashParams { m_kib: p.m_cost(), t: p.t_cost(), p: p.p_cost() })
     }
 }
 
@@ -121,12 +113,8 @@ pub enum HashError {
 impl PasswordHasher {
     /// A hasher for `params`. Computes the dummy hash used for unknown users once, here.
     pub fn new(params: HashParams, rng: &dyn SecureRng) -> Result<Self, HashError> {
-        let mut this = Self {
-            params,
-            dummy: PasswordHashString(String::new()),
-        };
-        let throwaway =
-            Password::new("dummy-password-for-timing-parity").map_err(|_| HashError::Params)?;
+        let mut this = Self { params, dummy: PasswordHashString(String::new()) };
+        let throwaway = Password::new("dummy-password-for-timing-parity").map_err(|_| HashError::Params)?;
         this.dummy = this.hash(&throwaway, rng)?;
         Ok(this)
     }
@@ -137,17 +125,13 @@ impl PasswordHasher {
     }
 
     fn argon2(&self) -> Result<Argon2<'static>, HashError> {
-        let params = Params::new(self.params.m_kib, self.params.t, self.params.p, None)
-            .map_err(|_| HashError::Params)?;
+        let params =
+            Params::new(self.params.m_kib, self.params.t, self.params.p, None).map_err(|_| HashError::Params)?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 
     /// Hashes `password` with a fresh 128-bit salt from `rng`.
-    pub fn hash(
-        &self,
-        password: &Password,
-        rng: &dyn SecureRng,
-    ) -> Result<PasswordHashString, HashError> {
+    pub fn hash(&self, password: &Password, rng: &dyn SecureRng) -> Result<PasswordHashString, HashError> {
         let salt = crate::rng::random_bytes::<16>(rng);
         let phc = self
             .argon2()?
@@ -163,9 +147,7 @@ impl PasswordHasher {
         };
         match argon2.verify_password(password.expose().as_bytes(), stored.as_str()) {
             Ok(()) => {
-                let needs_rehash = stored
-                    .params()
-                    .is_none_or(|p| p.is_weaker_than(&self.params));
+                let needs_rehash = stored.params().is_none_or(|p| p.is_weaker_than(&self.params));
                 Verification::Match { needs_rehash }
             }
             Err(_) => Verification::Mismatch,
@@ -199,14 +181,8 @@ mod tests {
     fn stored_string_is_argon2id_with_the_configured_floor() {
         let h = hasher(HashParams::MINIMUM);
         let stored = h.hash(&pw("violet-tram-harbour"), &SeededRng::new(1)).ok();
-        let stored = stored
-            .as_ref()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default();
-        assert!(
-            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{stored}"
-        );
+        let stored = stored.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default();
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
         // Salt: 16 bytes = 22 base64 characters without padding.
         let salt = stored.split('$').nth(4).unwrap_or("");
         assert_eq!(salt.len(), 22);
@@ -217,27 +193,14 @@ mod tests {
         let h = hasher(HashParams::MINIMUM);
         let rng = SeededRng::new(2);
         let eighty: String = "abcdefghij-".chars().cycle().take(80).collect();
-        let Ok(stored) = h.hash(&pw(&eighty), &rng) else {
-            unreachable!()
-        };
-        assert_eq!(
-            h.verify(&pw(&eighty), &stored),
-            Verification::Match {
-                needs_rehash: false
-            }
-        );
+        let Ok(stored) = h.hash(&pw(&eighty), &rng) else { unreachable!() };
+        assert_eq!(h.verify(&pw(&eighty), &stored), Verification::Match { needs_rehash: false });
         // No truncation: the first 72 characters are a different password (R4).
         let first72: String = eighty.chars().take(72).collect();
         assert_eq!(h.verify(&pw(&first72), &stored), Verification::Mismatch);
         // Emoji round-trip.
-        let Ok(emoji) = h.hash(&pw("🦀🐙🌵🍋🚲🎻🧭🪁🦉🍄🛶🧩"), &rng)
-        else {
-            unreachable!()
-        };
-        assert!(matches!(
-            h.verify(&pw("🦀🐙🌵🍋🚲🎻🧭🪁🦉🍄🛶🧩"), &emoji),
-            Verification::Match { .. }
-        ));
+        let Ok(emoji) = h.hash(&pw("🦀🐙🌵🍋🚲🎻🧭🪁🦉🍄🛶🧩"), &rng) else { unreachable!() };
+        assert!(matches!(h.verify(&pw("🦀🐙🌵🍋🚲🎻🧭🪁🦉🍄🛶🧩"), &emoji), Verification::Match { .. }));
         // Garbage stored value: fail closed.
         let junk = PasswordHashString::from_stored("not-a-hash".into());
         assert_eq!(h.verify(&pw(&eighty), &junk), Verification::Mismatch);
@@ -246,98 +209,41 @@ mod tests {
     #[test]
     fn stronger_configuration_asks_for_rehash() {
         let rng = SeededRng::new(3);
-        let weak = hasher(HashParams {
-            m_kib: 8,
-            t: 1,
-            p: 1,
-        });
-        let Ok(stored) = weak.hash(&pw("violet-tram-harbour"), &rng) else {
-            unreachable!()
-        };
-        let strong = hasher(HashParams {
-            m_kib: 16,
-            t: 1,
-            p: 1,
-        });
-        assert_eq!(
-            strong.verify(&pw("violet-tram-harbour"), &stored),
-            Verification::Match { needs_rehash: true }
-        );
-        assert_eq!(
-            weak.verify(&pw("violet-tram-harbour"), &stored),
-            Verification::Match {
-                needs_rehash: false
-            }
-        );
+        let weak = hasher(HashParams { m_kib: 8, t: 1, p: 1 });
+        let Ok(stored) = weak.hash(&pw("violet-tram-harbour"), &rng) else { unreachable!() };
+        let strong = hasher(HashParams { m_kib: 16, t: 1, p: 1 });
+        assert_eq!(strong.verify(&pw("violet-tram-harbour"), &stored), Verification::Match { needs_rehash: true });
+        assert_eq!(weak.verify(&pw("violet-tram-harbour"), &stored), Verification::Match { needs_rehash: false });
     }
 
     #[test]
     fn minimum_profiles() {
         assert!(HashParams::MINIMUM.meets_minimum());
-        assert!(
-            HashParams {
-                m_kib: 47_104,
-                t: 1,
-                p: 1
-            }
-            .meets_minimum()
-        );
-        assert!(
-            HashParams {
-                m_kib: 12_288,
-                t: 3,
-                p: 1
-            }
-            .meets_minimum()
-        );
-        assert!(
-            !HashParams {
-                m_kib: 8,
-                t: 1,
-                p: 1
-            }
-            .meets_minimum()
-        );
+        assert!(HashParams { m_kib: 47_104, t: 1, p: 1 }.meets_minimum());
+        assert!(HashParams { m_kib: 12_288, t: 3, p: 1 }.meets_minimum());
+        assert!(!HashParams { m_kib: 8, t: 1, p: 1 }.meets_minimum());
     }
 
     #[test]
     fn rfc9106_argon2id_vector() {
         // RFC 9106 §5.3: m = 32 KiB, t = 3, p = 4, with secret and associated data.
-        let Ok(params) = Params::new(32, 3, 4, Some(32)) else {
-            unreachable!()
-        };
+        let Ok(params) = Params::new(32, 3, 4, Some(32)) else { unreachable!() };
         let secret = [3u8; 8];
-        let Ok(a) = Argon2::new_with_secret(&secret, Algorithm::Argon2id, Version::V0x13, params)
-        else {
+        let Ok(a) = Argon2::new_with_secret(&secret, Algorithm::Argon2id, Version::V0x13, params) else {
             unreachable!()
         };
         // Associated data is a Params field in this crate.
-        let Ok(ad) = argon2::AssociatedData::new(&[4u8; 12]) else {
-            unreachable!()
-        };
-        let Ok(params) = argon2::ParamsBuilder::new()
-            .m_cost(32)
-            .t_cost(3)
-            .p_cost(4)
-            .data(ad)
-            .output_len(32)
-            .build()
+        let Ok(ad) = argon2::AssociatedData::new(&[4u8; 12]) else { unreachable!() };
+        let Ok(params) = argon2::ParamsBuilder::new().m_cost(32).t_cost(3).p_cost(4).data(ad).output_len(32).build()
         else {
             unreachable!()
         };
-        let Ok(a2) = Argon2::new_with_secret(&secret, Algorithm::Argon2id, Version::V0x13, params)
-        else {
+        let Ok(a2) = Argon2::new_with_secret(&secret, Algorithm::Argon2id, Version::V0x13, params) else {
             unreachable!()
         };
         let _ = a;
         let mut out = [0u8; 32];
-        assert!(
-            a2.hash_password_into(&[1u8; 32], &[2u8; 16], &mut out)
-                .is_ok()
-        );
-        assert_eq!(
-            hex::encode(out),
-            "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"
-        );
+        assert!(a2.hash_password_into(&[1u8; 32], &[2u8; 16], &mut out).is_ok());
+        assert_eq!(hex::encode(out), "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659");
     }
 }

@@ -75,10 +75,7 @@ mod tests {
     #[test]
     fn oversized_input_is_refused_before_normalising() {
         let big = "a".repeat(MAX_PASSWORD_BYTES + 1);
-        assert_eq!(
-            Password::new(&big).err(),
-            Some(PasswordInputError::TooLarge)
-        );
+        assert_eq!(Password::new(&big).err(), Some(PasswordInputError::TooLarge));
         assert!(Password::new(&"a".repeat(MAX_PASSWORD_BYTES)).is_ok());
     }
 }

@@ -32,13 +32,7 @@ static BREACHED_LIST: &str = include_str!("../../data/breached-passwords.txt");
 
 fn breached() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| {
-        BREACHED_LIST
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .collect()
-    })
+    SET.get_or_init(|| BREACHED_LIST.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
 }
 
 /// Why a password was refused. The `code()` is part of the API contract.
@@ -89,11 +83,8 @@ impl PasswordPolicy {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let brand_words = brand_words
-            .into_iter()
-            .map(|w| w.as_ref().to_lowercase())
-            .filter(|w| w.chars().count() >= 4)
-            .collect();
+        let brand_words =
+            brand_words.into_iter().map(|w| w.as_ref().to_lowercase()).filter(|w| w.chars().count() >= 4).collect();
         Self { brand_words }
     }
 
@@ -115,18 +106,11 @@ impl PasswordPolicy {
         }
         let local = email.split('@').next().unwrap_or("").to_lowercase();
         let unleet = unleet(&lower);
-        let mut context = self
-            .brand_words
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>();
+        let mut context = self.brand_words.iter().map(String::as_str).collect::<Vec<_>>();
         if local.chars().count() >= 4 {
             context.push(&local);
         }
-        if context
-            .iter()
-            .any(|w| lower.contains(w) || unleet.contains(w))
-        {
+        if context.iter().any(|w| lower.contains(w) || unleet.contains(w)) {
             return Err(PasswordRejection::Context);
         }
         Ok(())
@@ -175,10 +159,7 @@ fn is_repetitive(lower: &str) -> bool {
         }
     }
     // Monotone sequences with step ±1 ("abcdefghijkl", "123456789012" wraps are not counted).
-    let steps: Vec<i64> = chars
-        .windows(2)
-        .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0])))
-        .collect();
+    let steps: Vec<i64> = chars.windows(2).map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0]))).collect();
     if !steps.is_empty() && (steps.iter().all(|s| *s == 1) || steps.iter().all(|s| *s == -1)) {
         return true;
     }
@@ -189,10 +170,7 @@ fn is_repetitive(lower: &str) -> bool {
         let Some(start) = r.iter().position(|c| *c == chars[0]) else {
             return false;
         };
-        chars
-            .iter()
-            .enumerate()
-            .all(|(i, c)| *c == r[(start + i) % r.len()])
+        chars.iter().enumerate().all(|(i, c)| *c == r[(start + i) % r.len()])
     };
     ROWS.iter().any(|row| cycle_ok(row))
 }
@@ -247,10 +225,7 @@ mod tests {
     fn context_words_are_refused() {
         assert_eq!(check("gatehouse2025!!"), Err(PasswordRejection::Context));
         assert_eq!(check("G4tehouse-rocks"), Err(PasswordRejection::Context));
-        assert_eq!(
-            check("my-alice.smith-pass"),
-            Err(PasswordRejection::Context)
-        );
+        assert_eq!(check("my-alice.smith-pass"), Err(PasswordRejection::Context));
         assert_eq!(check("UpbitX-trader-2025"), Err(PasswordRejection::Context));
     }
 

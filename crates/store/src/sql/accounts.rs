@@ -14,12 +14,7 @@ use super::{SqlStore, map_err};
 
 #[async_trait]
 impl AccountStore for SqlStore {
-    async fn create_account(
-        &self,
-        a: &Account,
-        token: &EmailToken,
-        fx: SideEffects,
-    ) -> StoreResult<()> {
+    async fn create_account(&self, a: &Account, token: &EmailToken, fx: SideEffects) -> StoreResult<()> {
         let mut w = self.begin().await?;
         sqlx::query(
             "INSERT INTO accounts (id, email, email_verified_at, password_hash, status, is_admin, high_value, created_at, password_changed_at) \
@@ -119,15 +114,13 @@ impl AccountStore for SqlStore {
         fx: SideEffects,
     ) -> StoreResult<u64> {
         let mut w = self.begin().await?;
-        sqlx::query(
-            "UPDATE accounts SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
-        )
-        .bind(new_hash.as_str().to_owned())
-        .bind(now.as_millis())
-        .bind(user.to_string())
-        .execute(&mut *w.tx)
-        .await
-        .map_err(map_err)?;
+        sqlx::query("UPDATE accounts SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+            .bind(new_hash.as_str().to_owned())
+            .bind(now.as_millis())
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
         let n = revoke_where(&mut w.tx, user, keep, "password_change", now).await?;
         self.finish(w, fx).await?;
         Ok(n)
@@ -141,15 +134,13 @@ impl AccountStore for SqlStore {
         fx: SideEffects,
     ) -> StoreResult<bool> {
         let mut w = self.begin().await?;
-        let r = sqlx::query(
-            "UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
-        )
-        .bind(new.as_str().to_owned())
-        .bind(user.to_string())
-        .bind(old.as_str().to_owned())
-        .execute(&mut *w.tx)
-        .await
-        .map_err(map_err)?;
+        let r = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+            .bind(new.as_str().to_owned())
+            .bind(user.to_string())
+            .bind(old.as_str().to_owned())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }

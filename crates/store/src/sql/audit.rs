@@ -33,25 +33,11 @@ fn record(row: &AnyRow) -> StoreResult<AuditRecord> {
 impl AuditStore for SqlStore {
     async fn append(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
         let w = self.begin().await?;
-        self.finish(
-            w,
-            SideEffects {
-                events,
-                mails: vec![],
-            },
-        )
-        .await
+        self.finish(w, SideEffects { events, mails: vec![] }).await
     }
 
-    async fn history(
-        &self,
-        user: UserId,
-        before_seq: Option<i64>,
-        limit: u32,
-    ) -> StoreResult<Vec<AuditRecord>> {
-        let sql = format!(
-            "SELECT {COLS} FROM audit_events WHERE subject = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-        );
+    async fn history(&self, user: UserId, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let sql = format!("SELECT {COLS} FROM audit_events WHERE subject = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.to_string())
             .bind(before_seq.unwrap_or(i64::MAX))
@@ -63,8 +49,7 @@ impl AuditStore for SqlStore {
     }
 
     async fn records_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        let sql =
-            format!("SELECT {COLS} FROM audit_events WHERE seq > $1 ORDER BY seq ASC LIMIT $2");
+        let sql = format!("SELECT {COLS} FROM audit_events WHERE seq > $1 ORDER BY seq ASC LIMIT $2");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after_seq)
             .bind(i64::from(limit))

@@ -11,12 +11,7 @@ use super::{SqlStore, map_err};
 
 #[async_trait]
 impl MailStore for SqlStore {
-    async fn claim_mail(
-        &self,
-        now: Timestamp,
-        lease: Span,
-        limit: u32,
-    ) -> StoreResult<Vec<QueuedMail>> {
+    async fn claim_mail(&self, now: Timestamp, lease: Span, limit: u32) -> StoreResult<Vec<QueuedMail>> {
         let due = sqlx::query(
             "SELECT id FROM mail_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
         )
@@ -56,23 +51,16 @@ impl MailStore for SqlStore {
 
     async fn mark_mail_sent(&self, id: &str, now: Timestamp) -> StoreResult<()> {
         let mut w = self.begin().await?;
-        sqlx::query(
-            "UPDATE mail_outbox SET sent_at = $1, sealed = NULL, last_error = NULL WHERE id = $2",
-        )
-        .bind(now.as_millis())
-        .bind(id.to_owned())
-        .execute(&mut *w.tx)
-        .await
-        .map_err(map_err)?;
+        sqlx::query("UPDATE mail_outbox SET sent_at = $1, sealed = NULL, last_error = NULL WHERE id = $2")
+            .bind(now.as_millis())
+            .bind(id.to_owned())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
         w.tx.commit().await.map_err(map_err)
     }
 
-    async fn mark_mail_failed(
-        &self,
-        id: &str,
-        error: &str,
-        retry_at: Timestamp,
-    ) -> StoreResult<()> {
+    async fn mark_mail_failed(&self, id: &str, error: &str, retry_at: Timestamp) -> StoreResult<()> {
         let mut w = self.begin().await?;
         let error: String = error.chars().take(500).collect();
         sqlx::query("UPDATE mail_outbox SET last_error = $1, next_attempt_at = $2 WHERE id = $3 AND sent_at IS NULL")

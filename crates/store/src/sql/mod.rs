@@ -84,29 +84,22 @@ pub struct SqlStore {
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlStore")
-            .field("backend", &self.backend)
-            .finish()
+        f.debug_struct("SqlStore").field("backend", &self.backend).finish()
     }
 }
 
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
     match e {
-        E::PoolTimedOut
-        | E::PoolClosed
-        | E::Io(_)
-        | E::Tls(_)
-        | E::Protocol(_)
-        | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::Protocol(_) | E::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string())
+        }
         E::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             if db.is_unique_violation() {
                 StoreError::Conflict
-            } else if matches!(
-                code.as_str(),
-                "57014" | "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517"
-            ) || code.starts_with("08")
+            } else if matches!(code.as_str(), "57014" | "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517")
+                || code.starts_with("08")
             {
                 // statement timeout, admin shutdown, too many connections, connection
                 // exceptions; SQLITE_BUSY / SQLITE_LOCKED.
@@ -131,19 +124,13 @@ pub(crate) struct WriteTx<'a> {
 impl SqlStore {
     /// Connects to `url` and applies the backend's migrations. SQLite files are created (with
     /// their directory) if missing and opened in WAL mode with `synchronous=FULL` (F13).
-    pub async fn connect(
-        url: &str,
-        settings: DbSettings,
-        clock: Arc<dyn Clock>,
-    ) -> StoreResult<Self> {
+    pub async fn connect(url: &str, settings: DbSettings, clock: Arc<dyn Clock>) -> StoreResult<Self> {
         install_default_drivers();
-        let backend = Backend::of_url(url)
-            .ok_or_else(|| StoreError::Other("unsupported database URL scheme".into()))?;
+        let backend =
+            Backend::of_url(url).ok_or_else(|| StoreError::Other("unsupported database URL scheme".into()))?;
         let mut url = url.to_owned();
         if backend == Backend::Sqlite {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
             let dir = std::path::Path::new(path).parent();
             if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty() && path != ":memory:") {
@@ -171,10 +158,7 @@ impl SqlStore {
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                     }
                     Backend::Postgres => {
-                        conn.execute(sqlx::AssertSqlSafe(format!(
-                            "SET statement_timeout = {statement_ms}"
-                        )))
-                        .await?;
+                        conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {statement_ms}"))).await?;
                     }
                 }
                 Ok(())
@@ -185,10 +169,7 @@ impl SqlStore {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        migrator.run(&pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         Ok(Self {
             pool,
             backend,
@@ -206,10 +187,7 @@ impl SqlStore {
     /// Installs the audit MAC key and instance name. Until this is called every write that
     /// carries audit events fails (fail closed).
     pub fn set_audit_signer(&self, key: SecretBytes, instance: &str) {
-        let _ = self.signer.set(AuditSigner {
-            key,
-            instance: instance.to_owned(),
-        });
+        let _ = self.signer.set(AuditSigner { key, instance: instance.to_owned() });
     }
 
     /// Closes the pool.
@@ -239,16 +217,9 @@ impl SqlStore {
     }
 
     /// Appends `fx` (audit events and queued mail) inside `tx`.
-    pub(crate) async fn apply_effects(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        fx: SideEffects,
-    ) -> StoreResult<()> {
+    pub(crate) async fn apply_effects(&self, tx: &mut Transaction<'static, Any>, fx: SideEffects) -> StoreResult<()> {
         if !fx.events.is_empty() {
-            let signer = self
-                .signer
-                .get()
-                .ok_or_else(|| StoreError::Other("audit signer not configured".into()))?;
+            let signer = self.signer.get().ok_or_else(|| StoreError::Other("audit signer not configured".into()))?;
             let now = self.now();
             for e in &fx.events {
                 append_event(tx, e, now, signer).await?;
@@ -281,9 +252,7 @@ async fn append_event(
         .map_err(map_err)?;
     let seq: i64 = head.try_get("seq").map_err(map_err)?;
     let prev: Vec<u8> = head.try_get("hash").map_err(map_err)?;
-    let prev: [u8; 32] = prev
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
+    let prev: [u8; 32] = prev.try_into().map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
     let r = AuditRecord::chain(e, seq, now, &signer.instance, prev, &signer.key);
     sqlx::query(
         "INSERT INTO audit_events (seq, at, instance, kind, actor, subject, ip, request_id, outcome, details, prev_hash, hash, mac) \
@@ -329,20 +298,17 @@ async fn insert_mail(tx: &mut Transaction<'static, Any>, m: &QueuedMail) -> Stor
 
 #[async_trait]
 impl SecretStore for SqlStore {
-    async fn get_or_init_secret(
-        &self,
-        name: &str,
-        candidate: Vec<u8>,
-        now: Timestamp,
-    ) -> StoreResult<Vec<u8>> {
+    async fn get_or_init_secret(&self, name: &str, candidate: Vec<u8>, now: Timestamp) -> StoreResult<Vec<u8>> {
         let mut w = self.begin().await?;
-        sqlx::query("INSERT INTO server_secrets (name, sealed, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-            .bind(name.to_owned())
-            .bind(candidate)
-            .bind(now.as_millis())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, sealed, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.to_owned())
+        .bind(candidate)
+        .bind(now.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
         let row = sqlx::query("SELECT sealed FROM server_secrets WHERE name = $1")
             .bind(name.to_owned())
             .fetch_one(&mut *w.tx)
@@ -357,10 +323,7 @@ impl SecretStore for SqlStore {
 impl Store for SqlStore {
     fn ping(&self) -> PingFuture<'_> {
         Box::pin(async move {
-            sqlx::query("SELECT 1")
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
+            sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
             Ok(())
         })
     }

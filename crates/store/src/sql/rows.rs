@@ -41,9 +41,7 @@ pub(crate) fn opt_ts(row: &AnyRow, col: &str) -> StoreResult<Option<Timestamp>> 
 }
 
 pub(crate) fn hash32(row: &AnyRow, col: &str) -> StoreResult<[u8; 32]> {
-    blob(row, col)?
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{col} is not 32 bytes")))
+    blob(row, col)?.try_into().map_err(|_| StoreError::Corrupt(format!("{col} is not 32 bytes")))
 }
 
 fn parse<T>(v: Option<T>, what: &str) -> StoreResult<T> {
@@ -86,10 +84,7 @@ pub(crate) fn session(row: &AnyRow) -> StoreResult<Session> {
         device_id: parse(DeviceId::parse(&text(row, "s_device_id")?), "device id")?,
         ua_family: text(row, "s_ua_family")?,
         device_name: text(row, "s_device_name")?,
-        kind: parse(
-            SessionKind::from_stored(&text(row, "s_kind")?),
-            "session kind",
-        )?,
+        kind: parse(SessionKind::from_stored(&text(row, "s_kind")?), "session kind")?,
         created_ip: text(row, "s_created_ip")?,
         last_ip: text(row, "s_last_ip")?,
         created_at: ts(row, "s_created_at")?,

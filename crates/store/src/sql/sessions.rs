@@ -7,8 +7,7 @@ use gatehouse_core::ids::{DeviceId, SessionId, UserId};
 use gatehouse_core::secret::TokenHash;
 use gatehouse_core::session::{RefreshOutcome, RefreshRecord, RefreshState, Session};
 use gatehouse_core::store::{
-    NewSession, RefreshDecision, RefreshRequest, SessionStore, SideEffects, StoreError,
-    StoreResult, classify_refresh,
+    NewSession, RefreshDecision, RefreshRequest, SessionStore, SideEffects, StoreError, StoreResult, classify_refresh,
 };
 use sqlx::{Any, Transaction};
 
@@ -69,13 +68,11 @@ async fn revoke_one(
         .execute(&mut **tx)
         .await
         .map_err(map_err)?;
-    sqlx::query(
-        "UPDATE refresh_tokens SET state = 'revoked' WHERE session_id = $1 AND state <> 'revoked'",
-    )
-    .bind(id.to_string())
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    sqlx::query("UPDATE refresh_tokens SET state = 'revoked' WHERE session_id = $1 AND state <> 'revoked'")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
     sqlx::query("DELETE FROM access_tokens WHERE session_id = $1")
         .bind(id.to_string())
         .execute(&mut **tx)
@@ -124,10 +121,7 @@ async fn insert_refresh(
     Ok(())
 }
 
-async fn load_refresh(
-    tx: &mut Transaction<'static, Any>,
-    hash: TokenHash,
-) -> StoreResult<Option<RefreshRecord>> {
+async fn load_refresh(tx: &mut Transaction<'static, Any>, hash: TokenHash) -> StoreResult<Option<RefreshRecord>> {
     let row = sqlx::query(
         "SELECT hash, session_id, state, successor, used_at, expires_at FROM refresh_tokens WHERE hash = $1",
     )
@@ -160,23 +154,14 @@ async fn load_session_account(
     let sql = format!(
         "SELECT {SESSION_COLS}, {ACCOUNT_COLS} FROM sessions s JOIN accounts a ON a.id = s.user_id WHERE s.id = $1"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    row.map(|r| Ok((rows::session(&r)?, rows::account(&r)?)))
-        .transpose()
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&mut **tx).await.map_err(map_err)?;
+    row.map(|r| Ok((rows::session(&r)?, rows::account(&r)?))).transpose()
 }
 
 #[async_trait]
 impl SessionStore for SqlStore {
-    async fn create_session(
-        &self,
-        new: &NewSession,
-        reset_keys: &[String],
-        fx: SideEffects,
-    ) -> StoreResult<()> {
+    async fn create_session(&self, new: &NewSession, reset_keys: &[String], fx: SideEffects) -> StoreResult<()> {
         let s = &new.session;
         let mut w = self.begin().await?;
         sqlx::query(
@@ -198,22 +183,8 @@ impl SessionStore for SqlStore {
         .execute(&mut *w.tx)
         .await
         .map_err(map_err)?;
-        insert_access(
-            &mut w.tx,
-            new.access_hash,
-            s.id,
-            s.created_at,
-            new.access_expires_at,
-        )
-        .await?;
-        insert_refresh(
-            &mut w.tx,
-            new.refresh_hash,
-            s.id,
-            s.created_at,
-            s.expires_at,
-        )
-        .await?;
+        insert_access(&mut w.tx, new.access_hash, s.id, s.created_at, new.access_expires_at).await?;
+        insert_refresh(&mut w.tx, new.refresh_hash, s.id, s.created_at, s.expires_at).await?;
         for k in reset_keys {
             sqlx::query("DELETE FROM login_throttle WHERE key = $1")
                 .bind(k.clone())
@@ -224,10 +195,7 @@ impl SessionStore for SqlStore {
         self.finish(w, fx).await
     }
 
-    async fn find_by_access(
-        &self,
-        hash: TokenHash,
-    ) -> StoreResult<Option<(Session, Timestamp, Account)>> {
+    async fn find_by_access(&self, hash: TokenHash) -> StoreResult<Option<(Session, Timestamp, Account)>> {
         let sql = format!(
             "SELECT t.hash AS t_hash, t.expires_at AS t_expires_at, {SESSION_COLS}, {ACCOUNT_COLS} FROM access_tokens t \
              JOIN sessions s ON s.id = t.session_id JOIN accounts a ON a.id = s.user_id WHERE t.hash = $1"
@@ -241,11 +209,7 @@ impl SessionStore for SqlStore {
         if !TokenHash::from_bytes(rows::hash32(&row, "t_hash")?).ct_eq(&hash) {
             return Ok(None);
         }
-        Ok(Some((
-            rows::session(&row)?,
-            rows::ts(&row, "t_expires_at")?,
-            rows::account(&row)?,
-        )))
+        Ok(Some((rows::session(&row)?, rows::ts(&row, "t_expires_at")?, rows::account(&row)?)))
     }
 
     async fn touch_session(&self, id: SessionId, now: Timestamp, ip: &str) -> StoreResult<()> {
@@ -288,33 +252,17 @@ impl SessionStore for SqlStore {
                 outcome = RefreshOutcome::Invalid;
                 break;
             };
-            let Some((session, account)) =
-                load_session_account(&mut w.tx, record.session_id).await?
-            else {
+            let Some((session, account)) = load_session_account(&mut w.tx, record.session_id).await? else {
                 outcome = RefreshOutcome::Invalid;
                 break;
             };
             let ids = (session.id, session.user_id);
-            if session.revoked_at.is_none()
-                && session
-                    .check_device(req.device.as_ref(), &req.ua_family)
-                    .is_err()
-            {
-                outcome = RefreshOutcome::DeviceMismatch {
-                    session_id: ids.0,
-                    user_id: ids.1,
-                };
+            if session.revoked_at.is_none() && session.check_device(req.device.as_ref(), &req.ua_family).is_err() {
+                outcome = RefreshOutcome::DeviceMismatch { session_id: ids.0, user_id: ids.1 };
                 break;
             }
             let successor_matches = record.successor.is_some_and(|s| s.ct_eq(&req.successor));
-            match classify_refresh(
-                &record,
-                &session,
-                successor_matches,
-                now,
-                &req.policy,
-                account.is_admin,
-            ) {
+            match classify_refresh(&record, &session, successor_matches, now, &req.policy, account.is_admin) {
                 RefreshDecision::Rotate => {
                     let r = sqlx::query(
                         "UPDATE refresh_tokens SET state = 'used', successor = $1, used_at = $2 WHERE hash = $3 AND state = 'active'",
@@ -328,14 +276,7 @@ impl SessionStore for SqlStore {
                     if r.rows_affected() == 0 {
                         continue;
                     }
-                    insert_refresh(
-                        &mut w.tx,
-                        req.successor,
-                        session.id,
-                        now,
-                        session.expires_at,
-                    )
-                    .await?;
+                    insert_refresh(&mut w.tx, req.successor, session.id, now, session.expires_at).await?;
                     insert_access(
                         &mut w.tx,
                         req.access,
@@ -344,32 +285,21 @@ impl SessionStore for SqlStore {
                         req.access_expires_at.min(session.expires_at),
                     )
                     .await?;
-                    sqlx::query(
-                        "UPDATE sessions SET last_seen_at = $1, last_ip = $2 WHERE id = $3",
-                    )
-                    .bind(now.as_millis())
-                    .bind(req.ip.clone())
-                    .bind(session.id.to_string())
-                    .execute(&mut *w.tx)
-                    .await
-                    .map_err(map_err)?;
-                    outcome = RefreshOutcome::Rotated {
-                        session_id: ids.0,
-                        user_id: ids.1,
-                    };
+                    sqlx::query("UPDATE sessions SET last_seen_at = $1, last_ip = $2 WHERE id = $3")
+                        .bind(now.as_millis())
+                        .bind(req.ip.clone())
+                        .bind(session.id.to_string())
+                        .execute(&mut *w.tx)
+                        .await
+                        .map_err(map_err)?;
+                    outcome = RefreshOutcome::Rotated { session_id: ids.0, user_id: ids.1 };
                 }
                 RefreshDecision::Grace => {
-                    outcome = RefreshOutcome::Grace {
-                        session_id: ids.0,
-                        user_id: ids.1,
-                    };
+                    outcome = RefreshOutcome::Grace { session_id: ids.0, user_id: ids.1 };
                 }
                 RefreshDecision::Reuse => {
                     revoke_one(&mut w.tx, session.id, "refresh_reuse", now).await?;
-                    outcome = RefreshOutcome::Reuse {
-                        session_id: ids.0,
-                        user_id: ids.1,
-                    };
+                    outcome = RefreshOutcome::Reuse { session_id: ids.0, user_id: ids.1 };
                 }
                 RefreshDecision::Invalid => outcome = RefreshOutcome::Invalid,
             }
@@ -403,14 +333,12 @@ impl SessionStore for SqlStore {
         fx: SideEffects,
     ) -> StoreResult<bool> {
         let mut w = self.begin().await?;
-        let owned = sqlx::query(
-            "SELECT id FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(id.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&mut *w.tx)
-        .await
-        .map_err(map_err)?;
+        let owned = sqlx::query("SELECT id FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
         if owned.is_none() {
             return Ok(false);
         }
@@ -434,13 +362,12 @@ impl SessionStore for SqlStore {
     }
 
     async fn is_known_device(&self, user: UserId, device: DeviceId) -> StoreResult<bool> {
-        let row =
-            sqlx::query("SELECT id FROM sessions WHERE user_id = $1 AND device_id = $2 LIMIT 1")
-                .bind(user.to_string())
-                .bind(device.to_string())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(map_err)?;
+        let row = sqlx::query("SELECT id FROM sessions WHERE user_id = $1 AND device_id = $2 LIMIT 1")
+            .bind(user.to_string())
+            .bind(device.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
         Ok(row.is_some())
     }
 

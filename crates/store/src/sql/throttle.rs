@@ -23,11 +23,12 @@ impl ThrottleStore for SqlStore {
     async fn load_counters(&self, keys: &[String]) -> StoreResult<Vec<FailureCounter>> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let row = sqlx::query("SELECT consecutive, last_failure_at, locked_until FROM login_throttle WHERE key = $1")
-                .bind(k.clone())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(map_err)?;
+            let row =
+                sqlx::query("SELECT consecutive, last_failure_at, locked_until FROM login_throttle WHERE key = $1")
+                    .bind(k.clone())
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(map_err)?;
             out.push(row.as_ref().map(counter).transpose()?.unwrap_or_default());
         }
         Ok(out)
@@ -66,8 +67,7 @@ impl ThrottleStore for SqlStore {
                         .await
                         .map_err(map_err)?;
                     c.locked_until = Some(until);
-                    fx.events
-                        .push(on_lock.clone().with("locked_until", until.to_rfc3339()));
+                    fx.events.push(on_lock.clone().with("locked_until", until.to_rfc3339()));
                 }
                 account = c;
             }

@@ -18,21 +18,13 @@ pub const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub fn pg_admin_url() -> String {
-    std::env::var("GATEHOUSE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("GATEHOUSE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{n}",
-        std::process::id(),
-        nanos % 1_000_000_000
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{}_{n}", std::process::id(), nanos % 1_000_000_000)
 }
 
 /// A fresh PostgreSQL schema; returns a URL whose search_path points at it.
@@ -40,13 +32,11 @@ pub async fn fresh_pg_url() -> String {
     use sqlx::Executor;
     sqlx::any::install_default_drivers();
     let admin = pg_admin_url();
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL at {admin} is required for the store tests and is unreachable: {e}")
-    });
-    let schema = unique("ghtest");
-    pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+    let pool = sqlx::AnyPool::connect(&admin)
         .await
-        .expect("create schema");
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for the store tests and is unreachable: {e}"));
+    let schema = unique("ghtest");
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.expect("create schema");
     pool.close().await;
     let sep = if admin.contains('?') { '&' } else { '?' };
     format!("{admin}{sep}options=-c%20search_path%3D{schema}")
@@ -59,9 +49,7 @@ pub fn fresh_sqlite_url() -> String {
 }
 
 pub async fn open(url: &str, clock: ManualClock) -> Arc<SqlStore> {
-    let store = SqlStore::connect(url, DbSettings::default(), Arc::new(clock))
-        .await
-        .expect("connect store");
+    let store = SqlStore::connect(url, DbSettings::default(), Arc::new(clock)).await.expect("connect store");
     store.set_audit_signer(SecretBytes::new(vec![7; 32]), "test-instance");
     Arc::new(store)
 }

@@ -1,0 +1,206 @@
+//! The router, its middleware, and how the server is assembled from configuration.
+//!
+//! `app(state)` is a plain function so tests can drive it in process with `oneshot`; `serve`
+//! binds a socket and adds the background workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use gatehouse_core::clock::{Clock, ManualClock, SystemClock};
+use gatehouse_core::password::{PasswordHasher, PasswordPolicy};
+use gatehouse_core::rng::{OsRng, SecureRng};
+use gatehouse_store::redis::RedisHandle;
+use gatehouse_store::{DbSettings, SqlStore};
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode, REQUEST_ID};
+use crate::hashing::HashPool;
+use crate::mail::Mailer;
+use crate::routes::{self, PREFIX};
+use crate::state::{AppState, Inner};
+
+/// Builds the router.
+pub fn app(state: AppState) -> Router {
+    let api = format!("{PREFIX}/api/v1");
+    let limit = state.config.server.max_body_bytes;
+    let mut router = Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .route(&format!("{PREFIX}/api/openapi.json"), get(routes::openapi::serve))
+        .route(&format!("{api}/accounts"), post(routes::accounts::register))
+        .route(&format!("{api}/accounts/verify-email"), post(routes::accounts::verify_email))
+        .route(
+            &format!("{PREFIX}/verify-email"),
+            get(routes::accounts::verify_page).post(routes::accounts::verify_form),
+        )
+        .route(&format!("{api}/sessions"), post(routes::sessions::login).get(routes::sessions::list))
+        .route(&format!("{api}/sessions/refresh"), post(routes::sessions::refresh))
+        .route(&format!("{api}/sessions/current"), delete(routes::sessions::logout))
+        .route(&format!("{api}/sessions/revoke-others"), post(routes::sessions::revoke_others))
+        .route(&format!("{api}/sessions/{{id}}/revoke"), post(routes::sessions::revoke))
+        .route(&format!("{api}/account"), get(routes::me::account))
+        .route(&format!("{api}/account/password"), post(routes::me::change_password))
+        .route(&format!("{api}/account/security-history"), get(routes::me::history));
+    if state.manual_clock.is_some() {
+        router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
+    }
+    router
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), content_length_limit))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!(request_id = %crate::error::request_id(), "handler panicked");
+            ApiError::new(ErrorCode::Internal).into_response()
+        }))
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id))
+        .with_state(state)
+}
+
+/// Refuses a declared body above the limit with 413 before reading a byte of it.
+async fn content_length_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.server.max_body_bytes as u64) {
+        return ApiError::new(ErrorCode::PayloadTooLarge).into_response();
+    }
+    next.run(req).await
+}
+
+/// Assigns a request id (never taken from the client), exposes it to handlers through a
+/// task-local and returns it in `X-Request-Id`.
+async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = hex::encode(gatehouse_core::rng::random_bytes::<8>(state.rng.as_ref()));
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    resp
+}
+
+/// Security headers on every response (R51, R104); pages may set a richer CSP themselves.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    let defaults = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    for (name, value) in defaults {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    resp
+}
+
+/// Everything `serve` needs that tests may want to replace.
+pub struct Runtime {
+    /// The assembled state.
+    pub state: AppState,
+    /// The mail worker, to be spawned.
+    pub mailer: Mailer,
+}
+
+/// Assembles the server: keys, store, secrets, Redis, hasher, mailer.
+pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
+    let rng: Arc<dyn SecureRng> = Arc::new(OsRng);
+    let manual_clock = cfg.testing.danger_manual_clock.then(|| ManualClock::new(SystemClock.now()));
+    if manual_clock.is_some() {
+        tracing::warn!("testing.danger_manual_clock is on: time is controlled through POST /_gh/test/clock");
+    }
+    let clock: Arc<dyn Clock> = match &manual_clock {
+        Some(c) => Arc::new(c.clone()),
+        None => Arc::new(SystemClock),
+    };
+    let keyring = crate::keys::load_keyring(&cfg, rng.as_ref())?;
+    let settings = DbSettings {
+        max_connections: cfg.storage.db_max_connections,
+        acquire_timeout: std::time::Duration::from_millis(cfg.storage.db_acquire_timeout_ms),
+        statement_timeout: std::time::Duration::from_millis(cfg.storage.db_statement_timeout_ms),
+    };
+    let store = SqlStore::connect(&cfg.database_url(), settings, clock.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
+    let secrets = crate::keys::server_secrets(&store, &keyring, rng.as_ref(), clock.now()).await?;
+    store.set_audit_signer(secrets.audit_key.clone(), &cfg.instance_name());
+    let store = Arc::new(store);
+    let redis = match cfg.storage.redis_url.expose() {
+        "" => None,
+        url => Some(
+            RedisHandle::connect(url, std::time::Duration::from_millis(cfg.storage.redis_timeout_ms))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+    };
+    let hasher = PasswordHasher::new(cfg.password.argon2, rng.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password_policy = PasswordPolicy::new(&cfg.password.brand_words);
+    let hash_pool = HashPool::new(cfg.server.hash_workers, cfg.server.hash_queue);
+    let mail_wake = Arc::new(Notify::new());
+    let mailer = Mailer::new(
+        &cfg.mail,
+        &cfg.storage.data_dir,
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+        mail_wake.clone(),
+    )?;
+    let state = AppState::new(Inner {
+        config: cfg,
+        store,
+        redis,
+        clock,
+        manual_clock,
+        rng,
+        keyring,
+        refresh_key: secrets.refresh_key,
+        hasher,
+        password_policy,
+        hash_pool,
+        mail_wake,
+    });
+    Ok(Runtime { state, mailer })
+}
+
+/// Binds, prints the bound address on stdout (tests read it) and serves until SIGINT/SIGTERM.
+pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(rt.state.config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    println!("gatehouse listening on http://{addr}");
+    tracing::info!(%addr, backend = ?rt.state.config.is_embedded(), "listening");
+    tokio::spawn(rt.mailer.run());
+    let app = app(rt.state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

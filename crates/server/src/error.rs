@@ -1,0 +1,301 @@
+//! The API's error format and the one mapping from error kinds to HTTP statuses.
+//!
+//! Every error body is `{"error": {"code", "message", "request_id", "details"?}}` with a
+//! stable `code` (documented in `docs/api-errors.md` and the OpenAPI document). Server-side
+//! failures answer with an opaque `request_id` and are logged in full; clients never see SQL,
+//! stack traces, keys or tokens (R99).
+
+use std::borrow::Cow;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatehouse_core::store::StoreError;
+use serde_json::json;
+
+tokio::task_local! {
+    /// The current request's id, set by the request-id middleware.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request id, or `-` outside a request.
+pub fn request_id() -> String {
+    REQUEST_ID.try_with(|r| r.clone()).unwrap_or_else(|_| "-".into())
+}
+
+/// Every error the API can answer with. Each variant documents when it is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: the body is not valid JSON or does not match the schema.
+    InvalidRequest,
+    /// 400: the email address is not valid.
+    InvalidEmail,
+    /// 400: the password was refused by the policy; `details.reason` says why.
+    WeakPassword,
+    /// 400: an emailed token is unknown, used or expired.
+    InvalidToken,
+    /// 400: a refresh token is unknown, used, revoked or expired (OAuth's `invalid_grant`).
+    InvalidGrant,
+    /// 401: wrong email or password (identical for unknown, locked and disabled accounts).
+    InvalidCredentials,
+    /// 401: no valid access token.
+    Unauthenticated,
+    /// 401: the access token has expired; refresh it.
+    TokenExpired,
+    /// 401: the session ended (absolute or idle limit, revoked).
+    SessionExpired,
+    /// 401: the token was presented from another device than the one it was issued to.
+    DeviceMismatch,
+    /// 403: the email address has not been verified yet.
+    EmailUnverified,
+    /// 403: the action needs the password re-entered.
+    ReauthRequired,
+    /// 403: the re-entered password was wrong.
+    ReauthFailed,
+    /// 403: a cookie-authenticated state change came from another site.
+    CsrfRejected,
+    /// 404: no such resource.
+    NotFound,
+    /// 405: method not allowed.
+    MethodNotAllowed,
+    /// 413: the request body is too large.
+    PayloadTooLarge,
+    /// 415: the request body must be `application/json`.
+    UnsupportedMediaType,
+    /// 429: too many attempts; wait `Retry-After` seconds.
+    RateLimited,
+    /// 503: the server is shedding expensive work; retry shortly.
+    Overloaded,
+    /// 503: a dependency (database, Redis) is unavailable; retry later.
+    Unavailable,
+    /// 500: an unexpected failure; quote `request_id` to the operator.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The stable code string.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidEmail => "invalid_email",
+            Self::WeakPassword => "weak_password",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidGrant => "invalid_grant",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Unauthenticated => "unauthenticated",
+            Self::TokenExpired => "token_expired",
+            Self::SessionExpired => "session_expired",
+            Self::DeviceMismatch => "device_mismatch",
+            Self::EmailUnverified => "email_unverified",
+            Self::ReauthRequired => "reauth_required",
+            Self::ReauthFailed => "reauth_failed",
+            Self::CsrfRejected => "csrf_rejected",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status for this code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest
+            | Self::InvalidEmail
+            | Self::WeakPassword
+            | Self::InvalidToken
+            | Self::InvalidGrant => StatusCode::BAD_REQUEST,
+            Self::InvalidCredentials
+            | Self::Unauthenticated
+            | Self::TokenExpired
+            | Self::SessionExpired
+            | Self::DeviceMismatch => StatusCode::UNAUTHORIZED,
+            Self::EmailUnverified | Self::ReauthRequired | Self::ReauthFailed | Self::CsrfRejected => {
+                StatusCode::FORBIDDEN
+            }
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The default human message.
+    pub fn default_message(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "The request is malformed.",
+            Self::InvalidEmail => "That is not a valid email address.",
+            Self::WeakPassword => "That password is not allowed.",
+            Self::InvalidToken => "This link is invalid or has expired.",
+            Self::InvalidGrant => "The refresh token is invalid.",
+            Self::InvalidCredentials => "Invalid email or password.",
+            Self::Unauthenticated => "Authentication required.",
+            Self::TokenExpired => "The access token has expired.",
+            Self::SessionExpired => "The session has ended. Sign in again.",
+            Self::DeviceMismatch => "This session belongs to another device.",
+            Self::EmailUnverified => "Verify your email address first.",
+            Self::ReauthRequired => "Enter your password to continue.",
+            Self::ReauthFailed => "The password is incorrect.",
+            Self::CsrfRejected => "Cross-site request refused.",
+            Self::NotFound => "Not found.",
+            Self::MethodNotAllowed => "Method not allowed.",
+            Self::PayloadTooLarge => "The request body is too large.",
+            Self::UnsupportedMediaType => "Send the body as application/json.",
+            Self::RateLimited => "Too many attempts. Try again later.",
+            Self::Overloaded => "The server is busy. Try again shortly.",
+            Self::Unavailable => "The service is temporarily unavailable.",
+            Self::Internal => "Internal error.",
+        }
+    }
+
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 22] = [
+        Self::InvalidRequest,
+        Self::InvalidEmail,
+        Self::WeakPassword,
+        Self::InvalidToken,
+        Self::InvalidGrant,
+        Self::InvalidCredentials,
+        Self::Unauthenticated,
+        Self::TokenExpired,
+        Self::SessionExpired,
+        Self::DeviceMismatch,
+        Self::EmailUnverified,
+        Self::ReauthRequired,
+        Self::ReauthFailed,
+        Self::CsrfRejected,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::RateLimited,
+        Self::Overloaded,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+}
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// Message for humans (defaults to the code's).
+    pub message: Cow<'static, str>,
+    /// Structured extras (`reason` for weak passwords).
+    pub details: Option<serde_json::Value>,
+    /// `Retry-After` seconds, for 429 and 503.
+    pub retry_after: Option<i64>,
+}
+
+impl ApiError {
+    /// An error with the code's default message.
+    pub fn new(code: ErrorCode) -> Self {
+        let message = Cow::Borrowed(code.default_message());
+        let retry_after = match code {
+            ErrorCode::Overloaded => Some(1),
+            ErrorCode::Unavailable => Some(5),
+            _ => None,
+        };
+        Self { code, message, details: None, retry_after }
+    }
+
+    /// Replaces the message.
+    pub fn message(mut self, m: impl Into<Cow<'static, str>>) -> Self {
+        self.message = m.into();
+        self
+    }
+
+    /// Adds details.
+    pub fn details(mut self, d: serde_json::Value) -> Self {
+        self.details = Some(d);
+        self
+    }
+
+    /// Sets `Retry-After`.
+    pub fn retry_after(mut self, secs: i64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// An internal failure: logged with the request id, answered opaquely.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(request_id = %request_id(), context, error = %err, "internal error");
+        Self::new(ErrorCode::Internal)
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self::new(code)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => {
+                tracing::warn!(request_id = %request_id(), error = %m, "store unavailable");
+                Self::new(ErrorCode::Unavailable)
+            }
+            StoreError::Conflict => Self::internal("store", "unexpected conflict"),
+            other => Self::internal("store", other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = json!({
+            "code": self.code.as_str(),
+            "message": self.message,
+            "request_id": request_id(),
+        });
+        if let (Some(d), Some(obj)) = (self.details, err.as_object_mut()) {
+            obj.insert("details".into(), d);
+        }
+        let mut resp = (self.code.status(), axum::Json(json!({ "error": err }))).into_response();
+        if let Some(v) = self.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_code_has_a_unique_name_a_status_and_a_message() {
+        let names: HashSet<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for c in ErrorCode::ALL {
+            assert!(c.status().is_client_error() || c.status().is_server_error(), "{c:?}");
+            assert!(!c.default_message().is_empty());
+        }
+        assert_eq!(ErrorCode::InvalidCredentials.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(ErrorCode::PayloadTooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(ErrorCode::Overloaded.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ErrorCode::RateLimited.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn store_errors_never_leak_their_text() {
+        let e: ApiError = StoreError::Other("SELECT secret FROM x".into()).into();
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(!e.message.contains("SELECT"));
+        let e: ApiError = StoreError::Unavailable("pg down".into()).into();
+        assert_eq!((e.code, e.retry_after), (ErrorCode::Unavailable, Some(5)));
+    }
+}

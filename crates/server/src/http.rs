@@ -1,0 +1,235 @@
+//! Request context shared by the handlers: who is calling (client IP under the trusted-proxy
+//! rules, user agent, device id), cookies, CSRF checks and the JSON extractor.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, Method, header, request::Parts};
+use gatehouse_core::device::UaFamily;
+use gatehouse_core::ids::DeviceId;
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// Cookie holding the browser access token.
+pub const COOKIE_ACCESS: &str = "__Host-gh_at";
+/// Cookie holding the browser refresh token.
+pub const COOKIE_REFRESH: &str = "__Host-gh_rt";
+/// Cookie holding the device id.
+pub const COOKIE_DEVICE: &str = "__Host-gh_dev";
+/// Header carrying the device id for API clients.
+pub const HEADER_DEVICE: &str = "gatehouse-device";
+
+/// The real client IP: the socket peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (R19).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+}
+
+/// The value of cookie `name`, if present exactly once.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for pair in v.split(';') {
+            if let Some((k, val)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    // Two cookies of one name: a cookie-tossing attempt. Use neither.
+                    return None;
+                }
+                found = Some(val);
+            }
+        }
+    }
+    found
+}
+
+/// A `Set-Cookie` value with the `__Host-` rules: Secure, HttpOnly, SameSite=Strict, Path=/,
+/// no Domain (R49).
+pub fn set_cookie(name: &str, value: &str, max_age_secs: i64) -> String {
+    format!("{name}={value}; Max-Age={max_age_secs}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
+/// A `Set-Cookie` value that deletes the cookie.
+pub fn clear_cookie(name: &str) -> String {
+    set_cookie(name, "", 0)
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct ClientCtx {
+    /// Client IP per the trusted-proxy rules.
+    pub ip: IpAddr,
+    /// Raw user agent (bounded).
+    pub user_agent: Option<String>,
+    /// User-agent family.
+    pub ua_family: UaFamily,
+    /// Device id from the cookie or the `Gatehouse-Device` header.
+    pub device: Option<DeviceId>,
+    /// Whether the device id came from the cookie (browser) rather than the header.
+    pub device_from_cookie: bool,
+}
+
+impl ClientCtx {
+    /// Builds the context from request parts.
+    pub fn from_parts(parts: &Parts, trusted: &[IpNet]) -> Self {
+        let peer =
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let ip = client_ip(peer, &parts.headers, trusted);
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(gatehouse_core::device::MAX_UA_BYTES).collect::<String>());
+        let ua_family = UaFamily::parse(user_agent.as_deref());
+        let from_cookie = cookie(&parts.headers, COOKIE_DEVICE).and_then(DeviceId::parse);
+        let from_header = parts.headers.get(HEADER_DEVICE).and_then(|v| v.to_str().ok()).and_then(DeviceId::parse);
+        let device_from_cookie = from_cookie.is_some();
+        Self { ip, user_agent, ua_family, device: from_cookie.or(from_header), device_from_cookie }
+    }
+}
+
+impl FromRequestParts<AppState> for ClientCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_parts(parts, &state.config.server.trusted_proxies))
+    }
+}
+
+/// Whether a cookie-authenticated request may change state: it must come from our own origin
+/// (`Sec-Fetch-Site: same-origin`/`none`, or an `Origin` equal to the public origin). Safe
+/// methods always may (R50).
+pub fn csrf_ok(method: &Method, headers: &HeaderMap, public_origin: &str) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return true;
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin == public_origin,
+        // Neither header: not a browser-initiated cross-site request (browsers send Origin on
+        // cross-site POSTs), but cookies only come from browsers — refuse to be safe.
+        None => false,
+    }
+}
+
+/// `Json<T>` with our error format: 415 without `application/json`, 413 when too large, 400
+/// for syntax or schema errors (with the parser's message, which never echoes secrets back
+/// because it quotes positions, not values).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    match rej {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(ErrorCode::UnsupportedMediaType),
+        JsonRejection::BytesRejection(b) if b.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(ErrorCode::PayloadTooLarge)
+        }
+        JsonRejection::JsonDataError(e) => {
+            ApiError::new(ErrorCode::InvalidRequest).message(format!("Invalid request body: {}", e.body_text()))
+        }
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::new(ErrorCode::InvalidRequest).message("The body is not valid JSON.")
+        }
+        _ => ApiError::new(ErrorCode::InvalidRequest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                m.append(*k, v);
+            }
+        }
+        m
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let peer: IpAddr = [203, 0, 113, 9].into();
+        let headers = h(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(client_ip(peer, &headers, &[]), peer);
+        assert_eq!(client_ip(peer, &headers, &[net("10.0.0.0/8")]), peer);
+    }
+
+    #[test]
+    fn forwarded_for_is_walked_from_the_right_through_trusted_proxies() {
+        let proxy: IpAddr = [10, 0, 0, 1].into();
+        let trusted = [net("10.0.0.0/8")];
+        let headers = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
+        assert_eq!(client_ip(proxy, &headers, &trusted), IpAddr::from([198, 51, 100, 7]));
+        // A malformed header means the peer is all we know.
+        let bad = h(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(client_ip(proxy, &bad, &trusted), proxy);
+        // IPv4-mapped IPv6 peers are normalised.
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap_or(proxy);
+        assert_eq!(client_ip(mapped, &headers, &trusted), IpAddr::from([198, 51, 100, 7]));
+    }
+
+    #[test]
+    fn duplicate_cookies_are_refused() {
+        assert_eq!(cookie(&h(&[("cookie", "a=1; __Host-gh_at=x")]), COOKIE_ACCESS), Some("x"));
+        assert_eq!(cookie(&h(&[("cookie", "__Host-gh_at=x; __Host-gh_at=y")]), COOKIE_ACCESS), None);
+    }
+
+    #[test]
+    fn set_cookie_has_host_prefix_rules() {
+        let c = set_cookie(COOKIE_ACCESS, "v", 600);
+        for part in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=600"] {
+            assert!(c.contains(part), "{c}");
+        }
+        assert!(!c.contains("Domain"));
+    }
+
+    #[test]
+    fn csrf_rules() {
+        let o = "https://gh.example";
+        assert!(csrf_ok(&Method::GET, &h(&[]), o));
+        assert!(csrf_ok(&Method::POST, &h(&[("sec-fetch-site", "same-origin")]), o));
+        assert!(!csrf_ok(&Method::POST, &h(&[("sec-fetch-site", "cross-site")]), o));
+        assert!(csrf_ok(&Method::POST, &h(&[("origin", "https://gh.example")]), o));
+        assert!(!csrf_ok(&Method::POST, &h(&[("origin", "https://evil.example")]), o));
+        assert!(!csrf_ok(&Method::POST, &h(&[]), o));
+    }
+}

@@ -1,0 +1,19 @@
+//! # gatehouse-server
+//!
+//! The HTTP face of gatehouse: its own JSON API and pages under `/_gh`, health probes, and
+//! (in later modules) the verifying reverse proxy and forward-auth endpoint; plus
+//! configuration and the operator CLI. All security decisions are delegated to
+//! `gatehouse-core`; this crate only moves bytes, reads the clock once per request and
+//! renders errors.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod hashing;
+pub mod http;
+pub mod keys;
+pub mod mail;
+pub mod routes;
+pub mod state;

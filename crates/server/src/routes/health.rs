@@ -1,0 +1,54 @@
+//! Liveness and readiness probes.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: ready only when the database (and Redis, when configured) answers within a
+/// second. A load balancer takes an unready instance out of rotation.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let db = matches!(tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await, Ok(Ok(())));
+    let redis = match &state.redis {
+        None => None,
+        Some(r) => Some(matches!(tokio::time::timeout(Duration::from_secs(1), r.ping()).await, Ok(Ok(())))),
+    };
+    let ready = db && redis.unwrap_or(true);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "unavailable" },
+            "database": if db { "ok" } else { "unavailable" },
+            "redis": match redis { None => "disabled", Some(true) => "ok", Some(false) => "unavailable" },
+        })),
+    )
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pending = state.store.pending_mail().await.ok();
+    let mut out = String::new();
+    out.push_str("# HELP gatehouse_password_hashes_total Argon2 operations started (hash or verify).\n");
+    out.push_str("# TYPE gatehouse_password_hashes_total counter\n");
+    out.push_str(&format!("gatehouse_password_hashes_total {}\n", state.hash_pool.hashes()));
+    out.push_str("# HELP gatehouse_password_hash_shed_total Requests refused because the hashing pool was full.\n");
+    out.push_str("# TYPE gatehouse_password_hash_shed_total counter\n");
+    out.push_str(&format!("gatehouse_password_hash_shed_total {}\n", state.hash_pool.shed()));
+    if let Some(n) = pending {
+        out.push_str("# HELP gatehouse_mail_outbox_pending Messages waiting for delivery.\n");
+        out.push_str("# TYPE gatehouse_mail_outbox_pending gauge\n");
+        out.push_str(&format!("gatehouse_mail_outbox_pending {n}\n"));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}

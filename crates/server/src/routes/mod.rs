@@ -1,0 +1,26 @@
+//! HTTP routes, one module per concern. Everything gatehouse serves itself lives under
+//! [`PREFIX`], which can never collide with a proxied exchange path such as `/v1/…` or
+//! `/api/v3/…`; only the health probes sit at the root, by convention.
+
+pub mod accounts;
+pub mod health;
+pub mod me;
+pub mod openapi;
+pub mod sessions;
+pub mod testing;
+
+use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
+
+use crate::error::request_id;
+use crate::http::ClientCtx;
+
+/// Prefix of gatehouse's own routes.
+pub const PREFIX: &str = "/_gh";
+
+/// An audit event for an unauthenticated request, with IP and request id.
+pub fn event(kind: EventKind, outcome: Outcome, client: &ClientCtx) -> AuditEvent {
+    let mut e = AuditEvent::new(kind, outcome);
+    e.ip = Some(client.ip.to_string());
+    e.request_id = Some(request_id());
+    e
+}

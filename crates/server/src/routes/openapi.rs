@@ -1,0 +1,138 @@
+//! The OpenAPI 3.1 document describing gatehouse's own JSON API, served at
+//! `/_gh/api/openapi.json`. Written by hand next to the routes it describes; the schemathesis
+//! run in the test suite checks that the server keeps to it.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+use crate::error::ErrorCode;
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+fn errors(codes: &[u16]) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for c in codes {
+        let d = match c {
+            400 => "Malformed request",
+            401 => "Not authenticated",
+            403 => "Forbidden",
+            404 => "Not found",
+            413 => "Body too large",
+            415 => "Body must be application/json",
+            429 => "Too many attempts (see Retry-After)",
+            503 => "Overloaded or a dependency is unavailable (see Retry-After)",
+            _ => "Error",
+        };
+        m.insert(c.to_string(), error_response(d));
+    }
+    m.insert("500".into(), error_response("Internal error (quote request_id)"));
+    m
+}
+
+fn op(summary: &str, body: Option<&str>, ok: (u16, &str, Value), errs: &[u16], secured: bool) -> Value {
+    let mut responses = errors(errs);
+    responses.insert(
+        ok.0.to_string(),
+        if ok.2.is_null() {
+            json!({ "description": ok.1 })
+        } else {
+            json!({ "description": ok.1, "content": { "application/json": { "schema": ok.2 } } })
+        },
+    );
+    let mut o = json!({ "summary": summary, "responses": responses });
+    if let Some(schema) = body {
+        o["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+        });
+    }
+    if secured {
+        o["security"] = json!([{ "bearer": [] }, { "cookie": [] }]);
+    } else {
+        o["security"] = json!([]);
+    }
+    o
+}
+
+/// The document.
+pub fn document() -> Value {
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let obj = |props: Value, required: &[&str]| json!({ "type": "object", "properties": props, "required": required });
+    let any_obj = json!({ "type": "object" });
+    let p = super::PREFIX;
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gatehouse",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Accounts, sessions and the security history of gatehouse, the access layer of a cryptocurrency exchange. Error codes are stable; see docs/api-errors.md."
+        },
+        "paths": {
+            "/healthz": { "get": op("Liveness", None, (200, "Up", any_obj.clone()), &[], false) },
+            "/readyz": { "get": op("Readiness", None, (200, "Ready", any_obj.clone()), &[503], false) },
+            format!("{p}/api/v1/accounts"): { "post": op("Register", Some("RegisterRequest"), (202, "Verification link sent (same answer for taken addresses)", any_obj.clone()), &[400, 413, 415, 503], false) },
+            format!("{p}/api/v1/accounts/verify-email"): { "post": op("Verify an email address", Some("VerifyRequest"), (200, "Verified", any_obj.clone()), &[400, 413, 415, 503], false) },
+            format!("{p}/api/v1/sessions"): {
+                "post": op("Sign in", Some("LoginRequest"), (201, "Signed in", json!({"$ref": "#/components/schemas/TokenResponse"})), &[400, 401, 403, 413, 415, 429, 503], false),
+                "get": op("Device list", None, (200, "Live sessions", any_obj.clone()), &[401, 403, 503], true)
+            },
+            format!("{p}/api/v1/sessions/refresh"): { "post": op("Rotate a refresh token", Some("RefreshRequest"), (200, "New token pair", json!({"$ref": "#/components/schemas/TokenResponse"})), &[400, 401, 403, 413, 415, 503], false) },
+            format!("{p}/api/v1/sessions/current"): { "delete": op("Sign out", None, (204, "Signed out", Value::Null), &[401, 403, 503], true) },
+            format!("{p}/api/v1/sessions/revoke-others"): { "post": op("Sign out every other device", Some("ReauthRequest"), (200, "Revoked", any_obj.clone()), &[400, 401, 403, 413, 415, 429, 503], true) },
+            format!("{p}/api/v1/sessions/{{id}}/revoke"): { "post": {
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "summary": "Sign out one device",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ReauthRequest" } } } },
+                "security": [{ "bearer": [] }, { "cookie": [] }],
+                "responses": { "204": { "description": "Revoked" }, "400": error_response("Malformed"), "401": error_response("Not authenticated"), "403": error_response("Re-authentication needed or failed"), "404": error_response("No such session"), "413": error_response("Too large"), "415": error_response("Not JSON"), "429": error_response("Throttled"), "500": error_response("Internal"), "503": error_response("Unavailable") }
+            } },
+            format!("{p}/api/v1/account"): { "get": op("The signed-in account", None, (200, "Account", any_obj.clone()), &[401, 403, 503], true) },
+            format!("{p}/api/v1/account/password"): { "post": op("Change the password", Some("ChangePasswordRequest"), (200, "Changed; other sessions revoked", any_obj.clone()), &[400, 401, 403, 413, 415, 429, 503], true) },
+            format!("{p}/api/v1/account/security-history"): { "get": {
+                "summary": "The user's security history (audit events), newest first",
+                "parameters": [
+                    { "name": "before", "in": "query", "required": false, "schema": { "type": "integer", "format": "int64" } },
+                    { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 200 } }
+                ],
+                "security": [{ "bearer": [] }, { "cookie": [] }],
+                "responses": { "200": { "description": "Events", "content": { "application/json": { "schema": any_obj.clone() } } }, "400": error_response("Malformed"), "401": error_response("Not authenticated"), "403": error_response("Forbidden"), "500": error_response("Internal"), "503": error_response("Unavailable") }
+            } }
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "API sessions also send the device id in the Gatehouse-Device header." },
+                "cookie": { "type": "apiKey", "in": "cookie", "name": "__Host-gh_at" }
+            },
+            "schemas": {
+                "Error": obj(json!({ "error": obj(json!({
+                    "code": { "type": "string", "enum": codes },
+                    "message": { "type": "string" },
+                    "request_id": { "type": "string" },
+                    "details": { "type": "object" }
+                }), &["code", "message", "request_id"]) }), &["error"]),
+                "RegisterRequest": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "maxLength": 254 }, "password": { "type": "string", "maxLength": 4096 } } },
+                "VerifyRequest": { "type": "object", "additionalProperties": false, "required": ["token"], "properties": { "token": { "type": "string" } } },
+                "LoginRequest": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "maxLength": 254 }, "password": { "type": "string", "maxLength": 4096 }, "session_type": { "type": "string", "enum": ["api", "browser"] } } },
+                "RefreshRequest": { "type": "object", "additionalProperties": false, "required": ["refresh_token"], "properties": { "refresh_token": { "type": "string" } } },
+                "ReauthRequest": { "type": "object", "additionalProperties": false, "properties": { "password": { "type": "string", "maxLength": 4096 } } },
+                "ChangePasswordRequest": { "type": "object", "additionalProperties": false, "required": ["new_password"], "properties": { "current_password": { "type": "string", "maxLength": 4096 }, "new_password": { "type": "string", "maxLength": 4096 } } },
+                "TokenResponse": { "type": "object", "required": ["status", "session_id", "device_id", "expires_in"], "properties": {
+                    "status": { "type": "string" }, "session_id": { "type": "string" }, "device_id": { "type": "string" },
+                    "expires_in": { "type": "integer" }, "session_expires_at": { "type": "string" },
+                    "token_type": { "type": "string" }, "access_token": { "type": "string" }, "refresh_token": { "type": "string" },
+                    "factors": { "type": "array", "items": { "type": "string" } }, "notices": { "type": "array", "items": { "type": "string" } }
+                } }
+            }
+        }
+    })
+}
+
+/// `GET /_gh/api/openapi.json`
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}

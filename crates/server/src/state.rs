@@ -1,0 +1,74 @@
+//! Shared server state: configuration, store, clock, randomness and the services built from
+//! them. Handlers receive it as `State<AppState>`; tests build it with their own clock and RNG.
+
+use std::sync::Arc;
+
+use gatehouse_core::clock::{Clock, ManualClock};
+use gatehouse_core::crypto::envelope::Keyring;
+use gatehouse_core::password::{PasswordHasher, PasswordPolicy};
+use gatehouse_core::rng::SecureRng;
+use gatehouse_core::secret::SecretBytes;
+use gatehouse_core::store::{QueuedMail, Store};
+use gatehouse_store::redis::RedisHandle;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::hashing::HashPool;
+use crate::mail::{self, MailContent};
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub struct Inner {
+    /// Validated configuration.
+    pub config: Config,
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Redis, when configured.
+    pub redis: Option<RedisHandle>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The test clock, when `testing.danger_manual_clock` is on.
+    pub manual_clock: Option<ManualClock>,
+    /// Randomness.
+    pub rng: Arc<dyn SecureRng>,
+    /// Master keys.
+    pub keyring: Keyring,
+    /// Refresh-token derivation key.
+    pub refresh_key: SecretBytes,
+    /// Argon2id hasher.
+    pub hasher: PasswordHasher,
+    /// Password acceptance rules.
+    pub password_policy: PasswordPolicy,
+    /// Bounded hashing pool.
+    pub hash_pool: HashPool,
+    /// Wakes the mail worker after a commit that queued mail.
+    pub mail_wake: Arc<Notify>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// Seals a message for the outbox.
+    pub fn mail(&self, to: &str, content: &MailContent) -> Result<QueuedMail, crate::error::ApiError> {
+        mail::queue(&self.keyring, self.rng.as_ref(), to, content, self.clock.now())
+            .map_err(|e| crate::error::ApiError::internal("mail sealing", e))
+    }
+
+    /// Tells the mail worker there is something to send.
+    pub fn wake_mailer(&self) {
+        self.mail_wake.notify_one();
+    }
+}
