@@ -1,1 +1,4 @@
-//! Placeholder: filled in by the mfa work.
+//! Second factors: TOTP (RFC 6238) and backup codes. The overview and the factor vocabulary
+//! follow with the remaining submodules.
+
+pub mod base32;
