@@ -2,3 +2,4 @@
 //! follow with the remaining submodules.
 
 pub mod base32;
+pub mod totp;
