@@ -2,4 +2,5 @@
 //! follow with the remaining submodules.
 
 pub mod base32;
+pub mod otpauth;
 pub mod totp;
