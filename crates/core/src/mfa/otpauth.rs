@@ -249,7 +249,9 @@ impl OtpAuthUri {
             if slot.is_some() {
                 return Err(OtpAuthError::DuplicateParameter);
             }
-            *slot = Some(SecretString::new(decode_component(raw, true)?));
+            // Form decoding (`+` as space) copies the text; the seed never needs it (base32 has
+            // no `+`, which stays an invalid character), so the seed is not copied around.
+            *slot = Some(SecretString::new(decode_component(raw, key != "secret")?));
         }
 
         let secret = secret.ok_or(OtpAuthError::MissingSecret)?;
