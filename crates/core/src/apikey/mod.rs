@@ -23,6 +23,8 @@
 //! freshly widened key used to drain funds at once (lock, cooling-off, delayed widening),
 //! spoofed proxy headers (trusted proxies only).
 
+pub mod path;
 pub mod scope;
 
+pub use path::{NormalizedPath, PathError, normalize_path};
 pub use scope::{Scope, ScopeError, ScopeSet};
