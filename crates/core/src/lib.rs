@@ -21,6 +21,7 @@ pub mod device;
 pub mod ids;
 pub mod mfa;
 pub mod password;
+pub mod ratelimit;
 pub mod rng;
 pub mod secret;
 pub mod session;

@@ -24,7 +24,9 @@
 //! spoofed proxy headers (trusted proxies only).
 
 pub mod path;
+pub mod routes;
 pub mod scope;
 
 pub use path::{NormalizedPath, PathError, normalize_path};
+pub use routes::{Method, RouteAccess, RouteDenied, RouteRule, RouteTable, RouteTableConfig};
 pub use scope::{Scope, ScopeError, ScopeSet};
