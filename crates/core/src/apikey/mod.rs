@@ -23,10 +23,14 @@
 //! freshly widened key used to drain funds at once (lock, cooling-off, delayed widening),
 //! spoofed proxy headers (trusted proxies only).
 
+pub mod allowlist;
 pub mod path;
+pub mod proxy;
 pub mod routes;
 pub mod scope;
 
+pub use allowlist::{AllowlistError, IpAllowlist};
 pub use path::{NormalizedPath, PathError, normalize_path};
+pub use proxy::{ClientIp, ClientIpSource, TrustedProxies};
 pub use routes::{Method, RouteAccess, RouteDenied, RouteRule, RouteTable, RouteTableConfig};
 pub use scope::{Scope, ScopeError, ScopeSet};
