@@ -24,13 +24,17 @@
 //! spoofed proxy headers (trusted proxies only).
 
 pub mod allowlist;
+pub mod key;
 pub mod path;
+pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod scope;
 
 pub use allowlist::{AllowlistError, IpAllowlist};
+pub use key::{ApiKey, ApiKeyId, ApiKeyStatus, KeyError, KeyKind, KeyLabel, KeyPolicy, NewApiKey};
 pub use path::{NormalizedPath, PathError, normalize_path};
+pub use policy::{Authorized, KeyDenied, authorize};
 pub use proxy::{ClientIp, ClientIpSource, TrustedProxies};
 pub use routes::{Method, RouteAccess, RouteDenied, RouteRule, RouteTable, RouteTableConfig};
 pub use scope::{Scope, ScopeError, ScopeSet};
