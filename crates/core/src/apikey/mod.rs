@@ -35,6 +35,6 @@ pub use allowlist::{AllowlistError, IpAllowlist};
 pub use key::{ApiKey, ApiKeyId, ApiKeyStatus, KeyError, KeyKind, KeyLabel, KeyPolicy, NewApiKey};
 pub use path::{NormalizedPath, PathError, normalize_path};
 pub use policy::{Authorized, KeyDenied, authorize};
-pub use proxy::{ClientIp, ClientIpSource, TrustedProxies};
+pub use proxy::{ClientIp, ClientIpSource, ProxyConfigError, TrustedProxies};
 pub use routes::{Method, RouteAccess, RouteDenied, RouteRule, RouteTable, RouteTableConfig};
 pub use scope::{Scope, ScopeError, ScopeSet};

@@ -31,6 +31,11 @@ pub const MAX_HOPS: usize = 16;
 /// Longest header text examined (all lines together); beyond it the header is malformed.
 pub const MAX_HEADER_LEN: usize = 4096;
 
+/// A trusted-proxy entry that is neither a CIDR network nor an address (shown shortened).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid trusted proxy network {0:?}")]
+pub struct ProxyConfigError(pub String);
+
 /// The operator's proxy networks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNet>);
@@ -63,7 +68,7 @@ impl TrustedProxies {
 
     /// Trusts these networks (CIDR or bare address; host bits are cleared). No breadth limit
     /// here: trusting `0.0.0.0/0` is a visible configuration choice, not a typo to catch.
-    pub fn parse<I, S>(entries: I) -> Result<Self, String>
+    pub fn parse<I, S>(entries: I) -> Result<Self, ProxyConfigError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -76,7 +81,7 @@ impl TrustedProxies {
                 Err(_) => e
                     .parse::<IpAddr>()
                     .map(IpNet::from)
-                    .map_err(|_| format!("invalid proxy network {e:?}"))?,
+                    .map_err(|_| ProxyConfigError(e.chars().take(64).collect()))?,
             };
             nets.push(net);
         }
