@@ -21,6 +21,8 @@ pub mod device;
 pub mod ids;
 pub mod mfa;
 pub mod password;
+pub mod ratelimit;
+pub mod replay;
 pub mod rng;
 pub mod secret;
 pub mod session;
