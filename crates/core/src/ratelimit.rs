@@ -66,9 +66,7 @@ impl RateGroup {
         if !name.starts_with(|c: char| c.is_ascii_lowercase())
             || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
         {
-            return Err(RateGroupError(
-                "group names are [a-z-] and start with a letter",
-            ));
+            return Err(RateGroupError("group names are [a-z-] and start with a letter"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -181,9 +179,7 @@ impl Decision {
     /// Until the bucket is full again.
     pub const fn reset_after(&self) -> Span {
         match self {
-            Decision::Allow { reset_after, .. } | Decision::Deny { reset_after, .. } => {
-                *reset_after
-            }
+            Decision::Allow { reset_after, .. } | Decision::Deny { reset_after, .. } => *reset_after,
         }
     }
 
@@ -204,35 +200,22 @@ impl Gcra {
     /// One request per `emission_interval`, `burst` at once. `T ≥ 1 ms`, `burst ≥ 1`.
     pub fn new(emission_interval: Span, burst: u32) -> Result<Self, RateLimitError> {
         if emission_interval.as_millis() < 1 {
-            return Err(RateLimitError::Parameters(
-                "emission interval must be at least 1 ms",
-            ));
+            return Err(RateLimitError::Parameters("emission interval must be at least 1 ms"));
         }
         if burst == 0 {
             return Err(RateLimitError::Parameters("burst must be at least 1"));
         }
-        if emission_interval
-            .as_millis()
-            .checked_mul(i64::from(burst))
-            .is_none_or(|l| l > Span::days(1).as_millis())
-        {
-            return Err(RateLimitError::Parameters(
-                "burst × interval must not exceed one day",
-            ));
+        if emission_interval.as_millis().checked_mul(i64::from(burst)).is_none_or(|l| l > Span::days(1).as_millis()) {
+            return Err(RateLimitError::Parameters("burst × interval must not exceed one day"));
         }
-        Ok(Self {
-            emission_interval,
-            burst,
-        })
+        Ok(Self { emission_interval, burst })
     }
 
     /// `count` requests per `period`, `burst` at once. `T = ⌈period / count⌉`, rounded up so
     /// the configured rate is never exceeded (30/s gives T = 34 ms, 29.4/s).
     pub fn per_period(count: u32, period: Span, burst: u32) -> Result<Self, RateLimitError> {
         if count == 0 || period.as_millis() <= 0 {
-            return Err(RateLimitError::Parameters(
-                "count and period must be positive",
-            ));
+            return Err(RateLimitError::Parameters("count and period must be positive"));
         }
         let c = i64::from(count);
         let t = (period.as_millis() + c - 1) / c;
@@ -276,16 +259,9 @@ impl Gcra {
         let allow_at = new_tat.minus(Span::millis(limit));
         if now >= allow_at {
             let reset_after = new_tat.since(now);
-            Decision::Allow {
-                new_tat,
-                remaining: to_u32((limit - reset_after.as_millis()) / t),
-                reset_after,
-            }
+            Decision::Allow { new_tat, remaining: to_u32((limit - reset_after.as_millis()) / t), reset_after }
         } else {
-            Decision::Deny {
-                retry_after: allow_at.since(now),
-                reset_after: tat.since(now),
-            }
+            Decision::Deny { retry_after: allow_at.since(now), reset_after: tat.since(now) }
         }
     }
 
@@ -302,11 +278,7 @@ impl Gcra {
     pub fn divided(&self, instances: DegradedShare) -> Gcra {
         let n = instances.instances();
         Gcra {
-            emission_interval: Span::millis(
-                self.emission_interval
-                    .as_millis()
-                    .saturating_mul(i64::from(n)),
-            ),
+            emission_interval: Span::millis(self.emission_interval.as_millis().saturating_mul(i64::from(n))),
             burst: (self.burst / n).max(1),
         }
     }
@@ -358,11 +330,7 @@ impl GroupLimits {
         let mut groups = BTreeMap::new();
         for e in entries {
             let name = RateGroup::new(&e.name)?;
-            let gcra = Gcra::per_period(
-                e.count,
-                Span::millis(e.period_ms),
-                e.burst.unwrap_or(e.count),
-            )?;
+            let gcra = Gcra::per_period(e.count, Span::millis(e.period_ms), e.burst.unwrap_or(e.count))?;
             if groups.insert(name, gcra).is_some() {
                 return Err(RateLimitError::DuplicateGroup(e.name.clone()));
             }
@@ -374,30 +342,10 @@ impl GroupLimits {
     /// `order-test` 8/s, `order-cancel-all` 1 per 2 s. Per account since 2023-10-24.
     pub fn upbit_default() -> Self {
         Self::from_config(&[
-            GroupLimitConfig {
-                name: "default".into(),
-                count: 30,
-                period_ms: 1000,
-                burst: None,
-            },
-            GroupLimitConfig {
-                name: "order".into(),
-                count: 8,
-                period_ms: 1000,
-                burst: None,
-            },
-            GroupLimitConfig {
-                name: "order-test".into(),
-                count: 8,
-                period_ms: 1000,
-                burst: None,
-            },
-            GroupLimitConfig {
-                name: "order-cancel-all".into(),
-                count: 1,
-                period_ms: 2000,
-                burst: None,
-            },
+            GroupLimitConfig { name: "default".into(), count: 30, period_ms: 1000, burst: None },
+            GroupLimitConfig { name: "order".into(), count: 8, period_ms: 1000, burst: None },
+            GroupLimitConfig { name: "order-test".into(), count: 8, period_ms: 1000, burst: None },
+            GroupLimitConfig { name: "order-cancel-all".into(), count: 1, period_ms: 2000, burst: None },
         ])
         .unwrap_or_default()
     }
@@ -406,24 +354,9 @@ impl GroupLimits {
     /// 12000 weight/min.
     pub fn binance_default() -> Self {
         Self::from_config(&[
-            GroupLimitConfig {
-                name: "default".into(),
-                count: 6000,
-                period_ms: 60_000,
-                burst: None,
-            },
-            GroupLimitConfig {
-                name: "order".into(),
-                count: 100,
-                period_ms: 10_000,
-                burst: None,
-            },
-            GroupLimitConfig {
-                name: "sapi".into(),
-                count: 12_000,
-                period_ms: 60_000,
-                burst: None,
-            },
+            GroupLimitConfig { name: "default".into(), count: 6000, period_ms: 60_000, burst: None },
+            GroupLimitConfig { name: "order".into(), count: 100, period_ms: 10_000, burst: None },
+            GroupLimitConfig { name: "sapi".into(), count: 12_000, period_ms: 60_000, burst: None },
         ])
         .unwrap_or_default()
     }
@@ -458,13 +391,7 @@ impl GroupLimits {
 
     /// The per-instance limits to enforce locally while Redis is unreachable.
     pub fn degraded(&self, share: DegradedShare) -> GroupLimits {
-        Self {
-            groups: self
-                .groups
-                .iter()
-                .map(|(k, g)| (k.clone(), g.divided(share)))
-                .collect(),
-        }
+        Self { groups: self.groups.iter().map(|(k, g)| (k.clone(), g.divided(share))).collect() }
     }
 }
 
@@ -504,19 +431,11 @@ impl LocalLimiter {
         let i = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
         // The maps hold plain values and no code here panics while holding a lock; a poisoned
         // lock still holds consistent buckets, so keep using them rather than lose every limit.
-        self.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shards[i].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Checks and, when allowed, records a request of `cost` units against bucket `key`.
-    pub fn check(
-        &self,
-        key: &str,
-        gcra: &Gcra,
-        cost: u32,
-        now: Timestamp,
-    ) -> Result<Decision, LimiterFull> {
+    pub fn check(&self, key: &str, gcra: &Gcra, cost: u32, now: Timestamp) -> Result<Decision, LimiterFull> {
         for attempt in 0..2 {
             {
                 let mut shard = self.shard(key);
@@ -531,9 +450,7 @@ impl LocalLimiter {
                 }
                 let reserved = self
                     .len
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n < self.max_keys).then_some(n + 1)
-                    });
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_keys).then_some(n + 1));
                 if reserved.is_ok() {
                     shard.insert(key.to_owned(), new_tat);
                     return Ok(decision);
@@ -591,20 +508,12 @@ pub const UPBIT_MIN_FIELD: u32 = 1800;
 /// Upbit's `Remaining-Req` header value: `group=<g>; min=1800; sec=<remaining>`. Send it on
 /// every Upbit-dialect response, errors included (pyupbit raises without it).
 pub fn upbit_remaining_req(group: &RateGroup, decision: &Decision) -> String {
-    format!(
-        "group={}; min={}; sec={}",
-        group,
-        UPBIT_MIN_FIELD,
-        decision.remaining()
-    )
+    format!("group={}; min={}; sec={}", group, UPBIT_MIN_FIELD, decision.remaining())
 }
 
 /// Binance's used-weight header: `X-MBX-USED-WEIGHT-1M: <units in use>`.
 pub fn binance_used_weight(gcra: &Gcra, decision: &Decision) -> (&'static str, String) {
-    (
-        "X-MBX-USED-WEIGHT-1M",
-        gcra.used(decision.reset_after()).to_string(),
-    )
+    ("X-MBX-USED-WEIGHT-1M", gcra.used(decision.reset_after()).to_string())
 }
 
 /// Generic headers: `RateLimit-Limit` (burst), `RateLimit-Remaining`, `RateLimit-Reset`
@@ -614,10 +523,7 @@ pub fn generic_headers(gcra: &Gcra, decision: &Decision) -> Vec<(&'static str, S
     let mut h = vec![
         ("RateLimit-Limit", gcra.burst().to_string()),
         ("RateLimit-Remaining", decision.remaining().to_string()),
-        (
-            "RateLimit-Reset",
-            decision.reset_after().as_secs_ceil().max(0).to_string(),
-        ),
+        ("RateLimit-Reset", decision.reset_after().as_secs_ceil().max(0).to_string()),
     ];
     if let Decision::Deny { retry_after, .. } = decision {
         h.push(("Retry-After", retry_after.as_secs_ceil().max(1).to_string()));
@@ -636,9 +542,7 @@ mod tests {
     }
 
     fn g(t: i64, burst: u32) -> Gcra {
-        let Ok(g) = Gcra::new(Span::millis(t), burst) else {
-            unreachable!()
-        };
+        let Ok(g) = Gcra::new(Span::millis(t), burst) else { unreachable!() };
         g
     }
 
@@ -648,11 +552,7 @@ mod tests {
         let mut tat = None;
         reqs.iter()
             .map(|&(ms, cost)| match gcra.check_n(tat, at(ms), cost) {
-                Decision::Allow {
-                    new_tat,
-                    remaining,
-                    reset_after,
-                } => {
+                Decision::Allow { new_tat, remaining, reset_after } => {
                     assert!(reset_after <= gcra.max_ttl());
                     tat = Some(new_tat);
                     Ok(remaining)
@@ -668,41 +568,10 @@ mod tests {
         let gcra = g(100, 5);
         assert_eq!(gcra.tau(), Span::millis(400));
         assert_eq!(gcra.max_ttl(), Span::millis(500));
-        let got = run(
-            &gcra,
-            &[
-                (0, 1),
-                (0, 1),
-                (0, 1),
-                (0, 1),
-                (0, 1),
-                (0, 1),
-                (37, 1),
-                (99, 1),
-                (100, 1),
-                (100, 1),
-            ],
-        );
-        assert_eq!(
-            got,
-            [
-                Ok(4),
-                Ok(3),
-                Ok(2),
-                Ok(1),
-                Ok(0),
-                Err(100),
-                Err(63),
-                Err(1),
-                Ok(0),
-                Err(100)
-            ]
-        );
+        let got = run(&gcra, &[(0, 1), (0, 1), (0, 1), (0, 1), (0, 1), (0, 1), (37, 1), (99, 1), (100, 1), (100, 1)]);
+        assert_eq!(got, [Ok(4), Ok(3), Ok(2), Ok(1), Ok(0), Err(100), Err(63), Err(1), Ok(0), Err(100)]);
         // After 250 ms idle, two slots have come back.
-        assert_eq!(
-            run(&gcra, &[(0, 5), (250, 1), (250, 1), (250, 1)]),
-            [Ok(0), Ok(1), Ok(0), Err(50)]
-        );
+        assert_eq!(run(&gcra, &[(0, 5), (250, 1), (250, 1), (250, 1)]), [Ok(0), Ok(1), Ok(0), Err(50)]);
     }
 
     #[test]
@@ -736,12 +605,7 @@ mod tests {
                 want: &[Ok(2), Err(10), Ok(0), Err(10)],
             },
             // A cost above the burst is never allowed.
-            Case {
-                t: 10,
-                burst: 5,
-                reqs: &[(0, 6), (1000, 6)],
-                want: &[Err(10), Err(10)],
-            },
+            Case { t: 10, burst: 5, reqs: &[(0, 6), (1000, 6)], want: &[Err(10), Err(10)] },
             // A long idle period does not bank more than the burst.
             Case {
                 t: 100,
@@ -758,18 +622,10 @@ mod tests {
     #[test]
     fn deny_changes_nothing_and_reports_reset() {
         let gcra = g(100, 2);
-        let Decision::Allow { new_tat, .. } = gcra.check_n(None, at(0), 2) else {
-            unreachable!()
-        };
+        let Decision::Allow { new_tat, .. } = gcra.check_n(None, at(0), 2) else { unreachable!() };
         assert_eq!(new_tat, at(200));
         let d = gcra.check(Some(new_tat), at(50));
-        assert_eq!(
-            d,
-            Decision::Deny {
-                retry_after: Span::millis(50),
-                reset_after: Span::millis(150)
-            }
-        );
+        assert_eq!(d, Decision::Deny { retry_after: Span::millis(50), reset_after: Span::millis(150) });
         assert_eq!(d.remaining(), 0);
         assert!(!d.is_allowed());
         // A stale TAT in the past is the same as no bucket.
@@ -783,35 +639,20 @@ mod tests {
         assert!(Gcra::new(Span::hours(1), 25).is_err());
         assert!(Gcra::per_period(0, Span::secs(1), 1).is_err());
         assert!(Gcra::per_period(1, Span::ZERO, 1).is_err());
-        assert_eq!(
-            Gcra::per_period(30, Span::secs(1), 30).map(|g| g.emission_interval()),
-            Ok(Span::millis(34))
-        );
-        assert_eq!(
-            Gcra::per_period(8, Span::secs(1), 8).map(|g| g.emission_interval()),
-            Ok(Span::millis(125))
-        );
+        assert_eq!(Gcra::per_period(30, Span::secs(1), 30).map(|g| g.emission_interval()), Ok(Span::millis(34)));
+        assert_eq!(Gcra::per_period(8, Span::secs(1), 8).map(|g| g.emission_interval()), Ok(Span::millis(125)));
         // More than 1000/s cannot be expressed in whole ms and rounds to T = 1 ms.
-        assert_eq!(
-            Gcra::per_period(5000, Span::secs(1), 1).map(|g| g.emission_interval()),
-            Ok(Span::millis(1))
-        );
+        assert_eq!(Gcra::per_period(5000, Span::secs(1), 1).map(|g| g.emission_interval()), Ok(Span::millis(1)));
     }
 
     #[test]
     fn degraded_share_divides_and_is_never_unlimited() {
         let gcra = g(34, 30);
         let local = gcra.divided(DegradedShare::new(3));
-        assert_eq!(
-            (local.emission_interval(), local.burst()),
-            (Span::millis(102), 10)
-        );
+        assert_eq!((local.emission_interval(), local.burst()), (Span::millis(102), 10));
         assert_eq!(gcra.divided(DegradedShare::new(0)), gcra);
         let tiny = g(2000, 1).divided(DegradedShare::new(4));
-        assert_eq!(
-            (tiny.emission_interval(), tiny.burst()),
-            (Span::millis(8000), 1)
-        );
+        assert_eq!((tiny.emission_interval(), tiny.burst()), (Span::millis(8000), 1));
         // N instances at their local share admit no more than the shared limit over time.
         let n = 4;
         let share = g(100, 8).divided(DegradedShare::new(n));
@@ -828,9 +669,7 @@ mod tests {
         // Shared limit over 10 s: 8 burst + 10 000 / 100 = 108 (minus the first slot).
         assert!(allowed <= 108, "{allowed}");
         let limits = GroupLimits::upbit_default().degraded(DegradedShare::new(2));
-        let Ok(default) = RateGroup::new("default") else {
-            unreachable!()
-        };
+        let Ok(default) = RateGroup::new("default") else { unreachable!() };
         assert_eq!(limits.get(&default).map(|g| g.burst()), Some(15));
     }
 
@@ -839,15 +678,7 @@ mod tests {
         for ok in ["default", "order", "order-cancel-all", "a"] {
             assert!(RateGroup::new(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Order",
-            "order_test",
-            "-x",
-            "v1",
-            "order test",
-            &"a".repeat(33),
-        ] {
+        for bad in ["", "Order", "order_test", "-x", "v1", "order test", &"a".repeat(33)] {
             assert!(RateGroup::new(bad).is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<RateGroup>("\"ORDER\"").is_err());
@@ -859,10 +690,7 @@ mod tests {
         assert_eq!(up.check_routes(&RouteTable::upbit_default()), Ok(()));
         let bn = GroupLimits::binance_default();
         assert_eq!(bn.check_routes(&RouteTable::binance_default()), Ok(()));
-        assert!(matches!(
-            up.check_routes(&RouteTable::binance_default()),
-            Err(RateLimitError::MissingGroup { .. })
-        ));
+        assert!(matches!(up.check_routes(&RouteTable::binance_default()), Err(RateLimitError::MissingGroup { .. })));
         let Ok(cfg) = GroupLimits::from_config(&[GroupLimitConfig {
             name: "sapi".into(),
             count: 10,
@@ -877,50 +705,24 @@ mod tests {
             with_default.check_routes(&RouteTable::binance_default()),
             Err(RateLimitError::WeightAboveBurst { weight: 600, .. })
         ));
-        let dup = GroupLimitConfig {
-            name: "x".into(),
-            count: 1,
-            period_ms: 1000,
-            burst: None,
-        };
-        assert!(matches!(
-            GroupLimits::from_config(&[dup.clone(), dup]),
-            Err(RateLimitError::DuplicateGroup(_))
-        ));
+        let dup = GroupLimitConfig { name: "x".into(), count: 1, period_ms: 1000, burst: None };
+        assert!(matches!(GroupLimits::from_config(&[dup.clone(), dup]), Err(RateLimitError::DuplicateGroup(_))));
     }
 
     #[test]
     fn local_limiter_shares_a_bucket_per_key_and_is_bounded() {
         let gcra = g(100, 2);
         let lim = LocalLimiter::new(2);
-        assert!(
-            lim.check("a", &gcra, 1, at(0))
-                .is_ok_and(|d| d.is_allowed())
-        );
-        assert!(
-            lim.check("a", &gcra, 1, at(0))
-                .is_ok_and(|d| d.is_allowed())
-        );
-        assert_eq!(
-            lim.check("a", &gcra, 1, at(0)).map(|d| d.retry_after()),
-            Ok(Span::millis(100))
-        );
-        assert!(
-            lim.check("b", &gcra, 1, at(0))
-                .is_ok_and(|d| d.is_allowed())
-        );
+        assert!(lim.check("a", &gcra, 1, at(0)).is_ok_and(|d| d.is_allowed()));
+        assert!(lim.check("a", &gcra, 1, at(0)).is_ok_and(|d| d.is_allowed()));
+        assert_eq!(lim.check("a", &gcra, 1, at(0)).map(|d| d.retry_after()), Ok(Span::millis(100)));
+        assert!(lim.check("b", &gcra, 1, at(0)).is_ok_and(|d| d.is_allowed()));
         assert_eq!(lim.len(), 2);
         // Full of live buckets: a new key is refused, live ones are never evicted.
         assert_eq!(lim.check("c", &gcra, 1, at(0)), Err(LimiterFull));
-        assert_eq!(
-            lim.check("a", &gcra, 1, at(0)).map(|d| d.is_allowed()),
-            Ok(false)
-        );
+        assert_eq!(lim.check("a", &gcra, 1, at(0)).map(|d| d.is_allowed()), Ok(false));
         // Once buckets are full again they are dropped and room comes back.
-        assert!(
-            lim.check("c", &gcra, 1, at(200))
-                .is_ok_and(|d| d.is_allowed())
-        );
+        assert!(lim.check("c", &gcra, 1, at(200)).is_ok_and(|d| d.is_allowed()));
         assert_eq!(lim.len(), 1);
         assert_eq!(lim.retain(at(10_000)), 1);
         assert!(lim.is_empty());
@@ -936,10 +738,7 @@ mod tests {
             for _ in 0..100 {
                 s.spawn(|| {
                     barrier.wait();
-                    if lim
-                        .check("k", &gcra, 1, at(0))
-                        .is_ok_and(|d| d.is_allowed())
-                    {
+                    if lim.check("k", &gcra, 1, at(0)).is_ok_and(|d| d.is_allowed()) {
                         allowed.fetch_add(1, Ordering::Relaxed);
                     }
                 });
@@ -950,43 +749,24 @@ mod tests {
 
     #[test]
     fn ip_keys_group_ipv6_by_64() {
-        let Ok(a) = "2001:db8:1:2:aaaa::1".parse::<IpAddr>() else {
-            unreachable!()
-        };
-        let Ok(b) = "2001:db8:1:2:bbbb::9".parse::<IpAddr>() else {
-            unreachable!()
-        };
+        let Ok(a) = "2001:db8:1:2:aaaa::1".parse::<IpAddr>() else { unreachable!() };
+        let Ok(b) = "2001:db8:1:2:bbbb::9".parse::<IpAddr>() else { unreachable!() };
         assert_eq!(ip_rate_key(a), ip_rate_key(b));
         assert_eq!(ip_rate_key(a), "ip6:2001:db8:1:2::/64");
-        let Ok(m) = "::ffff:10.1.2.3".parse::<IpAddr>() else {
-            unreachable!()
-        };
+        let Ok(m) = "::ffff:10.1.2.3".parse::<IpAddr>() else { unreachable!() };
         assert_eq!(ip_rate_key(m), "ip4:10.1.2.3");
     }
 
     #[test]
     fn headers_for_each_dialect() {
         let gcra = g(34, 30);
-        let Ok(group) = RateGroup::new("default") else {
-            unreachable!()
-        };
+        let Ok(group) = RateGroup::new("default") else { unreachable!() };
         let allow = gcra.check(None, at(0));
-        assert_eq!(
-            upbit_remaining_req(&group, &allow),
-            "group=default; min=1800; sec=29"
-        );
-        assert_eq!(
-            binance_used_weight(&gcra, &allow),
-            ("X-MBX-USED-WEIGHT-1M", "1".to_owned())
-        );
-        let Decision::Allow { new_tat, .. } = gcra.check_n(None, at(0), 30) else {
-            unreachable!()
-        };
+        assert_eq!(upbit_remaining_req(&group, &allow), "group=default; min=1800; sec=29");
+        assert_eq!(binance_used_weight(&gcra, &allow), ("X-MBX-USED-WEIGHT-1M", "1".to_owned()));
+        let Decision::Allow { new_tat, .. } = gcra.check_n(None, at(0), 30) else { unreachable!() };
         let deny = gcra.check(Some(new_tat), at(0));
-        assert_eq!(
-            upbit_remaining_req(&group, &deny),
-            "group=default; min=1800; sec=0"
-        );
+        assert_eq!(upbit_remaining_req(&group, &deny), "group=default; min=1800; sec=0");
         assert_eq!(binance_used_weight(&gcra, &deny).1, "30");
         assert_eq!(
             generic_headers(&gcra, &deny),
@@ -1000,77 +780,49 @@ mod tests {
         assert_eq!(generic_headers(&gcra, &allow).len(), 3);
     }
 
-    /// The Lua script against the real Redis at 127.0.0.1:6379 (skipped, with a note, when
-    /// `redis-cli` or the server is not there). The script returns the Redis time it used, so
+    /// The Lua script against the real Redis at 127.0.0.1:6379. Fails loudly when `redis-cli`
+    /// or the server is not there: the test command starts Redis. The script returns the Redis time it used, so
     /// each answer is compared exactly with `Gcra::check_n` at that instant.
     #[test]
     fn lua_script_matches_the_rust_math_on_real_redis() {
         use std::process::Command;
         let cli = |args: &[&str]| -> Option<Vec<String>> {
-            let out = Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "-p", "6379", "--raw"])
-                .args(args)
-                .output()
-                .ok()?;
+            let out =
+                Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", "6379", "--raw"]).args(args).output().ok()?;
             // redis-cli exits 0 on an error reply and prints it: callers look for "ERR".
-            out.status.success().then(|| {
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            })
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
         };
-        if cli(&["PING"]).is_none_or(|l| l.first().map(String::as_str) != Some("PONG")) {
-            eprintln!("skipping: no redis at 127.0.0.1:6379");
-            return;
-        }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        assert!(
+            cli(&["PING"]).is_some_and(|l| l.first().map(String::as_str) == Some("PONG")),
+            "REQUIRED SERVICE MISSING: Redis at 127.0.0.1:6379 (scripts/test starts it)"
+        );
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let key = format!("gatehouse-test:gcra:{}:{nanos}", std::process::id());
         // T = 1 s so that the eight calls (a few ms each) all fall inside one interval.
         let gcra = g(1000, 5);
         let mut allowed = Vec::new();
-        let (t, tau) = (
-            gcra.emission_interval().as_millis().to_string(),
-            gcra.tau().as_millis().to_string(),
-        );
+        let (t, tau) = (gcra.emission_interval().as_millis().to_string(), gcra.tau().as_millis().to_string());
         for (i, cost) in [1u32, 1, 1, 1, 1, 1, 2, 1].into_iter().enumerate() {
-            let prev =
-                cli(&["GET", &key]).and_then(|l| l.first().and_then(|v| v.parse::<i64>().ok()));
-            let Some(out) = cli(&["EVAL", GCRA_LUA, "1", &key, &t, &tau, &cost.to_string()]) else {
-                unreachable!()
-            };
+            let prev = cli(&["GET", &key]).and_then(|l| l.first().and_then(|v| v.parse::<i64>().ok()));
+            let Some(out) = cli(&["EVAL", GCRA_LUA, "1", &key, &t, &tau, &cost.to_string()]) else { unreachable!() };
             let v: Vec<i64> = out.iter().filter_map(|l| l.parse().ok()).collect();
             assert_eq!(v.len(), 5, "{out:?}");
             let now = Timestamp::from_millis(v[4]);
             let want = match gcra.check_n(prev.map(Timestamp::from_millis), now, cost) {
-                Decision::Allow {
-                    remaining,
-                    reset_after,
-                    ..
-                } => [1, 0, i64::from(remaining), reset_after.as_millis()],
-                Decision::Deny {
-                    retry_after,
-                    reset_after,
-                } => [0, retry_after.as_millis(), 0, reset_after.as_millis()],
+                Decision::Allow { remaining, reset_after, .. } => [1, 0, i64::from(remaining), reset_after.as_millis()],
+                Decision::Deny { retry_after, reset_after } => [0, retry_after.as_millis(), 0, reset_after.as_millis()],
             };
             assert_eq!(v[..4], want, "request {i}");
             allowed.push(v[0]);
-            if let Some(pttl) =
-                cli(&["PTTL", &key]).and_then(|l| l.first().and_then(|v| v.parse::<i64>().ok()))
-            {
+            if let Some(pttl) = cli(&["PTTL", &key]).and_then(|l| l.first().and_then(|v| v.parse::<i64>().ok())) {
                 assert!(pttl <= gcra.max_ttl().as_millis(), "pttl {pttl}");
             }
         }
         assert_eq!(allowed, [1, 1, 1, 1, 1, 0, 0, 0]);
-        let is_err = |out: Option<Vec<String>>| {
-            out.is_some_and(|l| l.first().is_some_and(|x| x.starts_with("ERR gcra")))
-        };
+        let is_err =
+            |out: Option<Vec<String>>| out.is_some_and(|l| l.first().is_some_and(|x| x.starts_with("ERR gcra")));
         assert!(is_err(cli(&["EVAL", GCRA_LUA, "1", &key, "0", "400"])));
-        assert!(is_err(cli(&[
-            "EVAL", GCRA_LUA, "1", &key, "100", "400", "1.5"
-        ])));
+        assert!(is_err(cli(&["EVAL", GCRA_LUA, "1", &key, "100", "400", "1.5"])));
         let _ = cli(&["SET", &key, "garbage"]);
         let corrupt = cli(&["EVAL", GCRA_LUA, "1", &key, &t, &tau]);
         let _ = cli(&["DEL", &key]);

@@ -143,16 +143,9 @@ impl Default for ReplayRetention {
 impl ReplayRetention {
     /// The TTL to insert nonces with: the sum of the four spans (negative ones count as 0).
     pub fn ttl(&self) -> Span {
-        [
-            self.max_recv_window,
-            self.future_tolerance,
-            self.max_clock_skew,
-            self.margin,
-        ]
-        .iter()
-        .fold(Span::ZERO, |acc, s| {
-            Span::millis(acc.as_millis().saturating_add(s.as_millis().max(0)))
-        })
+        [self.max_recv_window, self.future_tolerance, self.max_clock_skew, self.margin]
+            .iter()
+            .fold(Span::ZERO, |acc, s| Span::millis(acc.as_millis().saturating_add(s.as_millis().max(0))))
     }
 }
 
@@ -192,10 +185,7 @@ pub struct ReplayCache {
 
 impl std::fmt::Debug for ReplayCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplayCache")
-            .field("len", &self.len())
-            .field("capacity", &self.capacity)
-            .finish()
+        f.debug_struct("ReplayCache").field("len", &self.len()).field("capacity", &self.capacity).finish()
     }
 }
 
@@ -234,9 +224,7 @@ impl ReplayCache {
                 }
                 let reserved = self
                     .len
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n < self.capacity).then_some(n + 1)
-                    });
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1));
                 if reserved.is_ok() {
                     shard.live.insert(key.0, expires);
                     shard.by_expiry.push(Reverse((expires, key.0)));
@@ -255,10 +243,7 @@ impl ReplayCache {
     /// Whether `key` is recorded and unexpired at `now` (diagnostics and tests; the request
     /// path must use [`insert_if_absent`](Self::insert_if_absent)).
     pub fn contains(&self, key: &ReplayKey, now: Timestamp) -> bool {
-        self.shard(key)
-            .live
-            .get(&key.0)
-            .is_some_and(|exp| *exp > now)
+        self.shard(key).live.get(&key.0).is_some_and(|exp| *exp > now)
     }
 
     /// Drops every expired entry; returns how many.
@@ -315,25 +300,13 @@ mod tests {
         let c = ReplayCache::new(10);
         let ttl = Span::secs(64);
         assert_eq!(c.insert_if_absent(&k(1), at(0), ttl), InsertOutcome::Fresh);
-        assert_eq!(
-            c.insert_if_absent(&k(1), at(0), ttl),
-            InsertOutcome::Replayed
-        );
-        assert_eq!(
-            c.insert_if_absent(&k(1), at(63_999), ttl),
-            InsertOutcome::Replayed
-        );
+        assert_eq!(c.insert_if_absent(&k(1), at(0), ttl), InsertOutcome::Replayed);
+        assert_eq!(c.insert_if_absent(&k(1), at(63_999), ttl), InsertOutcome::Replayed);
         assert!(c.contains(&k(1), at(63_999)));
         assert!(!c.contains(&k(1), at(64_000)));
-        assert_eq!(
-            c.insert_if_absent(&k(1), at(64_000), ttl),
-            InsertOutcome::Fresh
-        );
+        assert_eq!(c.insert_if_absent(&k(1), at(64_000), ttl), InsertOutcome::Fresh);
         assert_eq!(c.len(), 1);
-        assert_eq!(
-            c.insert_if_absent(&k(2), at(64_000), ttl),
-            InsertOutcome::Fresh
-        );
+        assert_eq!(c.insert_if_absent(&k(2), at(64_000), ttl), InsertOutcome::Fresh);
         assert_eq!(c.len(), 2);
     }
 
@@ -344,22 +317,13 @@ mod tests {
         for i in 0..3 {
             assert!(c.insert_if_absent(&k(i), at(i64::from(i)), ttl).is_fresh());
         }
-        assert_eq!(
-            c.insert_if_absent(&k(9), at(5), ttl),
-            InsertOutcome::Unavailable
-        );
+        assert_eq!(c.insert_if_absent(&k(9), at(5), ttl), InsertOutcome::Unavailable);
         // Every live nonce is still a replay.
         for i in 0..3 {
-            assert_eq!(
-                c.insert_if_absent(&k(i), at(5), ttl),
-                InsertOutcome::Replayed
-            );
+            assert_eq!(c.insert_if_absent(&k(i), at(5), ttl), InsertOutcome::Replayed);
         }
         // Once the oldest expires there is room again.
-        assert_eq!(
-            c.insert_if_absent(&k(9), at(10_000), ttl),
-            InsertOutcome::Fresh
-        );
+        assert_eq!(c.insert_if_absent(&k(9), at(10_000), ttl), InsertOutcome::Fresh);
         assert_eq!(c.len(), 3);
         assert!(c.contains(&k(2), at(10_000)));
         assert!(!c.contains(&k(0), at(10_000)));
@@ -381,14 +345,8 @@ mod tests {
     #[test]
     fn non_positive_ttl_is_refused() {
         let c = ReplayCache::new(10);
-        assert_eq!(
-            c.insert_if_absent(&k(1), at(0), Span::ZERO),
-            InsertOutcome::Unavailable
-        );
-        assert_eq!(
-            c.insert_if_absent(&k(1), at(0), Span::millis(-5)),
-            InsertOutcome::Unavailable
-        );
+        assert_eq!(c.insert_if_absent(&k(1), at(0), Span::ZERO), InsertOutcome::Unavailable);
+        assert_eq!(c.insert_if_absent(&k(1), at(0), Span::millis(-5)), InsertOutcome::Unavailable);
         assert!(c.is_empty());
     }
 
@@ -425,9 +383,7 @@ mod tests {
                 let (c, fresh) = (&c, &fresh);
                 s.spawn(move || {
                     for i in 0..200 {
-                        if c.insert_if_absent(&k(t * 1000 + i), at(0), Span::secs(1))
-                            .is_fresh()
-                        {
+                        if c.insert_if_absent(&k(t * 1000 + i), at(0), Span::secs(1)).is_fresh() {
                             fresh.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -455,10 +411,7 @@ mod tests {
     #[test]
     fn default_retention_is_the_f5_sum() {
         assert_eq!(ReplayRetention::default().ttl(), Span::secs(64));
-        let r = ReplayRetention {
-            margin: Span::millis(-10_000),
-            ..ReplayRetention::default()
-        };
+        let r = ReplayRetention { margin: Span::millis(-10_000), ..ReplayRetention::default() };
         assert_eq!(r.ttl(), Span::secs(62));
     }
 }

@@ -92,11 +92,7 @@ pub fn parse_entry(entry: &str) -> Result<IpNet, AllowlistError> {
         IpAddr::V4(_) => (ip, prefix),
     };
     let net = IpNet::new(ip, prefix).map_err(|_| invalid())?.trunc();
-    let min = if net.addr().is_ipv4() {
-        MIN_PREFIX_V4
-    } else {
-        MIN_PREFIX_V6
-    };
+    let min = if net.addr().is_ipv4() { MIN_PREFIX_V4 } else { MIN_PREFIX_V6 };
     if net.prefix_len() < min || net.addr().is_unspecified() {
         return Err(AllowlistError::TooBroad(net.to_string()));
     }
@@ -175,9 +171,7 @@ impl IpAllowlist {
 
 impl fmt::Debug for IpAllowlist {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|n| n.to_string()))
-            .finish()
+        f.debug_list().entries(self.0.iter().map(|n| n.to_string())).finish()
     }
 }
 
@@ -203,16 +197,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn ip(s: &str) -> IpAddr {
-        let Ok(ip) = s.parse() else {
-            unreachable!("{s}")
-        };
+        let Ok(ip) = s.parse() else { unreachable!("{s}") };
         ip
     }
 
     fn list(entries: &[&str]) -> IpAllowlist {
-        let Ok(l) = IpAllowlist::parse(entries) else {
-            unreachable!("{entries:?}")
-        };
+        let Ok(l) = IpAllowlist::parse(entries) else { unreachable!("{entries:?}") };
         l
     }
 
@@ -224,10 +214,7 @@ mod tests {
         assert_eq!(show("2001:db8::1"), Ok("2001:db8::1/128".into()));
         assert_eq!(show("2001:db8:1:2:3::/64"), Ok("2001:db8:1:2::/64".into()));
         assert_eq!(show("::ffff:198.51.100.9"), Ok("198.51.100.9/32".into()));
-        assert_eq!(
-            show("::ffff:198.51.100.0/120"),
-            Ok("198.51.100.0/24".into())
-        );
+        assert_eq!(show("::ffff:198.51.100.0/120"), Ok("198.51.100.0/24".into()));
         assert_eq!(show("127.0.0.1"), Ok("127.0.0.1/32".into()));
     }
 
@@ -250,23 +237,10 @@ mod tests {
             "example.com",
             "1.2.3.4/24/8",
         ] {
-            assert!(
-                matches!(parse_entry(bad), Err(AllowlistError::Invalid(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(parse_entry(bad), Err(AllowlistError::Invalid(_))), "{bad:?}");
         }
-        for broad in [
-            "0.0.0.0/0",
-            "10.0.0.0/8",
-            "2001:db8::/32",
-            "::/0",
-            "0.0.0.0",
-            "::",
-        ] {
-            assert!(
-                matches!(parse_entry(broad), Err(AllowlistError::TooBroad(_))),
-                "{broad:?}"
-            );
+        for broad in ["0.0.0.0/0", "10.0.0.0/8", "2001:db8::/32", "::/0", "0.0.0.0", "::"] {
+            assert!(matches!(parse_entry(broad), Err(AllowlistError::TooBroad(_))), "{broad:?}");
         }
         assert!(parse_entry(&"1".repeat(65)).is_err());
     }
@@ -278,16 +252,8 @@ mod tests {
         let mut eleven = ten.clone();
         eleven.push("192.0.2.11".into());
         assert_eq!(IpAllowlist::parse(&eleven), Err(AllowlistError::TooMany));
-        assert_eq!(
-            list(&["192.0.2.1", "192.0.2.1/32", "::ffff:192.0.2.1"]).len(),
-            1
-        );
-        assert!(
-            serde_json::from_str::<IpAllowlist>(
-                &serde_json::to_string(&eleven).unwrap_or_default()
-            )
-            .is_err()
-        );
+        assert_eq!(list(&["192.0.2.1", "192.0.2.1/32", "::ffff:192.0.2.1"]).len(), 1);
+        assert!(serde_json::from_str::<IpAllowlist>(&serde_json::to_string(&eleven).unwrap_or_default()).is_err());
     }
 
     #[test]
@@ -325,13 +291,8 @@ mod tests {
 
     #[test]
     fn serde_round_trips_in_normalised_form() {
-        let Ok(l) = serde_json::from_str::<IpAllowlist>(r#"["10.1.2.3/16","2001:db8::1"]"#) else {
-            unreachable!()
-        };
-        assert_eq!(
-            serde_json::to_string(&l).ok().as_deref(),
-            Some(r#"["10.1.0.0/16","2001:db8::1/128"]"#)
-        );
+        let Ok(l) = serde_json::from_str::<IpAllowlist>(r#"["10.1.2.3/16","2001:db8::1"]"#) else { unreachable!() };
+        assert_eq!(serde_json::to_string(&l).ok().as_deref(), Some(r#"["10.1.0.0/16","2001:db8::1/128"]"#));
         assert!(serde_json::from_str::<IpAllowlist>(r#"["10.0.0.0/8"]"#).is_err());
     }
 

@@ -215,16 +215,10 @@ impl KeyPolicy {
         if !(1..=365).contains(&self.max_lifetime_days)
             || !(1..=self.max_lifetime_days).contains(&self.default_lifetime_days)
         {
-            return Err(
-                "apikey lifetimes must satisfy 1 <= default_lifetime_days <= max_lifetime_days <= 365",
-            );
+            return Err("apikey lifetimes must satisfy 1 <= default_lifetime_days <= max_lifetime_days <= 365");
         }
-        if self.min_lifetime_secs < 60
-            || self.min_lifetime_secs > self.default_lifetime_days * 86_400
-        {
-            return Err(
-                "apikey.min_lifetime_secs must be at least 60 and at most the default lifetime",
-            );
+        if self.min_lifetime_secs < 60 || self.min_lifetime_secs > self.default_lifetime_days * 86_400 {
+            return Err("apikey.min_lifetime_secs must be at least 60 and at most the default lifetime");
         }
         if !(0..=7 * 86_400).contains(&self.rotation_grace_secs) {
             return Err("apikey.rotation_grace_secs must be 0..=604800 (R71)");
@@ -355,10 +349,7 @@ pub enum AllowlistChange {
 }
 
 fn clean_user_agent(ua: &str) -> String {
-    ua.chars()
-        .filter(|c| !c.is_control() && !is_invisible_format(*c))
-        .take(256)
-        .collect()
+    ua.chars().filter(|c| !c.is_control() && !is_invisible_format(*c)).take(256).collect()
 }
 
 impl ApiKey {
@@ -373,9 +364,7 @@ impl ApiKey {
         policy: &KeyPolicy,
     ) -> Result<ApiKey, KeyError> {
         if existing_keys >= policy.max_keys_per_account {
-            return Err(KeyError::TooManyKeys {
-                max: policy.max_keys_per_account,
-            });
+            return Err(KeyError::TooManyKeys { max: policy.max_keys_per_account });
         }
         let label = KeyLabel::parse(&req.label)?;
         check_withdraw_grant(req.scopes, req.kind, &req.allowlist, policy)?;
@@ -398,11 +387,7 @@ impl ApiKey {
             scopes: req.scopes,
             allowlist: req.allowlist,
             pending_allowlist: None,
-            status: if has_withdraw {
-                ApiKeyStatus::Locked
-            } else {
-                ApiKeyStatus::Active
-            },
+            status: if has_withdraw { ApiKeyStatus::Locked } else { ApiKeyStatus::Active },
             created_at: now,
             expires_at,
             withdraw_granted_at: has_withdraw.then_some(now),
@@ -451,10 +436,7 @@ impl ApiKey {
             }
             if self.allowlist.is_widened_by(&new) {
                 let effective_at = now.plus(Span::secs(policy.allowlist_widening_delay_secs));
-                self.pending_allowlist = Some(PendingAllowlist {
-                    allowlist: new,
-                    effective_at,
-                });
+                self.pending_allowlist = Some(PendingAllowlist { allowlist: new, effective_at });
                 return Ok(AllowlistChange::Delayed { effective_at });
             }
         }
@@ -472,12 +454,7 @@ impl ApiKey {
 
     /// Replaces the scopes (step-up and audit in the server). Granting `withdraw` needs an
     /// allowlist, locks the key and restarts the cooling-off.
-    pub fn change_scopes(
-        &mut self,
-        scopes: ScopeSet,
-        now: Timestamp,
-        policy: &KeyPolicy,
-    ) -> Result<(), KeyError> {
+    pub fn change_scopes(&mut self, scopes: ScopeSet, now: Timestamp, policy: &KeyPolicy) -> Result<(), KeyError> {
         if !self.is_usable(now) {
             return Err(KeyError::InvalidState);
         }
@@ -518,11 +495,7 @@ impl ApiKey {
             scopes: self.scopes,
             allowlist: self.allowlist.clone(),
             pending_allowlist: self.pending_allowlist.clone(),
-            status: if has_withdraw {
-                ApiKeyStatus::Locked
-            } else {
-                ApiKeyStatus::Active
-            },
+            status: if has_withdraw { ApiKeyStatus::Locked } else { ApiKeyStatus::Active },
             created_at: now,
             expires_at: now.plus(Span::days(policy.default_lifetime_days)),
             withdraw_granted_at: has_withdraw.then_some(now),
@@ -533,10 +506,7 @@ impl ApiKey {
             last_used: None,
         };
         self.successor = Some(successor_id);
-        self.valid_until = Some(
-            self.expires_at
-                .min(now.plus(Span::secs(policy.rotation_grace_secs))),
-        );
+        self.valid_until = Some(self.expires_at.min(now.plus(Span::secs(policy.rotation_grace_secs))));
         Ok(next)
     }
 
@@ -564,11 +534,7 @@ impl ApiKey {
         if self.status != ApiKeyStatus::Suspended {
             return Err(KeyError::InvalidState);
         }
-        self.status = if self.scopes.has_withdraw() {
-            ApiKeyStatus::Locked
-        } else {
-            ApiKeyStatus::Active
-        };
+        self.status = if self.scopes.has_withdraw() { ApiKeyStatus::Locked } else { ApiKeyStatus::Active };
         Ok(())
     }
 
@@ -596,11 +562,8 @@ impl ApiKey {
 
     /// Records a successful, authorised request (R72).
     pub fn record_use(&mut self, now: Timestamp, ip: Option<IpAddr>, user_agent: Option<&str>) {
-        self.last_used = Some(LastUse {
-            at: now,
-            ip: ip.map(|i| i.to_canonical()),
-            user_agent: user_agent.map(clean_user_agent),
-        });
+        self.last_used =
+            Some(LastUse { at: now, ip: ip.map(|i| i.to_canonical()), user_agent: user_agent.map(clean_user_agent) });
     }
 }
 

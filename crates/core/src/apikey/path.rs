@@ -98,21 +98,7 @@ fn is_unreserved(b: u8) -> bool {
 /// Literal bytes accepted as they are: unreserved, sub-delims without `;`, `:`, `@`, `/`.
 fn is_plain(b: u8) -> bool {
     is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-        )
+        || matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@' | b'/')
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -139,10 +125,9 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex_val),
-                bytes.get(i + 2).copied().and_then(hex_val),
-            ) else {
+            let (Some(hi), Some(lo)) =
+                (bytes.get(i + 1).copied().and_then(hex_val), bytes.get(i + 2).copied().and_then(hex_val))
+            else {
                 return Err(PathError::MalformedPercent(i));
             };
             let decoded = (hi << 4) | lo;
@@ -181,9 +166,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ok(raw: &str) -> String {
-        normalize_path(raw)
-            .map(|p| p.0)
-            .unwrap_or_else(|e| format!("ERR {e:?}"))
+        normalize_path(raw).map(|p| p.0).unwrap_or_else(|e| format!("ERR {e:?}"))
     }
 
     #[test]
@@ -207,10 +190,7 @@ mod tests {
         assert_eq!(ok("/a%3ab"), "/a%3Ab");
         assert_eq!(ok("/a%21b%7C"), "/a%21b%7C");
         // An encoded space is refused like a raw one.
-        assert_eq!(
-            normalize_path("/a%20b"),
-            Err(PathError::ForbiddenEncoding(2))
-        );
+        assert_eq!(normalize_path("/a%20b"), Err(PathError::ForbiddenEncoding(2)));
     }
 
     #[test]
@@ -242,21 +222,10 @@ mod tests {
             "/v1/orders%7F",
             "/v1/orders%C0%AF",
         ] {
-            assert!(
-                matches!(normalize_path(p), Err(PathError::ForbiddenEncoding(_))),
-                "{p}"
-            );
+            assert!(matches!(normalize_path(p), Err(PathError::ForbiddenEncoding(_))), "{p}");
         }
-        for p in [
-            "/v1/orders%",
-            "/v1/orders%2",
-            "/v1/orders%G0",
-            "/v1/orders%%32F",
-        ] {
-            assert!(
-                matches!(normalize_path(p), Err(PathError::MalformedPercent(_))),
-                "{p}"
-            );
+        for p in ["/v1/orders%", "/v1/orders%2", "/v1/orders%G0", "/v1/orders%%32F"] {
+            assert!(matches!(normalize_path(p), Err(PathError::MalformedPercent(_))), "{p}");
         }
     }
 
@@ -274,10 +243,7 @@ mod tests {
             "/v1/{id}",
             "/v1/[x]",
         ] {
-            assert!(
-                matches!(normalize_path(p), Err(PathError::InvalidChar(_))),
-                "{p}"
-            );
+            assert!(matches!(normalize_path(p), Err(PathError::InvalidChar(_))), "{p}");
         }
     }
 
@@ -295,13 +261,9 @@ mod tests {
 
     #[test]
     fn segments_of_root_and_paths() {
-        let Ok(root) = normalize_path("/") else {
-            unreachable!()
-        };
+        let Ok(root) = normalize_path("/") else { unreachable!() };
         assert_eq!(root.segments().count(), 0);
-        let Ok(p) = normalize_path("/v1/orders/open") else {
-            unreachable!()
-        };
+        let Ok(p) = normalize_path("/v1/orders/open") else { unreachable!() };
         assert_eq!(p.segments().collect::<Vec<_>>(), ["v1", "orders", "open"]);
     }
 

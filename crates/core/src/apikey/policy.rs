@@ -105,21 +105,15 @@ impl KeyDenied {
     /// the cooling-off answers like the withdraw lock, the closest error Upbit clients know.
     pub const fn upbit(self) -> UpbitError {
         match self {
-            KeyDenied::Revoked | KeyDenied::Suspended | KeyDenied::Expired => UpbitError {
-                status: 401,
-                name: "expired_access_key",
-                message: "This key has expired.",
-            },
-            KeyDenied::IpNotAllowed => UpbitError {
-                status: 401,
-                name: "no_authorization_ip",
-                message: "This is not a verified IP.",
-            },
-            KeyDenied::OutOfScope { .. } => UpbitError {
-                status: 401,
-                name: "out_of_scope",
-                message: "권한이 부족합니다.",
-            },
+            KeyDenied::Revoked | KeyDenied::Suspended | KeyDenied::Expired => {
+                UpbitError { status: 401, name: "expired_access_key", message: "This key has expired." }
+            }
+            KeyDenied::IpNotAllowed => {
+                UpbitError { status: 401, name: "no_authorization_ip", message: "This is not a verified IP." }
+            }
+            KeyDenied::OutOfScope { .. } => {
+                UpbitError { status: 401, name: "out_of_scope", message: "권한이 부족합니다." }
+            }
             KeyDenied::WithdrawLocked | KeyDenied::CoolingOff { .. } => UpbitError {
                 status: 403,
                 name: "open_api_withdraw_locked",
@@ -130,11 +124,7 @@ impl KeyDenied {
 
     /// The Binance answer: −2015 for every case, as Binance does (§2.5).
     pub const fn binance(self) -> BinanceError {
-        BinanceError {
-            status: 401,
-            code: -2015,
-            msg: "Invalid API-key, IP, or permissions for action.",
-        }
+        BinanceError { status: 401, code: -2015, msg: "Invalid API-key, IP, or permissions for action." }
     }
 }
 
@@ -225,17 +215,9 @@ mod tests {
         s.parse().ok()
     }
 
-    fn check(
-        key: &ApiKey,
-        m: &str,
-        p: &str,
-        client: Option<IpAddr>,
-        now: Timestamp,
-    ) -> Result<(), KeyDenied> {
+    fn check(key: &ApiKey, m: &str, p: &str, client: Option<IpAddr>, now: Timestamp) -> Result<(), KeyDenied> {
         let table = RouteTable::upbit_default();
-        let Some(rule) = table.lookup(m, p) else {
-            unreachable!("{m} {p}")
-        };
+        let Some(rule) = table.lookup(m, p) else { unreachable!("{m} {p}") };
         authorize(key, rule, client, now, &KeyPolicy::default()).map(|_| ())
     }
 
@@ -245,23 +227,13 @@ mod tests {
         let c = ip("203.0.113.9");
         assert_eq!(check(&k, "GET", "/v1/accounts", c, T0), Ok(()));
         assert_eq!(check(&k, "GET", "/v1/status/wallet", c, T0), Ok(()));
-        assert_eq!(
-            check(&k, "POST", "/v1/orders", c, T0),
-            Err(KeyDenied::OutOfScope {
-                required: Scope::PlaceOrders
-            })
-        );
+        assert_eq!(check(&k, "POST", "/v1/orders", c, T0), Err(KeyDenied::OutOfScope { required: Scope::PlaceOrders }));
         assert_eq!(
             check(&k, "DELETE", "/v1/orders/open", c, T0),
-            Err(KeyDenied::OutOfScope {
-                required: Scope::PlaceOrders
-            })
+            Err(KeyDenied::OutOfScope { required: Scope::PlaceOrders })
         );
         // A withdraw route from a key without an allowlist is refused before its scope.
-        assert_eq!(
-            check(&k, "POST", "/v1/withdraws/coin", c, T0),
-            Err(KeyDenied::IpNotAllowed)
-        );
+        assert_eq!(check(&k, "POST", "/v1/withdraws/coin", c, T0), Err(KeyDenied::IpNotAllowed));
     }
 
     #[test]
@@ -270,98 +242,41 @@ mod tests {
         let mut k = new_key(ScopeSet::read_only_default(), allow(&["198.51.100.1"]));
         // Expired beats the (also failing) allowlist check.
         let end = k.expires_at;
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", c, end),
-            Err(KeyDenied::Expired)
-        );
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", c, end.minus(Span::millis(1))),
-            Err(KeyDenied::IpNotAllowed)
-        );
+        assert_eq!(check(&k, "GET", "/v1/accounts", c, end), Err(KeyDenied::Expired));
+        assert_eq!(check(&k, "GET", "/v1/accounts", c, end.minus(Span::millis(1))), Err(KeyDenied::IpNotAllowed));
         let _ = k.suspend();
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", c, T0),
-            Err(KeyDenied::Suspended)
-        );
+        assert_eq!(check(&k, "GET", "/v1/accounts", c, T0), Err(KeyDenied::Suspended));
         k.revoke(T0);
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", c, T0),
-            Err(KeyDenied::Revoked)
-        );
+        assert_eq!(check(&k, "GET", "/v1/accounts", c, T0), Err(KeyDenied::Revoked));
     }
 
     #[test]
     fn rotated_key_expires_at_valid_until() {
         let mut k = new_key(ScopeSet::read_only_default(), IpAllowlist::empty());
         let rng = crate::rng::SeededRng::new(5);
-        let next = k.rotate(
-            ApiKeyId::generate(&rng),
-            crate::apikey::KeyKind::Ed25519,
-            at_h(1),
-            &KeyPolicy::default(),
-        );
+        let next = k.rotate(ApiKeyId::generate(&rng), crate::apikey::KeyKind::Ed25519, at_h(1), &KeyPolicy::default());
         let Ok(next) = next else { unreachable!() };
         let c = ip("203.0.113.9");
-        assert_eq!(
-            check(
-                &k,
-                "GET",
-                "/v1/accounts",
-                c,
-                at_h(25).minus(Span::millis(1))
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", c, at_h(25)),
-            Err(KeyDenied::Expired)
-        );
+        assert_eq!(check(&k, "GET", "/v1/accounts", c, at_h(25).minus(Span::millis(1))), Ok(()));
+        assert_eq!(check(&k, "GET", "/v1/accounts", c, at_h(25)), Err(KeyDenied::Expired));
         assert_eq!(check(&next, "GET", "/v1/accounts", c, at_h(25)), Ok(()));
     }
 
     #[test]
     fn allowlist_uses_the_true_client_and_unknown_is_denied() {
-        let k = new_key(
-            ScopeSet::read_only_default(),
-            allow(&["203.0.113.0/24", "2001:db8::/48"]),
-        );
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", ip("203.0.113.200"), T0),
-            Ok(())
-        );
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", ip("::ffff:203.0.113.200"), T0),
-            Ok(())
-        );
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", ip("2001:db8::5"), T0),
-            Ok(())
-        );
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", ip("203.0.114.1"), T0),
-            Err(KeyDenied::IpNotAllowed)
-        );
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", None, T0),
-            Err(KeyDenied::IpNotAllowed)
-        );
+        let k = new_key(ScopeSet::read_only_default(), allow(&["203.0.113.0/24", "2001:db8::/48"]));
+        assert_eq!(check(&k, "GET", "/v1/accounts", ip("203.0.113.200"), T0), Ok(()));
+        assert_eq!(check(&k, "GET", "/v1/accounts", ip("::ffff:203.0.113.200"), T0), Ok(()));
+        assert_eq!(check(&k, "GET", "/v1/accounts", ip("2001:db8::5"), T0), Ok(()));
+        assert_eq!(check(&k, "GET", "/v1/accounts", ip("203.0.114.1"), T0), Err(KeyDenied::IpNotAllowed));
+        assert_eq!(check(&k, "GET", "/v1/accounts", None, T0), Err(KeyDenied::IpNotAllowed));
         let open = new_key(ScopeSet::read_only_default(), IpAllowlist::empty());
-        assert_eq!(
-            check(&open, "GET", "/v1/accounts", None, T0),
-            Err(KeyDenied::IpNotAllowed)
-        );
+        assert_eq!(check(&open, "GET", "/v1/accounts", None, T0), Err(KeyDenied::IpNotAllowed));
         // A spoofed X-Forwarded-For from an untrusted peer changes nothing (R19).
-        let Ok(proxies) = crate::apikey::TrustedProxies::parse(["10.0.0.0/8"]) else {
-            unreachable!()
-        };
-        let Some(peer) = ip("198.51.100.66") else {
-            unreachable!()
-        };
+        let Ok(proxies) = crate::apikey::TrustedProxies::parse(["10.0.0.0/8"]) else { unreachable!() };
+        let Some(peer) = ip("198.51.100.66") else { unreachable!() };
         let client = proxies.client_ip(peer, ["203.0.113.5"]).ip;
-        assert_eq!(
-            check(&k, "GET", "/v1/accounts", Some(client), T0),
-            Err(KeyDenied::IpNotAllowed)
-        );
+        assert_eq!(check(&k, "GET", "/v1/accounts", Some(client), T0), Err(KeyDenied::IpNotAllowed));
     }
 
     #[test]
@@ -370,55 +285,30 @@ mod tests {
         let mut k = new_key(scopes, allow(&["203.0.113.7"]));
         let c = ip("203.0.113.7");
         // Locked at creation; the lock does not affect other routes.
-        assert_eq!(
-            check(&k, "POST", "/v1/withdraws/coin", c, at_h(30)),
-            Err(KeyDenied::WithdrawLocked)
-        );
+        assert_eq!(check(&k, "POST", "/v1/withdraws/coin", c, at_h(30)), Err(KeyDenied::WithdrawLocked));
         assert_eq!(check(&k, "GET", "/v1/withdraws", c, at_h(30)), Ok(()));
         let _ = k.unlock_withdraw();
         let until = T0.plus(Span::hours(24));
         let just_before = until.minus(Span::millis(1));
-        assert_eq!(
-            check(&k, "POST", "/v1/withdraws/coin", c, just_before),
-            Err(KeyDenied::CoolingOff { until })
-        );
+        assert_eq!(check(&k, "POST", "/v1/withdraws/coin", c, just_before), Err(KeyDenied::CoolingOff { until }));
         assert_eq!(check(&k, "POST", "/v1/withdraws/coin", c, until), Ok(()));
-        assert_eq!(
-            check(&k, "POST", "/v1/withdraws/coin", ip("203.0.113.8"), until),
-            Err(KeyDenied::IpNotAllowed)
-        );
+        assert_eq!(check(&k, "POST", "/v1/withdraws/coin", ip("203.0.113.8"), until), Err(KeyDenied::IpNotAllowed));
         // A corrupt record without a grant time never gets out of cooling-off.
         k.withdraw_granted_at = None;
-        assert!(matches!(
-            check(&k, "POST", "/v1/withdraws/coin", c, at_h(1000)),
-            Err(KeyDenied::CoolingOff { .. })
-        ));
+        assert!(matches!(check(&k, "POST", "/v1/withdraws/coin", c, at_h(1000)), Err(KeyDenied::CoolingOff { .. })));
         // A record with withdraw but no allowlist (should not exist) cannot withdraw.
         k.withdraw_granted_at = Some(T0);
         k.allowlist = IpAllowlist::empty();
-        assert_eq!(
-            check(&k, "POST", "/v1/withdraws/coin", c, at_h(30)),
-            Err(KeyDenied::IpNotAllowed)
-        );
+        assert_eq!(check(&k, "POST", "/v1/withdraws/coin", c, at_h(30)), Err(KeyDenied::IpNotAllowed));
     }
 
     #[test]
     fn authorized_carries_the_rate_limit_charge() {
-        let k = new_key(
-            ScopeSet::read_only_default().with(Scope::PlaceOrders),
-            IpAllowlist::empty(),
-        );
+        let k = new_key(ScopeSet::read_only_default().with(Scope::PlaceOrders), IpAllowlist::empty());
         let table = RouteTable::upbit_default();
-        let Some(rule) = table.lookup("POST", "/v1/orders") else {
-            unreachable!()
-        };
-        let Ok(a) = authorize(&k, rule, ip("203.0.113.9"), T0, &KeyPolicy::default()) else {
-            unreachable!()
-        };
-        assert_eq!(
-            (a.key_id(), a.owner(), a.group().as_str(), a.weight()),
-            (k.id, k.owner, "order", 1)
-        );
+        let Some(rule) = table.lookup("POST", "/v1/orders") else { unreachable!() };
+        let Ok(a) = authorize(&k, rule, ip("203.0.113.9"), T0, &KeyPolicy::default()) else { unreachable!() };
+        assert_eq!((a.key_id(), a.owner(), a.group().as_str(), a.weight()), (k.id, k.owner, "order", 1));
         assert_eq!(a.rule().pattern.as_str(), "/v1/orders");
     }
 
@@ -429,9 +319,7 @@ mod tests {
             KeyDenied::Suspended,
             KeyDenied::Expired,
             KeyDenied::IpNotAllowed,
-            KeyDenied::OutOfScope {
-                required: Scope::Withdraw,
-            },
+            KeyDenied::OutOfScope { required: Scope::Withdraw },
             KeyDenied::WithdrawLocked,
             KeyDenied::CoolingOff { until: T0 },
         ];
@@ -448,10 +336,7 @@ mod tests {
                 "cooling_off"
             ]
         );
-        let upbit: Vec<_> = all
-            .iter()
-            .map(|d| (d.upbit().status, d.upbit().name))
-            .collect();
+        let upbit: Vec<_> = all.iter().map(|d| (d.upbit().status, d.upbit().name)).collect();
         assert_eq!(
             upbit,
             [
@@ -466,11 +351,7 @@ mod tests {
         );
         assert_eq!(KeyDenied::Expired.upbit().message, "This key has expired.");
         assert!(all.iter().all(|d| d.binance()
-            == BinanceError {
-                status: 401,
-                code: -2015,
-                msg: "Invalid API-key, IP, or permissions for action."
-            }));
+            == BinanceError { status: 401, code: -2015, msg: "Invalid API-key, IP, or permissions for action." }));
         assert_eq!(KeyDenied::CoolingOff { until: T0 }.status(), 403);
         assert_eq!(KeyDenied::Expired.status(), 401);
     }

@@ -78,10 +78,9 @@ impl TrustedProxies {
             let e = e.as_ref();
             let net = match e.parse::<IpNet>() {
                 Ok(n) => n.trunc(),
-                Err(_) => e
-                    .parse::<IpAddr>()
-                    .map(IpNet::from)
-                    .map_err(|_| ProxyConfigError(e.chars().take(64).collect()))?,
+                Err(_) => {
+                    e.parse::<IpAddr>().map(IpNet::from).map_err(|_| ProxyConfigError(e.chars().take(64).collect()))?
+                }
             };
             nets.push(net);
         }
@@ -100,11 +99,7 @@ impl TrustedProxies {
         I: IntoIterator<Item = &'a str>,
     {
         let peer = peer.to_canonical();
-        let from_peer = |malformed| ClientIp {
-            ip: peer,
-            source: ClientIpSource::Peer,
-            malformed,
-        };
+        let from_peer = |malformed| ClientIp { ip: peer, source: ClientIpSource::Peer, malformed };
         if !self.is_trusted(peer) {
             return from_peer(false);
         }
@@ -129,11 +124,7 @@ impl TrustedProxies {
             };
             let ip = ip.to_canonical();
             if !self.is_trusted(ip) {
-                return ClientIp {
-                    ip,
-                    source: ClientIpSource::ForwardedFor,
-                    malformed: false,
-                };
+                return ClientIp { ip, source: ClientIpSource::ForwardedFor, malformed: false };
             }
             hops += 1;
             if hops > MAX_HOPS {
@@ -142,11 +133,7 @@ impl TrustedProxies {
             leftmost_trusted = Some(ip);
         }
         match leftmost_trusted {
-            Some(ip) => ClientIp {
-                ip,
-                source: ClientIpSource::ForwardedFor,
-                malformed: false,
-            },
+            Some(ip) => ClientIp { ip, source: ClientIpSource::ForwardedFor, malformed: false },
             None => from_peer(false),
         }
     }
@@ -158,36 +145,21 @@ mod tests {
     use proptest::prelude::*;
 
     fn ip(s: &str) -> IpAddr {
-        let Ok(ip) = s.parse() else {
-            unreachable!("{s}")
-        };
+        let Ok(ip) = s.parse() else { unreachable!("{s}") };
         ip
     }
 
     fn proxies() -> TrustedProxies {
-        let Ok(p) = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8", "192.0.2.1"]) else {
-            unreachable!()
-        };
+        let Ok(p) = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8", "192.0.2.1"]) else { unreachable!() };
         p
     }
 
     #[test]
     fn spoofed_header_from_untrusted_peer_is_ignored() {
         let c = proxies().client_ip(ip("203.0.113.9"), ["198.51.100.1"]);
-        assert_eq!(
-            c,
-            ClientIp {
-                ip: ip("203.0.113.9"),
-                source: ClientIpSource::Peer,
-                malformed: false
-            }
-        );
+        assert_eq!(c, ClientIp { ip: ip("203.0.113.9"), source: ClientIpSource::Peer, malformed: false });
         // Not even garbage is looked at.
-        assert!(
-            !proxies()
-                .client_ip(ip("203.0.113.9"), ["garbage"])
-                .malformed
-        );
+        assert!(!proxies().client_ip(ip("203.0.113.9"), ["garbage"]).malformed);
         // Without any trusted proxy, the header never counts.
         let c = TrustedProxies::none().client_ip(ip("10.0.0.1"), ["198.51.100.1"]);
         assert_eq!(c.ip, ip("10.0.0.1"));
@@ -198,10 +170,7 @@ mod tests {
         let p = proxies();
         // The client prepended a fake entry; the proxy appended the real one.
         let c = p.client_ip(ip("10.0.0.2"), ["198.51.100.1, 203.0.113.50"]);
-        assert_eq!(
-            (c.ip, c.source),
-            (ip("203.0.113.50"), ClientIpSource::ForwardedFor)
-        );
+        assert_eq!((c.ip, c.source), (ip("203.0.113.50"), ClientIpSource::ForwardedFor));
         // Two proxy layers, split over two header lines.
         let c = p.client_ip(ip("10.0.0.2"), ["1.1.1.1, 203.0.113.50", "10.9.9.9"]);
         assert_eq!(c.ip, ip("203.0.113.50"));
@@ -222,41 +191,16 @@ mod tests {
     #[test]
     fn trusted_peer_without_header_is_the_client() {
         let c = proxies().client_ip(ip("192.0.2.1"), []);
-        assert_eq!(
-            c,
-            ClientIp {
-                ip: ip("192.0.2.1"),
-                source: ClientIpSource::Peer,
-                malformed: false
-            }
-        );
-        assert_eq!(
-            proxies().client_ip(ip("192.0.2.1"), [""]).source,
-            ClientIpSource::Peer
-        );
+        assert_eq!(c, ClientIp { ip: ip("192.0.2.1"), source: ClientIpSource::Peer, malformed: false });
+        assert_eq!(proxies().client_ip(ip("192.0.2.1"), [""]).source, ClientIpSource::Peer);
     }
 
     #[test]
     fn malformed_header_from_trusted_peer_uses_the_peer_and_flags_it() {
         let p = proxies();
-        for bad in [
-            "203.0.113.50:443",
-            "[2001:db8::1]",
-            "unknown",
-            "203.0.113.50 extra",
-            "_hidden",
-            "1.2.3.4.5",
-        ] {
+        for bad in ["203.0.113.50:443", "[2001:db8::1]", "unknown", "203.0.113.50 extra", "_hidden", "1.2.3.4.5"] {
             let c = p.client_ip(ip("10.0.0.2"), [bad]);
-            assert_eq!(
-                c,
-                ClientIp {
-                    ip: ip("10.0.0.2"),
-                    source: ClientIpSource::Peer,
-                    malformed: true
-                },
-                "{bad}"
-            );
+            assert_eq!(c, ClientIp { ip: ip("10.0.0.2"), source: ClientIpSource::Peer, malformed: true }, "{bad}");
         }
         let many = vec!["10.0.0.3"; MAX_HOPS + 1].join(",");
         assert!(p.client_ip(ip("10.0.0.2"), [many.as_str()]).malformed);
@@ -268,9 +212,7 @@ mod tests {
     fn proxy_list_parses_cidrs_and_addresses() {
         assert!(TrustedProxies::parse(["10.0.0.0/8", "::1", "172.16.5.4/12"]).is_ok());
         assert!(TrustedProxies::parse(["nope"]).is_err());
-        let Ok(p) = TrustedProxies::parse(["172.16.5.4/12"]) else {
-            unreachable!()
-        };
+        let Ok(p) = TrustedProxies::parse(["172.16.5.4/12"]) else { unreachable!() };
         assert!(p.is_trusted(ip("172.31.0.1")));
     }
 

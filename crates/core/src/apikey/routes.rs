@@ -156,15 +156,9 @@ impl PathPattern {
                         return Err("'*' is only allowed as the last segment");
                     }
                     Segment::Rest
-                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
-                {
-                    let valid = name
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                        && name
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
                     if !valid {
                         return Err("parameter names are [a-z_][a-z0-9_]*");
                     }
@@ -177,19 +171,14 @@ impl PathPattern {
                     match normalize_path(&single) {
                         Ok(n) if n.as_str() == single => Segment::Literal((*part).to_owned()),
                         _ => {
-                            return Err(
-                                "literal segments must be non-empty and in normalised form",
-                            );
+                            return Err("literal segments must be non-empty and in normalised form");
                         }
                     }
                 };
                 segments.push(seg);
             }
         }
-        Ok(Self {
-            text: text.to_owned(),
-            segments,
-        })
+        Ok(Self { text: text.to_owned(), segments })
     }
 
     /// The pattern as written.
@@ -380,51 +369,27 @@ impl RouteTable {
         }
         let mut rules: Vec<RouteRule> = Vec::with_capacity(cfg.routes.len());
         for (index, r) in cfg.routes.iter().enumerate() {
-            let method = Method::parse(&r.method).ok_or_else(|| RouteConfigError::Method {
-                index,
-                method: shorten(&r.method),
-            })?;
-            let pattern = PathPattern::parse(&r.path)
-                .map_err(|reason| RouteConfigError::Pattern { index, reason })?;
+            let method = Method::parse(&r.method)
+                .ok_or_else(|| RouteConfigError::Method { index, method: shorten(&r.method) })?;
+            let pattern = PathPattern::parse(&r.path).map_err(|reason| RouteConfigError::Pattern { index, reason })?;
             let access = if r.scope == "none" {
                 RouteAccess::AnyKey
             } else {
                 Scope::from_name(&r.scope)
                     .map(RouteAccess::Scope)
-                    .ok_or_else(|| RouteConfigError::Scope {
-                        index,
-                        scope: shorten(&r.scope),
-                    })?
+                    .ok_or_else(|| RouteConfigError::Scope { index, scope: shorten(&r.scope) })?
             };
-            let group = RateGroup::new(&r.group).map_err(|e| RouteConfigError::Group {
-                index,
-                reason: e.reason(),
-            })?;
+            let group = RateGroup::new(&r.group).map_err(|e| RouteConfigError::Group { index, reason: e.reason() })?;
             let weight = r.weight.unwrap_or(1);
             if weight == 0 || weight > MAX_WEIGHT {
                 return Err(RouteConfigError::Weight { index });
             }
-            if rules
-                .iter()
-                .any(|o| o.method == method && o.pattern.shape() == pattern.shape())
-            {
-                return Err(RouteConfigError::Duplicate {
-                    index,
-                    method: method.as_str(),
-                    path: shorten(&r.path),
-                });
+            if rules.iter().any(|o| o.method == method && o.pattern.shape() == pattern.shape()) {
+                return Err(RouteConfigError::Duplicate { index, method: method.as_str(), path: shorten(&r.path) });
             }
-            rules.push(RouteRule {
-                method,
-                pattern,
-                access,
-                group,
-                weight,
-            });
+            rules.push(RouteRule { method, pattern, access, group, weight });
         }
-        rules.sort_by(|a, b| {
-            (a.method, a.pattern.specificity()).cmp(&(b.method, b.pattern.specificity()))
-        });
+        rules.sort_by_key(|r| (r.method, r.pattern.specificity()));
         Ok(Self { rules })
     }
 
@@ -502,91 +467,25 @@ const UPBIT: &[Row] = &[
     ("POST", "/v1/orders/test", "place_orders", "order-test", 1),
     ("DELETE", "/v1/order", "place_orders", "default", 1),
     ("DELETE", "/v1/orders/uuids", "place_orders", "default", 1),
-    (
-        "DELETE",
-        "/v1/orders/open",
-        "place_orders",
-        "order-cancel-all",
-        1,
-    ),
-    (
-        "POST",
-        "/v1/orders/cancel_and_new",
-        "place_orders",
-        "order",
-        1,
-    ),
-    (
-        "GET",
-        "/v1/withdraws/chance",
-        "view_withdrawals",
-        "default",
-        1,
-    ),
-    (
-        "GET",
-        "/v1/withdraws/coin_addresses",
-        "view_withdrawals",
-        "default",
-        1,
-    ),
+    ("DELETE", "/v1/orders/open", "place_orders", "order-cancel-all", 1),
+    ("POST", "/v1/orders/cancel_and_new", "place_orders", "order", 1),
+    ("GET", "/v1/withdraws/chance", "view_withdrawals", "default", 1),
+    ("GET", "/v1/withdraws/coin_addresses", "view_withdrawals", "default", 1),
     ("GET", "/v1/withdraw", "view_withdrawals", "default", 1),
     ("GET", "/v1/withdraws", "view_withdrawals", "default", 1),
     ("POST", "/v1/withdraws/coin", "withdraw", "default", 1),
     ("POST", "/v1/withdraws/krw", "withdraw", "default", 1),
     ("DELETE", "/v1/withdraws/coin", "withdraw", "default", 1),
-    (
-        "GET",
-        "/v1/deposits/chance/coin",
-        "view_deposits",
-        "default",
-        1,
-    ),
-    (
-        "GET",
-        "/v1/deposits/coin_address",
-        "view_deposits",
-        "default",
-        1,
-    ),
-    (
-        "GET",
-        "/v1/deposits/coin_addresses",
-        "view_deposits",
-        "default",
-        1,
-    ),
+    ("GET", "/v1/deposits/chance/coin", "view_deposits", "default", 1),
+    ("GET", "/v1/deposits/coin_address", "view_deposits", "default", 1),
+    ("GET", "/v1/deposits/coin_addresses", "view_deposits", "default", 1),
     ("GET", "/v1/deposit", "view_deposits", "default", 1),
     ("GET", "/v1/deposits", "view_deposits", "default", 1),
-    (
-        "GET",
-        "/v1/travel_rule/vasps",
-        "view_deposits",
-        "default",
-        1,
-    ),
-    (
-        "POST",
-        "/v1/deposits/generate_coin_address",
-        "deposit",
-        "default",
-        1,
-    ),
+    ("GET", "/v1/travel_rule/vasps", "view_deposits", "default", 1),
+    ("POST", "/v1/deposits/generate_coin_address", "deposit", "default", 1),
     ("POST", "/v1/deposits/krw", "deposit", "default", 1),
-    (
-        "POST",
-        "/v1/travel_rule/deposit/uuid",
-        "deposit",
-        "default",
-        1,
-    ),
-    (
-        "POST",
-        "/v1/travel_rule/deposit/txid",
-        "deposit",
-        "default",
-        1,
-    ),
+    ("POST", "/v1/travel_rule/deposit/uuid", "deposit", "default", 1),
+    ("POST", "/v1/travel_rule/deposit/txid", "deposit", "default", 1),
 ];
 
 const BINANCE: &[Row] = &[
@@ -597,57 +496,15 @@ const BINANCE: &[Row] = &[
     ("GET", "/api/v3/myTrades", "view_orders", "default", 20),
     ("POST", "/api/v3/order", "place_orders", "order", 1),
     ("POST", "/api/v3/order/test", "place_orders", "default", 1),
-    (
-        "POST",
-        "/api/v3/order/cancelReplace",
-        "place_orders",
-        "order",
-        1,
-    ),
+    ("POST", "/api/v3/order/cancelReplace", "place_orders", "order", 1),
     ("DELETE", "/api/v3/order", "place_orders", "default", 1),
     ("DELETE", "/api/v3/openOrders", "place_orders", "default", 1),
-    (
-        "POST",
-        "/sapi/v1/capital/withdraw/apply",
-        "withdraw",
-        "sapi",
-        600,
-    ),
-    (
-        "GET",
-        "/sapi/v1/capital/withdraw/history",
-        "view_withdrawals",
-        "sapi",
-        1,
-    ),
-    (
-        "GET",
-        "/sapi/v1/capital/withdraw/address/list",
-        "view_withdrawals",
-        "sapi",
-        10,
-    ),
-    (
-        "GET",
-        "/sapi/v1/capital/deposit/hisrec",
-        "view_deposits",
-        "sapi",
-        1,
-    ),
-    (
-        "GET",
-        "/sapi/v1/capital/deposit/address",
-        "view_deposits",
-        "sapi",
-        10,
-    ),
-    (
-        "GET",
-        "/sapi/v1/capital/config/getall",
-        "view_assets",
-        "sapi",
-        10,
-    ),
+    ("POST", "/sapi/v1/capital/withdraw/apply", "withdraw", "sapi", 600),
+    ("GET", "/sapi/v1/capital/withdraw/history", "view_withdrawals", "sapi", 1),
+    ("GET", "/sapi/v1/capital/withdraw/address/list", "view_withdrawals", "sapi", 10),
+    ("GET", "/sapi/v1/capital/deposit/hisrec", "view_deposits", "sapi", 1),
+    ("GET", "/sapi/v1/capital/deposit/address", "view_deposits", "sapi", 10),
+    ("GET", "/sapi/v1/capital/config/getall", "view_assets", "sapi", 10),
     ("GET", "/sapi/v1/account/apiRestrictions", "none", "sapi", 1),
 ];
 

@@ -72,10 +72,7 @@ impl Scope {
 
     /// True for the read-only scopes.
     pub const fn is_view(self) -> bool {
-        matches!(
-            self,
-            Scope::ViewAssets | Scope::ViewOrders | Scope::ViewWithdrawals | Scope::ViewDeposits
-        )
+        matches!(self, Scope::ViewAssets | Scope::ViewOrders | Scope::ViewWithdrawals | Scope::ViewDeposits)
     }
 
     const fn bit(self) -> u8 {
@@ -314,15 +311,7 @@ mod tests {
         let names: Vec<_> = Scope::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(
             names,
-            [
-                "view_assets",
-                "view_orders",
-                "place_orders",
-                "view_withdrawals",
-                "withdraw",
-                "view_deposits",
-                "deposit"
-            ]
+            ["view_assets", "view_orders", "place_orders", "view_withdrawals", "withdraw", "view_deposits", "deposit"]
         );
         for s in Scope::ALL {
             assert_eq!(s.name().parse::<Scope>(), Ok(s));
@@ -347,36 +336,23 @@ mod tests {
 
     #[test]
     fn set_algebra() {
-        let a = ScopeSet::EMPTY
-            .with(Scope::ViewAssets)
-            .with(Scope::Withdraw);
+        let a = ScopeSet::EMPTY.with(Scope::ViewAssets).with(Scope::Withdraw);
         assert!(a.has_withdraw());
         assert!(a.is_superset_of(ScopeSet::EMPTY.with(Scope::Withdraw)));
         assert!(!a.is_superset_of(ScopeSet::read_only_default()));
-        assert_eq!(
-            a.difference(ScopeSet::read_only_default()),
-            ScopeSet::EMPTY.with(Scope::Withdraw)
-        );
-        assert_eq!(
-            a.without(Scope::Withdraw),
-            ScopeSet::EMPTY.with(Scope::ViewAssets)
-        );
+        assert_eq!(a.difference(ScopeSet::read_only_default()), ScopeSet::EMPTY.with(Scope::Withdraw));
+        assert_eq!(a.without(Scope::Withdraw), ScopeSet::EMPTY.with(Scope::ViewAssets));
         let mut b = a;
         b.remove(Scope::ViewAssets);
         b.insert(Scope::PlaceOrders);
         assert!(b.has_trading());
         assert_eq!(b.union(a).len(), 3);
-        assert_eq!(
-            Scope::ALL.into_iter().collect::<ScopeSet>(),
-            ScopeSet::all()
-        );
+        assert_eq!(Scope::ALL.into_iter().collect::<ScopeSet>(), ScopeSet::all());
     }
 
     #[test]
     fn serde_is_a_list_of_names_and_refuses_unknown_or_duplicate() {
-        let s = ScopeSet::EMPTY
-            .with(Scope::Withdraw)
-            .with(Scope::ViewAssets);
+        let s = ScopeSet::EMPTY.with(Scope::Withdraw).with(Scope::ViewAssets);
         let json = serde_json::to_string(&s).unwrap_or_default();
         assert_eq!(json, r#"["view_assets","withdraw"]"#);
         let back: Result<ScopeSet, _> = serde_json::from_str(&json);
@@ -384,39 +360,23 @@ mod tests {
         assert!(serde_json::from_str::<ScopeSet>(r#"["view_assets","admin"]"#).is_err());
         assert!(serde_json::from_str::<ScopeSet>(r#"["withdraw","withdraw"]"#).is_err());
         assert!(serde_json::from_str::<ScopeSet>(r#""withdraw""#).is_err());
-        assert_eq!(
-            serde_json::from_str::<ScopeSet>("[]").ok(),
-            Some(ScopeSet::EMPTY)
-        );
+        assert_eq!(serde_json::from_str::<ScopeSet>("[]").ok(), Some(ScopeSet::EMPTY));
     }
 
     #[test]
     fn parse_names_and_bits() {
         assert_eq!(
             ScopeSet::parse_names(["view_orders", "place_orders"]),
-            Ok(ScopeSet::EMPTY
-                .with(Scope::ViewOrders)
-                .with(Scope::PlaceOrders))
+            Ok(ScopeSet::EMPTY.with(Scope::ViewOrders).with(Scope::PlaceOrders))
         );
-        assert_eq!(
-            ScopeSet::parse_names(["nope"]),
-            Err(ScopeError::Unknown("nope".into()))
-        );
-        assert_eq!(
-            ScopeSet::parse_names(["deposit", "deposit"]),
-            Err(ScopeError::Duplicate(Scope::Deposit))
-        );
+        assert_eq!(ScopeSet::parse_names(["nope"]), Err(ScopeError::Unknown("nope".into())));
+        assert_eq!(ScopeSet::parse_names(["deposit", "deposit"]), Err(ScopeError::Duplicate(Scope::Deposit)));
         let long = "x".repeat(1000);
-        let Err(ScopeError::Unknown(shown)) = ScopeSet::parse_names([long.as_str()]) else {
-            unreachable!()
-        };
+        let Err(ScopeError::Unknown(shown)) = ScopeSet::parse_names([long.as_str()]) else { unreachable!() };
         assert_eq!(shown.len(), 40);
         for bits in 0..=0x7f {
             assert_eq!(ScopeSet::from_bits(bits).map(ScopeSet::bits), Ok(bits));
         }
-        assert_eq!(
-            ScopeSet::from_bits(0x80),
-            Err(ScopeError::InvalidBits(0x80))
-        );
+        assert_eq!(ScopeSet::from_bits(0x80), Err(ScopeError::InvalidBits(0x80)));
     }
 }
