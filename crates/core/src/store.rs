@@ -269,8 +269,89 @@ pub trait MailStore: Send + Sync {
     async fn pending_mail(&self) -> StoreResult<u64>;
 }
 
+/// An API key as stored: the record and its verification material.
+#[derive(Debug, Clone)]
+pub struct StoredApiKey {
+    /// The record (scopes, allowlist, state, rotation, last use).
+    pub key: crate::apikey::ApiKey,
+    /// HMAC secret sealed under the master key (AAD: [`api_key_secret_aad`]).
+    pub secret_sealed: Option<Vec<u8>>,
+    /// Ed25519 raw public key or RSA SPKI DER.
+    pub public_key: Option<Vec<u8>>,
+}
+
+/// Associated data sealing an API key's HMAC secret to its row (R88).
+pub fn api_key_secret_aad(id: &crate::apikey::ApiKeyId, owner: &UserId) -> crate::crypto::envelope::Aad {
+    crate::crypto::envelope::Aad::new(&["api_key_secret", &id.to_string(), &owner.to_string(), "v1"])
+}
+
+/// Usage counts accumulated in memory and flushed in batches (R72).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// The key.
+    pub key_id: crate::apikey::ApiKeyId,
+    /// Route pattern (`POST /v1/orders`).
+    pub route: String,
+    /// `ok` or a denial reason.
+    pub outcome: String,
+    /// How many since the last flush.
+    pub count: u64,
+    /// Latest occurrence.
+    pub last_at: Timestamp,
+}
+
+/// The last successful use of a key, flushed in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLastUse {
+    /// The key.
+    pub key_id: crate::apikey::ApiKeyId,
+    /// When.
+    pub at: Timestamp,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Cleaned user agent.
+    pub user_agent: Option<String>,
+}
+
+/// API keys.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Creates a key unless its owner already has `max_live` keys that are not revoked
+    /// (checked in the same transaction). Returns false when over the limit.
+    async fn create_api_key(&self, key: &StoredApiKey, max_live: u32, fx: SideEffects) -> StoreResult<bool>;
+    /// The key with this id, with its material.
+    async fn find_api_key(&self, id: crate::apikey::ApiKeyId) -> StoreResult<Option<StoredApiKey>>;
+    /// The owner's keys (records only), newest first.
+    async fn list_api_keys(&self, owner: UserId) -> StoreResult<Vec<crate::apikey::ApiKey>>;
+    /// Replaces the record of an existing key of `owner`; false if there is none.
+    async fn update_api_key(&self, key: &crate::apikey::ApiKey, fx: SideEffects) -> StoreResult<bool>;
+    /// Saves the rotated predecessor and creates its successor in one transaction.
+    async fn rotate_api_key(
+        &self,
+        predecessor: &crate::apikey::ApiKey,
+        successor: &StoredApiKey,
+        fx: SideEffects,
+    ) -> StoreResult<()>;
+    /// Adds usage counts and last-use facts accumulated since the last flush.
+    async fn flush_key_usage(&self, usage: &[KeyUsage], last: &[KeyLastUse]) -> StoreResult<()>;
+    /// Usage counts of one key.
+    async fn key_usage(&self, id: crate::apikey::ApiKeyId) -> StoreResult<Vec<KeyUsage>>;
+}
+
+/// The durable replay store: single-use nonces and signatures shared by every instance that
+/// uses this database (F3 fallback when Redis is unavailable, and embedded mode).
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Records `key` until `now + ttl` unless a live record exists. True when fresh.
+    async fn insert_if_absent(&self, key: &crate::replay::ReplayKey, now: Timestamp, ttl: Span) -> StoreResult<bool>;
+    /// Deletes expired records; returns how many.
+    async fn sweep_replay(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
 /// Everything the server needs, as one object.
-pub trait Store: AccountStore + ThrottleStore + SessionStore + AuditStore + SecretStore + MailStore {
+pub trait Store:
+    AccountStore + ThrottleStore + SessionStore + AuditStore + SecretStore + MailStore + ApiKeyStore + ReplayStore
+{
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;
 }

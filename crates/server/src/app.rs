@@ -139,6 +139,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     let secrets = crate::keys::server_secrets(&store, &keyring, rng.as_ref(), clock.now()).await?;
     store.set_audit_signer(secrets.audit_key.clone(), &cfg.instance_name());
     let store = Arc::new(store);
+    store.start_background();
     let redis = match cfg.storage.redis_url.expose() {
         "" => None,
         url => Some(
@@ -159,7 +160,11 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         clock.clone(),
         mail_wake.clone(),
     )?;
+    let trusted_proxies =
+        gatehouse_core::apikey::TrustedProxies::parse(cfg.server.trusted_proxies.iter().map(|n| n.to_string()))
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
     let state = AppState::new(Inner {
+        trusted_proxies,
         config: cfg,
         store,
         redis,

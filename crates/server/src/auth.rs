@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let client = ClientCtx::from_parts(parts, &state.config.server.trusted_proxies);
+        let client = ClientCtx::from_parts(parts, &state.trusted_proxies);
         let from_bearer = bearer(parts)?;
         let from_cookie = cookie(&parts.headers, COOKIE_ACCESS);
         let (raw, via) = match (from_bearer, from_cookie) {

@@ -6,9 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, Method, header, request::Parts};
+use gatehouse_core::apikey::TrustedProxies;
 use gatehouse_core::device::UaFamily;
 use gatehouse_core::ids::DeviceId;
-use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode};
@@ -22,25 +22,6 @@ pub const COOKIE_REFRESH: &str = "__Host-gh_rt";
 pub const COOKIE_DEVICE: &str = "__Host-gh_dev";
 /// Header carrying the device id for API clients.
 pub const HEADER_DEVICE: &str = "gatehouse-device";
-
-/// The real client IP: the socket peer, unless the peer is a trusted proxy, in which case the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (R19).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let peer = peer.to_canonical();
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()))
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
-}
 
 /// The value of cookie `name`, if present exactly once.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -89,11 +70,13 @@ pub struct ClientCtx {
 }
 
 impl ClientCtx {
-    /// Builds the context from request parts.
-    pub fn from_parts(parts: &Parts, trusted: &[IpNet]) -> Self {
+    /// Builds the context from request parts: the client IP is the socket peer unless the
+    /// peer is a trusted proxy, in which case `X-Forwarded-For` is walked (R19).
+    pub fn from_parts(parts: &Parts, trusted: &TrustedProxies) -> Self {
         let peer =
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let ip = client_ip(peer, &parts.headers, trusted);
+        let xff = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        let ip = trusted.client_ip(peer, xff).ip;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -111,7 +94,7 @@ impl FromRequestParts<AppState> for ClientCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Self::from_parts(parts, &state.config.server.trusted_proxies))
+        Ok(Self::from_parts(parts, &state.trusted_proxies))
     }
 }
 
@@ -179,32 +162,6 @@ mod tests {
             }
         }
         m
-    }
-
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap_or_else(|_| unreachable!())
-    }
-
-    #[test]
-    fn forwarded_for_is_ignored_from_untrusted_peers() {
-        let peer: IpAddr = [203, 0, 113, 9].into();
-        let headers = h(&[("x-forwarded-for", "1.2.3.4")]);
-        assert_eq!(client_ip(peer, &headers, &[]), peer);
-        assert_eq!(client_ip(peer, &headers, &[net("10.0.0.0/8")]), peer);
-    }
-
-    #[test]
-    fn forwarded_for_is_walked_from_the_right_through_trusted_proxies() {
-        let proxy: IpAddr = [10, 0, 0, 1].into();
-        let trusted = [net("10.0.0.0/8")];
-        let headers = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
-        assert_eq!(client_ip(proxy, &headers, &trusted), IpAddr::from([198, 51, 100, 7]));
-        // A malformed header means the peer is all we know.
-        let bad = h(&[("x-forwarded-for", "not-an-ip")]);
-        assert_eq!(client_ip(proxy, &bad, &trusted), proxy);
-        // IPv4-mapped IPv6 peers are normalised.
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap_or(proxy);
-        assert_eq!(client_ip(mapped, &headers, &trusted), IpAddr::from([198, 51, 100, 7]));
     }
 
     #[test]

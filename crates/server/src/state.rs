@@ -32,6 +32,8 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     /// The test clock, when `testing.danger_manual_clock` is on.
     pub manual_clock: Option<ManualClock>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: gatehouse_core::apikey::TrustedProxies,
     /// Randomness.
     pub rng: Arc<dyn SecureRng>,
     /// Master keys.

@@ -400,3 +400,89 @@ async fn writes_fail_closed_without_an_audit_signer() {
     assert!(r.is_err());
     assert!(store.find_account(a.id).await.unwrap().is_none(), "no state change without its audit event");
 }
+
+mod keys_and_replay {
+    use super::*;
+    use gatehouse_core::apikey::{
+        ApiKey, ApiKeyId, ApiKeyStatus, IpAllowlist, KeyKind, KeyPolicy, NewApiKey, ScopeSet,
+    };
+    use gatehouse_core::replay::ReplayKey;
+    use gatehouse_core::store::{ApiKeyStore, KeyLastUse, KeyUsage, ReplayStore, StoredApiKey};
+
+    fn new_key(owner: UserId, existing: u32, rng: &dyn SecureRng) -> ApiKey {
+        let req = NewApiKey {
+            label: "bot".into(),
+            kind: KeyKind::Hmac,
+            scopes: ScopeSet::read_only_default(),
+            allowlist: IpAllowlist::empty(),
+            expires_at: None,
+        };
+        ApiKey::create(ApiKeyId::generate(rng), owner, req, existing, T0, &KeyPolicy::default()).unwrap()
+    }
+
+    on_every_backend!(api_keys_round_trip_with_a_per_owner_limit, |store, _clock| {
+        let rng = rng();
+        let a = registered(&store, "keys@example.com", &rng).await;
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let k = StoredApiKey { key: new_key(a.id, i, &rng), secret_sealed: Some(vec![1, 2, 3]), public_key: None };
+            assert!(store.create_api_key(&k, 3, SideEffects::default()).await.unwrap());
+            ids.push(k.key.id);
+        }
+        let over = StoredApiKey { key: new_key(a.id, 3, &rng), secret_sealed: None, public_key: Some(vec![9; 32]) };
+        assert!(!store.create_api_key(&over, 3, SideEffects::default()).await.unwrap(), "limit enforced in the store");
+        let found = store.find_api_key(ids[0]).await.unwrap().unwrap();
+        assert_eq!(found.secret_sealed, Some(vec![1, 2, 3]));
+        assert_eq!(found.key.id, ids[0]);
+        assert_eq!(store.list_api_keys(a.id).await.unwrap().len(), 3);
+        // Revoking frees a slot.
+        let mut k = found.key.clone();
+        k.revoke(T0);
+        assert!(store.update_api_key(&k, SideEffects::default()).await.unwrap());
+        assert_eq!(store.find_api_key(ids[0]).await.unwrap().unwrap().key.status, ApiKeyStatus::Revoked);
+        assert!(store.create_api_key(&over, 3, SideEffects::default()).await.unwrap());
+        // Another owner cannot update it.
+        let b = registered(&store, "other@example.com", &rng).await;
+        let mut stolen = k.clone();
+        stolen.owner = b.id;
+        assert!(!store.update_api_key(&stolen, SideEffects::default()).await.unwrap());
+        // Usage and last use, batched.
+        let u =
+            KeyUsage { key_id: ids[1], route: "GET /v1/accounts".into(), outcome: "ok".into(), count: 3, last_at: T0 };
+        store
+            .flush_key_usage(
+                &[u.clone(), u.clone()],
+                &[KeyLastUse { key_id: ids[1], at: T0, ip: Some("10.0.0.1".into()), user_agent: Some("ccxt".into()) }],
+            )
+            .await
+            .unwrap();
+        let usage = store.key_usage(ids[1]).await.unwrap();
+        assert_eq!(usage.len(), 1);
+        assert_eq!(usage[0].count, 6);
+        let last = store.find_api_key(ids[1]).await.unwrap().unwrap().key.last_used.unwrap();
+        assert_eq!((last.at, last.ip.map(|i| i.to_string())), (T0, Some("10.0.0.1".into())));
+    });
+
+    on_every_backend!(replay_store_accepts_each_key_once_under_concurrency, |store, _clock| {
+        let key = ReplayKey::derive("test", &[b"nonce-1"]);
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let store = Arc::clone(&store);
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move { store.insert_if_absent(&key, T0, Span::secs(60)).await.unwrap() }));
+        }
+        let mut fresh = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                fresh += 1;
+            }
+        }
+        assert_eq!(fresh, 1);
+        // Still a replay inside the window, fresh again once it expired.
+        assert!(!store.insert_if_absent(&key, T0.plus(Span::secs(59)), Span::secs(60)).await.unwrap());
+        assert!(store.insert_if_absent(&key, T0.plus(Span::secs(60)), Span::secs(60)).await.unwrap());
+        let other = ReplayKey::derive("test", &[b"nonce-2"]);
+        assert!(store.insert_if_absent(&other, T0, Span::secs(1)).await.unwrap());
+        assert_eq!(store.sweep_replay(T0.plus(Span::secs(2))).await.unwrap(), 1);
+    });
+}

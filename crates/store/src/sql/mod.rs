@@ -2,8 +2,10 @@
 //! mutating operation shares.
 
 mod accounts;
+mod apikeys;
 mod audit;
 mod mail;
+mod replay;
 mod rows;
 mod sessions;
 mod throttle;
@@ -80,6 +82,7 @@ pub struct SqlStore {
     write_lock: Option<Arc<Mutex<()>>>,
     clock: Arc<dyn Clock>,
     signer: OnceLock<AuditSigner>,
+    replay: OnceLock<replay::ReplayWriter>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -176,6 +179,7 @@ impl SqlStore {
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             clock,
             signer: OnceLock::new(),
+            replay: OnceLock::new(),
         })
     }
 
@@ -188,6 +192,16 @@ impl SqlStore {
     /// carries audit events fails (fail closed).
     pub fn set_audit_signer(&self, key: SecretBytes, instance: &str) {
         let _ = self.signer.set(AuditSigner { key, instance: instance.to_owned() });
+    }
+
+    /// Starts the background writers (the group-commit replay writer). Call once, from inside
+    /// a tokio runtime, after wrapping the store in an `Arc`.
+    pub fn start_background(self: &Arc<Self>) {
+        let _ = self.replay.get_or_init(|| replay::ReplayWriter::spawn(Arc::clone(self)));
+    }
+
+    pub(crate) fn replay_writer(&self) -> StoreResult<&replay::ReplayWriter> {
+        self.replay.get().ok_or_else(|| StoreError::Unavailable("replay writer not started".into()))
     }
 
     /// Closes the pool.

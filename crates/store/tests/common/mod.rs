@@ -51,7 +51,9 @@ pub fn fresh_sqlite_url() -> String {
 pub async fn open(url: &str, clock: ManualClock) -> Arc<SqlStore> {
     let store = SqlStore::connect(url, DbSettings::default(), Arc::new(clock)).await.expect("connect store");
     store.set_audit_signer(SecretBytes::new(vec![7; 32]), "test-instance");
-    Arc::new(store)
+    let store = Arc::new(store);
+    store.start_background();
+    store
 }
 
 /// Runs the body once on SQLite and once on PostgreSQL, each with a fresh database.
