@@ -468,7 +468,7 @@ mod keys_and_replay {
         let mut tasks = Vec::new();
         for _ in 0..100 {
             let store = Arc::clone(&store);
-            let key = key.clone();
+
             tasks.push(tokio::spawn(async move { store.insert_if_absent(&key, T0, Span::secs(60)).await.unwrap() }));
         }
         let mut fresh = 0;
