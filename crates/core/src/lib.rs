@@ -29,3 +29,4 @@ pub mod session;
 pub mod signing;
 pub mod store;
 pub mod throttle;
+pub mod upstream;
