@@ -32,8 +32,13 @@
 //! exhaustion (hard size limits below).
 
 mod json_flat;
+pub mod key;
 mod query;
 mod sf;
+#[cfg(test)]
+pub(crate) mod testdata;
+
+pub use key::{KeyError, KeyKind, SignatureAlg, VerifyKey};
 
 /// Longest accepted JWT (`Authorization: Bearer …`), in bytes.
 pub const MAX_JWT_LEN: usize = 8 * 1024;
