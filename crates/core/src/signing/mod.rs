@@ -37,8 +37,15 @@ mod query;
 mod sf;
 #[cfg(test)]
 pub(crate) mod testdata;
+pub mod upbit;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::clock::Span;
 
 pub use key::{KeyError, KeyKind, SignatureAlg, VerifyKey};
+pub use upbit::{UpbitError, UpbitPolicy, UpbitRequest};
 
 /// Longest accepted JWT (`Authorization: Bearer …`), in bytes.
 pub const MAX_JWT_LEN: usize = 8 * 1024;
@@ -56,3 +63,194 @@ pub const MAX_PARAMS: usize = 512;
 pub const MAX_NONCE_LEN: usize = 64;
 /// Longest accepted key id (Upbit `access_key`, `X-MBX-APIKEY`, RFC 9421 `keyid`), in bytes.
 pub const MAX_KEY_ID_LEN: usize = 128;
+
+/// The request as it arrived, before any framework parsing. Everything is borrowed; nothing
+/// is decoded or normalised by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRequest<'a> {
+    /// The method, exactly as on the request line (`GET`).
+    pub method: &'a str,
+    /// The raw request-target: path + optional `?` + raw query, exactly as on the wire
+    /// (origin form).
+    pub target: &'a str,
+    /// The authority (`Host` / `:authority`), `host[:port]`, without a default port.
+    pub authority: &'a str,
+    /// Every header line in order; names lower-case, values raw.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The raw body (possibly empty; GET bodies are real — pyupbit sends them).
+    pub body: &'a [u8],
+}
+
+/// The result of looking a header up by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header<'a> {
+    Absent,
+    One(&'a [u8]),
+    Repeated,
+}
+
+impl<'a> RawRequest<'a> {
+    /// The path part of the target (before the first `?`).
+    pub fn path(&self) -> &'a str {
+        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+    }
+
+    /// The raw query (after the first `?`), `None` when the target has no `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The single value of header `name` (lower-case), or whether it is absent or repeated.
+    pub(crate) fn header(&self, name: &str) -> Header<'a> {
+        let mut found = Header::Absent;
+        for (n, v) in self.headers {
+            if n.eq_ignore_ascii_case(name) {
+                if found != Header::Absent {
+                    return Header::Repeated;
+                }
+                found = Header::One(v);
+            }
+        }
+        found
+    }
+
+    /// Every value of header `name`, in order.
+    pub(crate) fn header_values<'s>(
+        &'s self,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Whether a `Content-Type` value names `media` (case-insensitive, parameters ignored).
+pub(crate) fn is_media_type(content_type: &[u8], media: &str) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    essence.trim_ascii().eq_ignore_ascii_case(media.as_bytes())
+}
+
+/// `s` as a JSON string literal (quoted and escaped).
+pub(crate) fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// Whether `s` is a plausible key id: 1..=[`MAX_KEY_ID_LEN`] visible ASCII characters.
+pub(crate) fn is_key_id(s: &[u8]) -> bool {
+    !s.is_empty() && s.len() <= MAX_KEY_ID_LEN && s.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A signing dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// Upbit Open API JWT (exchange-auth.md §1).
+    Upbit,
+    /// Binance Spot SIGNED endpoints (exchange-auth.md §2).
+    Binance,
+    /// HTTP Message Signatures (RFC 9421), gatehouse's native scheme.
+    Rfc9421,
+}
+
+impl Dialect {
+    /// The dialect's name in configuration and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upbit => "upbit",
+            Self::Binance => "binance",
+            Self::Rfc9421 => "rfc9421",
+        }
+    }
+}
+
+/// The value the server records, atomically and only after [`verify`] succeeded, to make a
+/// request single-use: SHA-256 over a domain tag, the dialect and the length-prefixed
+/// identifying parts (Upbit `(access_key, nonce)`, Binance `(api key, signature bytes)`,
+/// RFC 9421 `(keyid, nonce)`). Fixed size, so the replay store holds neither nonces nor
+/// signatures and a 64-byte nonce costs the same as a 1-byte one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplayKey([u8; 32]);
+
+impl ReplayKey {
+    pub(crate) fn derive(dialect: Dialect, parts: &[&[u8]]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"gatehouse.replay.v1\0");
+        h.update(dialect.as_str().as_bytes());
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
+        }
+        Self(h.finalize().into())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, e.g. for a Redis key.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for ReplayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplayKey({})", self.to_hex())
+    }
+}
+
+/// Proof that a request passed [`verify`]. Only `verify` can build one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    dialect: Dialect,
+    key_id: String,
+    replay_key: ReplayKey,
+    retention: Span,
+    binds_method_and_path: bool,
+}
+
+impl Verified {
+    /// The dialect that verified the request.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The key id the request was signed with.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// What to insert into the replay store (atomically; a duplicate means replay).
+    pub fn replay_key(&self) -> &ReplayKey {
+        &self.replay_key
+    }
+
+    /// How long the replay store must keep [`Verified::replay_key`] (its TTL).
+    pub fn retention(&self) -> Span {
+        self.retention
+    }
+
+    /// Whether the signature covers the method and path (only [`Dialect::Rfc9421`]).
+    pub fn binds_method_and_path(&self) -> bool {
+        self.binds_method_and_path
+    }
+}
+
+/// A denial decided by the server after [`verify`], to be answered in the dialect's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The replay key was already present.
+    Replayed,
+    /// The key is expired or revoked.
+    KeyExpired,
+    /// The client address is not in the key's allowlist.
+    IpNotAllowed,
+    /// The key lacks the permission the endpoint needs.
+    OutOfScope,
+}
