@@ -31,6 +31,7 @@
 //! and JSON keys refused), key-existence probing (uniform unknown-key path), and resource
 //! exhaustion (hard size limits below).
 
+pub mod binance;
 mod json_flat;
 pub mod key;
 mod query;
@@ -44,6 +45,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::clock::Span;
 
+pub use binance::{BinanceError, BinancePolicy, BinanceRequest};
 pub use key::{KeyError, KeyKind, SignatureAlg, VerifyKey};
 pub use upbit::{UpbitError, UpbitPolicy, UpbitRequest};
 
@@ -253,4 +255,17 @@ pub enum Denial {
     IpNotAllowed,
     /// The key lacks the permission the endpoint needs.
     OutOfScope,
+}
+
+/// Retention for a windowed replay key (F5): the window, the accepted future skew, the worst
+/// clock difference between instances and a margin — otherwise a request accepted by a
+/// fast-clock instance could be replayed to a slow-clock one after its key expired.
+pub(crate) fn windowed_retention(window: Span, future: Span, skew: Span, margin: Span) -> Span {
+    Span::millis(
+        window
+            .as_millis()
+            .saturating_add(future.as_millis())
+            .saturating_add(skew.as_millis())
+            .saturating_add(margin.as_millis()),
+    )
 }
