@@ -32,9 +32,11 @@
 //! exhaustion (hard size limits below).
 
 pub mod binance;
+mod content_digest;
 mod json_flat;
 pub mod key;
 mod query;
+pub mod rfc9421;
 mod sf;
 #[cfg(test)]
 pub(crate) mod testdata;
@@ -47,6 +49,7 @@ use crate::clock::Span;
 
 pub use binance::{BinanceError, BinancePolicy, BinanceRequest};
 pub use key::{KeyError, KeyKind, SignatureAlg, VerifyKey};
+pub use rfc9421::{Rfc9421Error, Rfc9421Policy, Rfc9421Request};
 pub use upbit::{UpbitError, UpbitPolicy, UpbitRequest};
 
 /// Longest accepted JWT (`Authorization: Bearer …`), in bytes.
