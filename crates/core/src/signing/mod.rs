@@ -45,7 +45,7 @@ pub mod upbit;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::clock::Span;
+use crate::clock::{Span, Timestamp};
 
 pub use binance::{BinanceError, BinancePolicy, BinanceRequest};
 pub use key::{KeyError, KeyKind, SignatureAlg, VerifyKey};
@@ -260,6 +260,137 @@ pub enum Denial {
     OutOfScope,
 }
 
+/// Verification parameters of all dialects; defaults are the documented numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningPolicy {
+    /// Upbit dialect.
+    pub upbit: UpbitPolicy,
+    /// Binance dialect.
+    pub binance: BinancePolicy,
+    /// RFC 9421 dialect.
+    pub rfc9421: Rfc9421Policy,
+}
+
+impl SigningPolicy {
+    /// Checks the numbers against their bounds; returns what is wrong.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        self.upbit.validate()?;
+        self.binance.validate()?;
+        self.rfc9421.validate()
+    }
+}
+
+/// An error in the format of the dialect that produced it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialectError {
+    /// Upbit error (`{"error":{"name","message"}}`).
+    #[error(transparent)]
+    Upbit(#[from] UpbitError),
+    /// Binance error (`{"code","msg"}`).
+    #[error(transparent)]
+    Binance(#[from] BinanceError),
+    /// RFC 9421 error (`{"error":{"code","message"}}`).
+    #[error(transparent)]
+    Rfc9421(#[from] Rfc9421Error),
+}
+
+impl DialectError {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Upbit(e) => e.status(),
+            Self::Binance(e) => e.status(),
+            Self::Rfc9421(e) => e.status(),
+        }
+    }
+
+    /// The JSON body to answer with (never contains internal detail).
+    pub fn body(&self) -> String {
+        match self {
+            Self::Upbit(e) => e.body(),
+            Self::Binance(e) => e.body(),
+            Self::Rfc9421(e) => e.body(),
+        }
+    }
+
+    /// The dialect's answer to a denial decided after verification.
+    pub fn denial(dialect: Dialect, denial: Denial) -> Self {
+        match dialect {
+            Dialect::Upbit => UpbitError::from(denial).into(),
+            Dialect::Binance => BinanceError::from(denial).into(),
+            Dialect::Rfc9421 => Rfc9421Error::from(denial).into(),
+        }
+    }
+}
+
+/// A parsed request of any dialect, ready for key lookup.
+#[derive(Debug, Clone)]
+pub enum ParsedRequest<'a> {
+    /// Upbit.
+    Upbit(UpbitRequest<'a>),
+    /// Binance.
+    Binance(BinanceRequest<'a>),
+    /// RFC 9421.
+    Rfc9421(Rfc9421Request<'a>),
+}
+
+impl ParsedRequest<'_> {
+    /// The key id to look up.
+    pub fn key_id(&self) -> &str {
+        match self {
+            Self::Upbit(r) => r.key_id(),
+            Self::Binance(r) => r.key_id(),
+            Self::Rfc9421(r) => r.key_id(),
+        }
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Upbit(_) => Dialect::Upbit,
+            Self::Binance(_) => Dialect::Binance,
+            Self::Rfc9421(_) => Dialect::Rfc9421,
+        }
+    }
+}
+
+/// Phase 1: parses `req` as `dialect` (no key material).
+pub fn parse<'a>(
+    dialect: Dialect,
+    req: &RawRequest<'a>,
+) -> Result<ParsedRequest<'a>, DialectError> {
+    Ok(match dialect {
+        Dialect::Upbit => ParsedRequest::Upbit(upbit::parse(req)?),
+        Dialect::Binance => ParsedRequest::Binance(binance::parse(req)?),
+        Dialect::Rfc9421 => ParsedRequest::Rfc9421(rfc9421::parse(req)?),
+    })
+}
+
+/// Phase 3: verifies a parsed request with the key its id resolved to, at `now`.
+pub fn verify(
+    parsed: &ParsedRequest<'_>,
+    key: &VerifyKey,
+    now: Timestamp,
+    policy: &SigningPolicy,
+) -> Result<Verified, DialectError> {
+    Ok(match parsed {
+        ParsedRequest::Upbit(r) => upbit::verify(r, key, now, &policy.upbit)?,
+        ParsedRequest::Binance(r) => binance::verify(r, key, now, &policy.binance)?,
+        ParsedRequest::Rfc9421(r) => rfc9421::verify(r, key, now, &policy.rfc9421)?,
+    })
+}
+
+/// Phase 2, unknown key id: spends the work of a failed verification and returns the
+/// dialect's answer (R68: an unknown key follows the same path as a bad signature).
+pub fn reject_unknown_key(parsed: &ParsedRequest<'_>, policy: &SigningPolicy) -> DialectError {
+    match parsed {
+        ParsedRequest::Upbit(r) => upbit::reject_unknown_key(r, &policy.upbit).into(),
+        ParsedRequest::Binance(r) => binance::reject_unknown_key(r).into(),
+        ParsedRequest::Rfc9421(r) => rfc9421::reject_unknown_key(r).into(),
+    }
+}
+
 /// Retention for a windowed replay key (F5): the window, the accepted future skew, the worst
 /// clock difference between instances and a margin — otherwise a request accepted by a
 /// fast-clock instance could be replayed to a slow-clock one after its key expired.
@@ -272,3 +403,6 @@ pub(crate) fn windowed_retention(window: Span, future: Span, skew: Span, margin:
             .saturating_add(margin.as_millis()),
     )
 }
+
+#[cfg(test)]
+mod tests;
