@@ -249,18 +249,20 @@ impl<'a> Cursor<'a> {
         self.expect(b'"')?;
         let start = self.i;
         // Fast path: no escapes, borrow the text.
-        loop {
-            match self.peek() {
-                None => return Err(JsonError::Syntax),
-                Some(b'"') => {
-                    let s = self.slice(start)?;
-                    self.i += 1;
-                    return Ok(Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(c) if c < 0x20 => return Err(JsonError::Syntax),
-                Some(_) => self.i += 1,
+        let rest = self.s.as_bytes().get(start..).ok_or(JsonError::Syntax)?;
+        let end = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .ok_or(JsonError::Syntax)?;
+        self.i = start + end;
+        match rest.get(end) {
+            Some(b'"') => {
+                let s = self.slice(start)?;
+                self.i += 1;
+                return Ok(Cow::Borrowed(s));
             }
+            Some(b'\\') => {}
+            _ => return Err(JsonError::Syntax),
         }
         let mut out = String::from(self.slice(start)?);
         loop {

@@ -56,6 +56,12 @@ fn hex_val(c: u8) -> Option<u8> {
 /// Appends the percent-decoding of `input` to `out`. An invalid escape is copied as is
 /// (Python `unquote` behaviour); `+` becomes a space only when `plus_is_space`.
 pub(crate) fn pct_decode_into(out: &mut Vec<u8>, input: &[u8], plus_is_space: bool) {
+    // Fast path (memchr): most keys and values have nothing to decode.
+    let needs_decoding = input.contains(&b'%') || (plus_is_space && input.contains(&b'+'));
+    if !needs_decoding {
+        out.extend_from_slice(input);
+        return;
+    }
     let mut i = 0;
     while let Some(&c) = input.get(i) {
         if c == b'%' {

@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::content_digest::ContentDigest;
-use super::sf::{self, BareItem, InnerList, Member};
+use super::sf::{self, BareItem, Member};
 use super::{
     Denial, Dialect, Header, MAX_BODY_LEN, MAX_KEY_ID_LEN, MAX_NONCE_LEN, MAX_SIGNATURE_FIELD_LEN,
     MAX_TARGET_LEN, RawRequest, ReplayKey, Verified, VerifyKey, json_string, key, key::KeyKind,
@@ -214,7 +214,8 @@ impl From<Denial> for Rfc9421Error {
 pub struct SignatureInput {
     label: String,
     components: Vec<String>,
-    list: InnerList,
+    params: sf::Params,
+    serialized: String,
 }
 
 impl SignatureInput {
@@ -229,15 +230,17 @@ impl SignatureInput {
             .map_err(|_| Malformed("Signature-Input is not a dictionary"))?;
         dict.into_iter()
             .map(|(label, member)| {
-                let Member::InnerList(list) = member else {
+                let Member::InnerList(mut list) = member else {
                     return Err(Malformed("member is not an inner list"));
                 };
                 if list.items.len() > MAX_COMPONENTS {
                     return Err(Malformed("too many components"));
                 }
+                // The `@signature-params` value is the serialization of what was parsed.
+                let serialized = sf::serialize_inner_list(&list);
                 let mut components: Vec<String> = Vec::with_capacity(list.items.len());
-                for item in &list.items {
-                    let BareItem::String(name) = &item.bare else {
+                for item in &mut list.items {
+                    let BareItem::String(name) = &mut item.bare else {
                         return Err(Malformed("component is not a string"));
                     };
                     if !item.params.is_empty() {
@@ -249,12 +252,13 @@ impl SignatureInput {
                     if components.contains(name) {
                         return Err(Malformed("duplicate component"));
                     }
-                    components.push(name.clone());
+                    components.push(std::mem::take(name));
                 }
                 Ok(Self {
                     label,
                     components,
-                    list,
+                    params: list.params,
+                    serialized,
                 })
             })
             .collect()
@@ -272,16 +276,12 @@ impl SignatureInput {
 
     /// The `@signature-params` value: the RFC 8941 serialization of the inner list and its
     /// parameters (RFC 9421 §2.3).
-    pub fn signature_params(&self) -> String {
-        sf::serialize_inner_list(&self.list)
+    pub fn signature_params(&self) -> &str {
+        &self.serialized
     }
 
     fn param(&self, name: &str) -> Option<&BareItem> {
-        self.list
-            .params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 }
 
@@ -450,7 +450,7 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Erro
         }
     };
 
-    for (name, _) in &input.list.params {
+    for (name, _) in &input.params {
         if !matches!(
             name.as_str(),
             "created" | "expires" | "nonce" | "keyid" | "alg" | "tag"
