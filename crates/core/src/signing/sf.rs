@@ -87,13 +87,14 @@ pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, Sf
                 params: p.params()?,
             })
         };
-        if out.iter().any(|(k, _)| *k == key) {
-            return Err(SfError::DuplicateKey);
-        }
         out.push((key, member));
         p.skip_ows();
         if p.at_end() {
-            return Ok(out);
+            return if has_duplicate_keys(&out) {
+                Err(SfError::DuplicateKey)
+            } else {
+                Ok(out)
+            };
         }
         if !p.eat(b',') {
             return Err(SfError::Syntax);
@@ -103,6 +104,21 @@ pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, Sf
             return Err(SfError::Syntax);
         }
     }
+}
+
+/// Whether two entries share a key: pairwise for a handful (no allocation), sort-based
+/// (`O(n log n)`) above that, so a 4 KiB field of 800 one-letter members costs no more than
+/// a sort — never a quadratic scan.
+fn has_duplicate_keys<T>(entries: &[(String, T)]) -> bool {
+    if entries.len() <= 16 {
+        return entries
+            .iter()
+            .enumerate()
+            .any(|(i, (a, _))| entries.iter().skip(i + 1).any(|(b, _)| a == b));
+    }
+    let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w.first() == w.get(1))
 }
 
 /// Serializes an inner list with its parameters (RFC 8941 §4.1.1.1).
@@ -241,10 +257,10 @@ impl Parser<'_> {
             } else {
                 BareItem::Boolean(true)
             };
-            if out.iter().any(|(k, _)| *k == key) {
-                return Err(SfError::DuplicateKey);
-            }
             out.push((key, value));
+        }
+        if has_duplicate_keys(&out) {
+            return Err(SfError::DuplicateKey);
         }
         Ok(out)
     }
@@ -512,6 +528,19 @@ mod tests {
             assert_eq!(dict(bad).err(), Some(SfError::Syntax), "{bad:?}");
         }
         assert_eq!(dict("a=1, a=2").err(), Some(SfError::DuplicateKey));
+        // Large fields take the sort-based path.
+        let many: Vec<String> = (0..800).map(|i| format!("k{i}=1")).collect();
+        assert_eq!(dict(&many.join(",")).map(|d| d.len()), Ok(800));
+        assert_eq!(
+            dict(&format!("{},k7=2", many.join(","))).err(),
+            Some(SfError::DuplicateKey)
+        );
+        let params: String = (0..300).map(|i| format!(";p{i}")).collect();
+        assert!(dict(&format!("a=1{params}")).is_ok());
+        assert_eq!(
+            dict(&format!("a=1{params};p299")).err(),
+            Some(SfError::DuplicateKey)
+        );
         assert_eq!(dict("a=1;p;p").err(), Some(SfError::DuplicateKey));
     }
 
