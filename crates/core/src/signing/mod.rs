@@ -260,7 +260,8 @@ pub enum Denial {
     OutOfScope,
 }
 
-/// Verification parameters of all dialects; defaults are the documented numbers.
+/// Verification parameters of all dialects; defaults are the documented numbers. Durations
+/// ([`Span`]) are integers of milliseconds in configuration (`nonce_retention = 604800000`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SigningPolicy {
