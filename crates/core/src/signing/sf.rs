@@ -357,17 +357,17 @@ impl Parser<'_> {
         }
         // Fast path: no escapes before the closing quote, one allocation.
         let rest = self.b.get(self.i..).ok_or(SfError::Syntax)?;
-        if let Some(end) = rest
+        let stop = rest
             .iter()
-            .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c))
+            .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
+        if let Some(end) = stop
+            && rest.get(end) == Some(&b'"')
         {
-            if rest.get(end) == Some(&b'"') {
-                let text = rest.get(..end).ok_or(SfError::Syntax)?;
-                self.i += end + 1;
-                return std::str::from_utf8(text)
-                    .map(str::to_owned)
-                    .map_err(|_| SfError::Syntax);
-            }
+            let text = rest.get(..end).ok_or(SfError::Syntax)?;
+            self.i += end + 1;
+            return std::str::from_utf8(text)
+                .map(str::to_owned)
+                .map_err(|_| SfError::Syntax);
         }
         let mut out = String::new();
         loop {
