@@ -6,7 +6,8 @@
 //!   verification clones the state (no re-keying) and compares tags in constant time with
 //!   `Mac::verify_slice`, which also refuses a tag of the wrong length — a truncated tag never
 //!   verifies (Wycheproof truncated-tag groups, RFC 2104 §5). The states are key-equivalent
-//!   secrets: they are zeroed on drop and never printed.
+//!   secrets and are never printed. They are **not** wiped on drop yet: that needs the
+//!   `zeroize` feature of `hmac` (and `sha2`), which this crate does not enable.
 //! * **Ed25519** (Binance, RFC 9421 `ed25519`): the point is decompressed once; verification is
 //!   `verify_strict` (RFC 8032 §5.1.7 plus rejection of small-order keys and `R`, and of
 //!   non-canonical `S`), so malleated signatures and weak keys are refused (Wycheproof
@@ -96,7 +97,7 @@ pub enum VerifyKey {
     Rsa(RsaKey),
 }
 
-/// Pre-keyed HMAC states for one secret. Zeroed on drop; never printed.
+/// Pre-keyed HMAC states for one secret; never printed (see the module docs on zeroing).
 #[derive(Clone)]
 pub struct HmacKey {
     sha256: Hmac<Sha256>,
