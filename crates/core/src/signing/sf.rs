@@ -1,0 +1,588 @@
+//! RFC 8941 Structured Field Values: the dictionary parser and the inner-list serializer that
+//! RFC 9421 (`Signature-Input`, `Signature`) and RFC 9530 (`Content-Digest`) are built on.
+//!
+//! Only what those fields need is implemented, but it is implemented to the letter of
+//! RFC 8941 §4.2 (parsing) and §4.1 (serialization), because the `@signature-params` line of a
+//! signature base is the *serialization of the parsed value* (RFC 9421 §2.3): a lenient parser
+//! or a sloppy serializer would make two different wire values share one signature base.
+//!
+//! Deviations, all stricter than the RFC: a duplicated dictionary key or parameter key is an
+//! error instead of "last one wins" (a parser differential is how a signed value and an acted-on
+//! value drift apart), and byte sequences must be canonical padded base64. Parsing is a single
+//! left-to-right pass; every loop consumes input, so work is linear in the field length.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// Why a structured field was refused. Deliberately coarse: the caller maps every variant to
+/// its dialect's "malformed" error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SfError {
+    /// The text is not a valid RFC 8941 value of the expected type.
+    #[error("invalid structured field syntax")]
+    Syntax,
+    /// A dictionary key or a parameter key appears twice.
+    #[error("duplicate key in structured field")]
+    DuplicateKey,
+}
+
+/// An RFC 8941 bare item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BareItem {
+    /// `sf-integer`, at most 15 digits.
+    Integer(i64),
+    /// `sf-decimal`, held exactly as thousandths.
+    Decimal(i64),
+    /// `sf-string` (printable ASCII).
+    String(String),
+    /// `sf-token`.
+    Token(String),
+    /// `sf-binary`.
+    ByteSeq(Vec<u8>),
+    /// `sf-boolean`.
+    Boolean(bool),
+}
+
+/// Parameters, in wire order, keys unique.
+pub(crate) type Params = Vec<(String, BareItem)>;
+
+/// A bare item with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Item {
+    pub bare: BareItem,
+    pub params: Params,
+}
+
+/// An inner list with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InnerList {
+    pub items: Vec<Item>,
+    pub params: Params,
+}
+
+/// The value of a dictionary member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Member {
+    Item(Item),
+    InnerList(InnerList),
+}
+
+/// Parses an RFC 8941 dictionary (§4.2.2), keeping members in wire order.
+pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, SfError> {
+    let mut p = Parser { b: input, i: 0 };
+    p.skip_sp();
+    let mut out: Vec<(String, Member)> = Vec::new();
+    if p.at_end() {
+        return Ok(out);
+    }
+    loop {
+        let key = p.key()?;
+        let member = if p.eat(b'=') {
+            p.item_or_inner_list()?
+        } else {
+            Member::Item(Item {
+                bare: BareItem::Boolean(true),
+                params: p.params()?,
+            })
+        };
+        out.push((key, member));
+        p.skip_ows();
+        if p.at_end() {
+            return if has_duplicate_keys(&out) {
+                Err(SfError::DuplicateKey)
+            } else {
+                Ok(out)
+            };
+        }
+        if !p.eat(b',') {
+            return Err(SfError::Syntax);
+        }
+        p.skip_ows();
+        if p.at_end() {
+            return Err(SfError::Syntax);
+        }
+    }
+}
+
+/// Whether two entries share a key: pairwise for a handful (no allocation), sort-based
+/// (`O(n log n)`) above that, so a 4 KiB field of 800 one-letter members costs no more than
+/// a sort — never a quadratic scan.
+fn has_duplicate_keys<T>(entries: &[(String, T)]) -> bool {
+    if entries.len() <= 16 {
+        return entries
+            .iter()
+            .enumerate()
+            .any(|(i, (a, _))| entries.iter().skip(i + 1).any(|(b, _)| a == b));
+    }
+    let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w.first() == w.get(1))
+}
+
+/// Serializes an inner list with its parameters (RFC 8941 §4.1.1.1).
+pub(crate) fn serialize_inner_list(list: &InnerList) -> String {
+    let mut out = String::from("(");
+    for (n, item) in list.items.iter().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        serialize_bare(&mut out, &item.bare);
+        serialize_params(&mut out, &item.params);
+    }
+    out.push(')');
+    serialize_params(&mut out, &list.params);
+    out
+}
+
+/// Serializes one `sf-string` (RFC 8941 §4.1.6).
+fn serialize_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut rest = s;
+    while let Some(i) = rest.find(['"', '\\']) {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        out.push('\\');
+        let (escaped, after) = tail.split_at(1);
+        out.push_str(escaped);
+        rest = after;
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+fn serialize_params(out: &mut String, params: &Params) {
+    for (k, v) in params {
+        out.push(';');
+        out.push_str(k);
+        if *v != BareItem::Boolean(true) {
+            out.push('=');
+            serialize_bare(out, v);
+        }
+    }
+}
+
+fn serialize_bare(out: &mut String, v: &BareItem) {
+    match v {
+        BareItem::Integer(n) => {
+            let _ = write!(out, "{n}");
+        }
+        BareItem::Decimal(thousandths) => {
+            let sign = if *thousandths < 0 { "-" } else { "" };
+            let abs = thousandths.unsigned_abs();
+            let mut frac = format!("{:03}", abs % 1000);
+            while frac.len() > 1 && frac.ends_with('0') {
+                frac.pop();
+            }
+            let _ = write!(out, "{sign}{}.{frac}", abs / 1000);
+        }
+        BareItem::String(s) => serialize_string(out, s),
+        BareItem::Token(t) => out.push_str(t),
+        BareItem::ByteSeq(b) => {
+            out.push(':');
+            out.push_str(&STANDARD.encode(b));
+            out.push(':');
+        }
+        BareItem::Boolean(b) => out.push_str(if *b { "?1" } else { "?0" }),
+    }
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.i >= self.b.len()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_sp(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.i += 1;
+        }
+    }
+
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// `key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )`
+    fn key(&mut self) -> Result<String, SfError> {
+        let start = self.i;
+        match self.peek() {
+            Some(b'a'..=b'z' | b'*') => self.i += 1,
+            _ => return Err(SfError::Syntax),
+        }
+        while matches!(
+            self.peek(),
+            Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')
+        ) {
+            self.i += 1;
+        }
+        self.ascii(start)
+    }
+
+    /// The bytes from `start` to the cursor, known to be ASCII by the caller's grammar.
+    fn ascii(&self, start: usize) -> Result<String, SfError> {
+        let bytes = self.b.get(start..self.i).ok_or(SfError::Syntax)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| SfError::Syntax)
+    }
+
+    fn params(&mut self) -> Result<Params, SfError> {
+        let mut out: Params = Vec::new();
+        while self.eat(b';') {
+            self.skip_sp();
+            let key = self.key()?;
+            let value = if self.eat(b'=') {
+                self.bare_item()?
+            } else {
+                BareItem::Boolean(true)
+            };
+            out.push((key, value));
+        }
+        if has_duplicate_keys(&out) {
+            return Err(SfError::DuplicateKey);
+        }
+        Ok(out)
+    }
+
+    fn item_or_inner_list(&mut self) -> Result<Member, SfError> {
+        if self.peek() == Some(b'(') {
+            self.inner_list().map(Member::InnerList)
+        } else {
+            self.item().map(Member::Item)
+        }
+    }
+
+    fn item(&mut self) -> Result<Item, SfError> {
+        let bare = self.bare_item()?;
+        let params = self.params()?;
+        Ok(Item { bare, params })
+    }
+
+    fn inner_list(&mut self) -> Result<InnerList, SfError> {
+        if !self.eat(b'(') {
+            return Err(SfError::Syntax);
+        }
+        let mut items = Vec::new();
+        loop {
+            self.skip_sp();
+            if self.eat(b')') {
+                let params = self.params()?;
+                return Ok(InnerList { items, params });
+            }
+            items.push(self.item()?);
+            if !matches!(self.peek(), Some(b' ' | b')')) {
+                return Err(SfError::Syntax);
+            }
+        }
+    }
+
+    fn bare_item(&mut self) -> Result<BareItem, SfError> {
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'"') => self.string().map(BareItem::String),
+            Some(b':') => self.byte_seq().map(BareItem::ByteSeq),
+            Some(b'?') => self.boolean().map(BareItem::Boolean),
+            Some(b'A'..=b'Z' | b'a'..=b'z' | b'*') => self.token().map(BareItem::Token),
+            _ => Err(SfError::Syntax),
+        }
+    }
+
+    /// RFC 8941 §4.2.4: at most 15 integer digits, or 12 + up to 3 fractional digits.
+    fn number(&mut self) -> Result<BareItem, SfError> {
+        let negative = self.eat(b'-');
+        let mut int_digits = 0usize;
+        let mut value: i64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            int_digits += 1;
+            if int_digits > 15 {
+                return Err(SfError::Syntax);
+            }
+            value = value * 10 + i64::from(d - b'0');
+            self.i += 1;
+        }
+        if int_digits == 0 {
+            return Err(SfError::Syntax);
+        }
+        if !self.eat(b'.') {
+            return Ok(BareItem::Integer(if negative { -value } else { value }));
+        }
+        if int_digits > 12 {
+            return Err(SfError::Syntax);
+        }
+        let mut frac_digits = 0u32;
+        let mut frac: i64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            frac_digits += 1;
+            if frac_digits > 3 {
+                return Err(SfError::Syntax);
+            }
+            frac = frac * 10 + i64::from(d - b'0');
+            self.i += 1;
+        }
+        if frac_digits == 0 {
+            return Err(SfError::Syntax);
+        }
+        let thousandths = value * 1000 + frac * 10i64.pow(3 - frac_digits);
+        Ok(BareItem::Decimal(if negative {
+            -thousandths
+        } else {
+            thousandths
+        }))
+    }
+
+    fn string(&mut self) -> Result<String, SfError> {
+        if !self.eat(b'"') {
+            return Err(SfError::Syntax);
+        }
+        // Fast path: no escapes before the closing quote, one allocation.
+        let rest = self.b.get(self.i..).ok_or(SfError::Syntax)?;
+        let stop = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
+        if let Some(end) = stop
+            && rest.get(end) == Some(&b'"')
+        {
+            let text = rest.get(..end).ok_or(SfError::Syntax)?;
+            self.i += end + 1;
+            return std::str::from_utf8(text)
+                .map(str::to_owned)
+                .map_err(|_| SfError::Syntax);
+        }
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(SfError::Syntax),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    match self.peek() {
+                        Some(c @ (b'"' | b'\\')) => out.push(char::from(c)),
+                        _ => return Err(SfError::Syntax),
+                    }
+                    self.i += 1;
+                }
+                Some(c @ 0x20..=0x7e) => {
+                    out.push(char::from(c));
+                    self.i += 1;
+                }
+                Some(_) => return Err(SfError::Syntax),
+            }
+        }
+    }
+
+    fn token(&mut self) -> Result<String, SfError> {
+        let start = self.i;
+        self.i += 1;
+        while let Some(c) = self.peek() {
+            let tchar = c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c);
+            if !tchar {
+                break;
+            }
+            self.i += 1;
+        }
+        self.ascii(start)
+    }
+
+    /// `":" *(ALPHA / DIGIT / "+" / "/" / "=") ":"`. The strict padded base64 decoder checks
+    /// the alphabet, so the scan only looks for the closing colon.
+    fn byte_seq(&mut self) -> Result<Vec<u8>, SfError> {
+        if !self.eat(b':') {
+            return Err(SfError::Syntax);
+        }
+        let rest = self.b.get(self.i..).ok_or(SfError::Syntax)?;
+        let len = rest
+            .iter()
+            .position(|&c| c == b':')
+            .ok_or(SfError::Syntax)?;
+        let encoded = rest.get(..len).ok_or(SfError::Syntax)?;
+        self.i += len + 1;
+        STANDARD.decode(encoded).map_err(|_| SfError::Syntax)
+    }
+
+    fn boolean(&mut self) -> Result<bool, SfError> {
+        if !self.eat(b'?') {
+            return Err(SfError::Syntax);
+        }
+        if self.eat(b'1') {
+            Ok(true)
+        } else if self.eat(b'0') {
+            Ok(false)
+        } else {
+            Err(SfError::Syntax)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dict(s: &str) -> Result<Vec<(String, Member)>, SfError> {
+        parse_dictionary(s.as_bytes())
+    }
+
+    fn inner(s: &str) -> Option<InnerList> {
+        match dict(s).ok()?.into_iter().next()? {
+            (_, Member::InnerList(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn parses_the_rfc9421_signature_input_example() {
+        let Some(l) = inner(
+            r#"sig-b26=("date" "@method" "@path");created=1618884473;keyid="test-key-ed25519""#,
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(l.items.len(), 3);
+        assert_eq!(l.items[1].bare, BareItem::String("@method".into()));
+        assert_eq!(
+            l.params[0],
+            ("created".into(), BareItem::Integer(1_618_884_473))
+        );
+        assert_eq!(
+            l.params[1],
+            ("keyid".into(), BareItem::String("test-key-ed25519".into()))
+        );
+        assert_eq!(
+            serialize_inner_list(&l),
+            r#"("date" "@method" "@path");created=1618884473;keyid="test-key-ed25519""#
+        );
+    }
+
+    #[test]
+    fn serialization_is_canonical() {
+        // Extra spaces inside the list are allowed on the wire but not in the serialization.
+        let Some(l) = inner(r#"a=(  "x"   "y" );n=007;d=1.50;t=tok;b;f=?0;s="q\"\\""#) else {
+            unreachable!()
+        };
+        assert_eq!(
+            serialize_inner_list(&l),
+            r#"("x" "y");n=7;d=1.5;t=tok;b;f=?0;s="q\"\\""#
+        );
+    }
+
+    #[test]
+    fn dictionary_forms() {
+        let Ok(d) = dict("a=1, b;x=?0,  c=:AQID:, d=\"s\" , e=tok") else {
+            unreachable!()
+        };
+        let keys: Vec<&str> = d.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c", "d", "e"]);
+        assert!(
+            matches!(&d[2].1, Member::Item(Item { bare: BareItem::ByteSeq(b), .. }) if b == &[1, 2, 3])
+        );
+        assert!(
+            matches!(&d[1].1, Member::Item(Item { bare: BareItem::Boolean(true), params }) if params.len() == 1)
+        );
+        assert_eq!(dict("").map(|d| d.len()), Ok(0));
+        assert_eq!(dict("  ").map(|d| d.len()), Ok(0));
+    }
+
+    #[test]
+    fn rejects_malformed_and_duplicates() {
+        for bad in [
+            "a=1,",
+            "a=1,,b=2",
+            "A=1",
+            "a=(1 2",
+            "a=(\"x\"\"y\")",
+            "a=\"unterminated",
+            "a=\"bad\\escape\"",
+            "a=:not base64!:",
+            "a=:AQI:",
+            "a=?2",
+            "a=1234567890123456",
+            "a=1.2345",
+            "a=1.",
+            "a=-",
+            "a=1 b=2",
+            "a=\"\u{7f}\"",
+        ] {
+            assert_eq!(dict(bad).err(), Some(SfError::Syntax), "{bad:?}");
+        }
+        assert_eq!(dict("a=1, a=2").err(), Some(SfError::DuplicateKey));
+        // Large fields take the sort-based path.
+        let many: Vec<String> = (0..800).map(|i| format!("k{i}=1")).collect();
+        assert_eq!(dict(&many.join(",")).map(|d| d.len()), Ok(800));
+        assert_eq!(
+            dict(&format!("{},k7=2", many.join(","))).err(),
+            Some(SfError::DuplicateKey)
+        );
+        let params: String = (0..300).map(|i| format!(";p{i}")).collect();
+        assert!(dict(&format!("a=1{params}")).is_ok());
+        assert_eq!(
+            dict(&format!("a=1{params};p299")).err(),
+            Some(SfError::DuplicateKey)
+        );
+        assert_eq!(dict("a=1;p;p").err(), Some(SfError::DuplicateKey));
+    }
+
+    fn arb_bare() -> impl Strategy<Value = BareItem> {
+        prop_oneof![
+            (-999_999_999_999_999i64..=999_999_999_999_999).prop_map(BareItem::Integer),
+            (-999_999_999_999_999i64..=999_999_999_999_999).prop_map(BareItem::Decimal),
+            "[ -~]{0,20}".prop_map(BareItem::String),
+            "[A-Za-z*][A-Za-z0-9:/!#$%&'*+.^_`|~-]{0,10}".prop_map(BareItem::Token),
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(BareItem::ByteSeq),
+            any::<bool>().prop_map(BareItem::Boolean),
+        ]
+    }
+
+    fn arb_params() -> impl Strategy<Value = Params> {
+        proptest::collection::btree_map("[a-z*][a-z0-9_.*-]{0,6}", arb_bare(), 0..4)
+            .prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(input in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_dictionary(&input);
+        }
+
+        #[test]
+        fn never_panics_on_field_like_text(input in "[a-z0-9=,;:()\" ?*.+/\\\\-]{0,80}") {
+            let _ = parse_dictionary(input.as_bytes());
+        }
+
+        #[test]
+        fn inner_lists_round_trip(
+            items in proptest::collection::vec((arb_bare(), arb_params()), 0..6),
+            params in arb_params(),
+        ) {
+            let list = InnerList {
+                items: items.into_iter().map(|(bare, params)| Item { bare, params }).collect(),
+                params,
+            };
+            let text = format!("sig={}", serialize_inner_list(&list));
+            let parsed = parse_dictionary(text.as_bytes());
+            prop_assert_eq!(parsed, Ok(vec![("sig".to_owned(), Member::InnerList(list))]));
+        }
+    }
+}
