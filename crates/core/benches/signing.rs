@@ -35,18 +35,13 @@ fn ok<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
 }
 
 fn hmac256(secret: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut m = ok(
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret),
-        "hmac key",
-    );
+    let mut m = ok(<Hmac<Sha256> as KeyInit>::new_from_slice(secret), "hmac key");
     m.update(msg);
     m.finalize().into_bytes().to_vec()
 }
 
 fn pct(b64: &str) -> String {
-    b64.replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
+    b64.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
 }
 
 /// An owned request plus its header list, to lend a `RawRequest`.
@@ -59,11 +54,7 @@ struct Req {
 
 impl Req {
     fn with<R>(&self, f: impl FnOnce(&RawRequest<'_>) -> R) -> R {
-        let headers: Vec<(&str, &[u8])> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_slice()))
-            .collect();
+        let headers: Vec<(&str, &[u8])> = self.headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         f(&RawRequest {
             method: self.method,
             target: &self.target,
@@ -80,15 +71,9 @@ fn upbit_request() -> Req {
         r#"{{"access_key":"test-upbit-access-key-0001","nonce":"3f2c8a9e-1b4d-4c6e-9f00-112233445566","query_hash":"{}","query_hash_alg":"SHA512"}}"#,
         hex::encode(Sha512::digest(query))
     );
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(payload)
-    );
-    let token = format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(hmac256(UPBIT_SECRET, input.as_bytes()))
-    );
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#), URL_SAFE_NO_PAD.encode(payload));
+    let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(hmac256(UPBIT_SECRET, input.as_bytes())));
     Req {
         method: "GET",
         target: format!("/v1/orders?{query}"),
@@ -103,19 +88,14 @@ fn binance_request(signature: &str) -> Req {
         target: "/api/v3/order".into(),
         headers: vec![
             ("x-mbx-apikey", b"test-binance-api-key-0001".to_vec()),
-            (
-                "content-type",
-                b"application/x-www-form-urlencoded".to_vec(),
-            ),
+            ("content-type", b"application/x-www-form-urlencoded".to_vec()),
         ],
         body: format!("{BINANCE_PAYLOAD}&signature={signature}").into_bytes(),
     }
 }
 
 fn rfc9421_request(sign: impl Fn(&[u8]) -> Vec<u8>) -> Req {
-    let body =
-        br#"{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"0.001","price":"50000"}"#
-            .to_vec();
+    let body = br#"{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"0.001","price":"50000"}"#.to_vec();
     let digest = format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(&body)));
     let list = format!(
         r#"("@method" "@authority" "@path" "@query" "content-digest");created={};keyid="key-1";nonce="b3k2pq9x7m4n1v8c""#,
@@ -131,10 +111,7 @@ fn rfc9421_request(sign: impl Fn(&[u8]) -> Vec<u8>) -> Req {
             ("content-type", b"application/json".to_vec()),
             ("content-digest", digest.into_bytes()),
             ("signature-input", format!("sig1={list}").into_bytes()),
-            (
-                "signature",
-                format!("sig1=:{}:", STANDARD.encode(sign(base.as_bytes()))).into_bytes(),
-            ),
+            ("signature", format!("sig1=:{}:", STANDARD.encode(sign(base.as_bytes()))).into_bytes()),
         ],
         body,
     }
@@ -144,49 +121,26 @@ fn bench(c: &mut Criterion) {
     let now = Timestamp::from_millis(NOW_MS);
     let policy = SigningPolicy::default();
     let signer = ed25519_dalek::SigningKey::from_bytes(&ED_SEED);
-    let ed_key = ok(
-        VerifyKey::ed25519_from_bytes(signer.verifying_key().as_bytes()),
-        "ed25519 key",
-    );
+    let ed_key = ok(VerifyKey::ed25519_from_bytes(signer.verifying_key().as_bytes()), "ed25519 key");
     let upbit_key = ok(VerifyKey::hmac_from_bytes(UPBIT_SECRET), "upbit key");
     let hmac_key = ok(VerifyKey::hmac_from_bytes(HMAC_SECRET), "hmac key");
 
     let cases = [
-        (
-            "upbit_hs256_query_hash",
-            Dialect::Upbit,
-            upbit_request(),
-            &upbit_key,
-        ),
+        ("upbit_hs256_query_hash", Dialect::Upbit, upbit_request(), &upbit_key),
         (
             "binance_hmac",
             Dialect::Binance,
-            binance_request(&hex::encode(hmac256(
-                HMAC_SECRET,
-                BINANCE_PAYLOAD.as_bytes(),
-            ))),
+            binance_request(&hex::encode(hmac256(HMAC_SECRET, BINANCE_PAYLOAD.as_bytes()))),
             &hmac_key,
         ),
         (
             "binance_ed25519",
             Dialect::Binance,
-            binance_request(&pct(
-                &STANDARD.encode(signer.sign(BINANCE_PAYLOAD.as_bytes()).to_bytes())
-            )),
+            binance_request(&pct(&STANDARD.encode(signer.sign(BINANCE_PAYLOAD.as_bytes()).to_bytes()))),
             &ed_key,
         ),
-        (
-            "rfc9421_hmac",
-            Dialect::Rfc9421,
-            rfc9421_request(|m| hmac256(HMAC_SECRET, m)),
-            &hmac_key,
-        ),
-        (
-            "rfc9421_ed25519",
-            Dialect::Rfc9421,
-            rfc9421_request(|m| signer.sign(m).to_bytes().to_vec()),
-            &ed_key,
-        ),
+        ("rfc9421_hmac", Dialect::Rfc9421, rfc9421_request(|m| hmac256(HMAC_SECRET, m)), &hmac_key),
+        ("rfc9421_ed25519", Dialect::Rfc9421, rfc9421_request(|m| signer.sign(m).to_bytes().to_vec()), &ed_key),
     ];
 
     let mut g = c.benchmark_group("signing");
@@ -197,9 +151,7 @@ fn bench(c: &mut Criterion) {
             g.bench_function(format!("{name}/parse+verify"), |b| {
                 b.iter(|| {
                     let parsed = signing::parse(*dialect, black_box(raw));
-                    parsed
-                        .and_then(|p| signing::verify(&p, key, now, &policy))
-                        .is_ok()
+                    parsed.and_then(|p| signing::verify(&p, key, now, &policy)).is_ok()
                 })
             });
             g.bench_function(format!("{name}/verify"), |b| {
@@ -210,10 +162,7 @@ fn bench(c: &mut Criterion) {
 
     // Baselines over the Binance payload (216 bytes).
     let msg = BINANCE_PAYLOAD.as_bytes();
-    let keyed = ok(
-        <Hmac<Sha256> as KeyInit>::new_from_slice(HMAC_SECRET),
-        "hmac",
-    );
+    let keyed = ok(<Hmac<Sha256> as KeyInit>::new_from_slice(HMAC_SECRET), "hmac");
     let tag = hmac256(HMAC_SECRET, msg);
     g.bench_function("baseline/hmac_sha256_verify_cached_key", |b| {
         b.iter(|| {
@@ -224,9 +173,7 @@ fn bench(c: &mut Criterion) {
     });
     let vk = signer.verifying_key();
     let sig = signer.sign(msg);
-    g.bench_function("baseline/ed25519_verify_strict", |b| {
-        b.iter(|| vk.verify_strict(black_box(msg), &sig).is_ok())
-    });
+    g.bench_function("baseline/ed25519_verify_strict", |b| b.iter(|| vk.verify_strict(black_box(msg), &sig).is_ok()));
     g.finish();
 }
 

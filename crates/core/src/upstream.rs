@@ -81,7 +81,8 @@ fn mac(secret: &SecretBytes, id: &Identity, method: &str, path: &str) -> Option<
 
 /// The header value asserting `id` for `method path`.
 pub fn sign(secret: &SecretBytes, id: &Identity, method: &str, path: &str) -> String {
-    let sig = mac(secret, id, method, path).map(|m| URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())).unwrap_or_default();
+    let sig =
+        mac(secret, id, method, path).map(|m| URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())).unwrap_or_default();
     format!(
         "v1;user={};key={};scopes={};dialect={};ts={};sig={sig}",
         id.user,
@@ -113,8 +114,8 @@ pub fn verify(
     let user = UserId::parse(get("user")?).ok_or(IdentityError::Malformed)?;
     let key = ApiKeyId::parse(get("key")?).ok_or(IdentityError::Malformed)?;
     let scopes_raw = get("scopes")?;
-    let scopes = ScopeSet::parse_names(scopes_raw.split(',').filter(|s| !s.is_empty()))
-        .map_err(|_| IdentityError::Malformed)?;
+    let scopes =
+        ScopeSet::parse_names(scopes_raw.split(',').filter(|s| !s.is_empty())).map_err(|_| IdentityError::Malformed)?;
     let dialect = get("dialect")?.to_owned();
     let ts = Timestamp::from_millis(get("ts")?.parse().map_err(|_| IdentityError::Malformed)?);
     let sig = URL_SAFE_NO_PAD.decode(get("sig")?).map_err(|_| IdentityError::Malformed)?;

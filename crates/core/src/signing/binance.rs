@@ -32,9 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::query::{pairs, pct_decode};
 use super::{
-    Denial, Dialect, Header, MAX_BODY_LEN, MAX_PARAMS, MAX_QUERY_LEN, MAX_TARGET_LEN, RawRequest,
-    ReplayKey, Verified, VerifyKey, is_key_id, is_media_type, json_string, key, key::KeyKind,
-    key::SignatureAlg, windowed_retention,
+    Denial, Dialect, Header, MAX_BODY_LEN, MAX_PARAMS, MAX_QUERY_LEN, MAX_TARGET_LEN, RawRequest, ReplayKey, Verified,
+    VerifyKey, is_key_id, is_media_type, json_string, key, key::KeyKind, key::SignatureAlg, windowed_retention,
 };
 use crate::clock::{Span, Timestamp};
 
@@ -77,8 +76,7 @@ impl BinancePolicy {
         if self.max_recv_window <= Span::ZERO || self.max_recv_window > MAX_RECV_WINDOW {
             return Err("signing.binance.max_recv_window must be in (0, 60 s]");
         }
-        if self.default_recv_window <= Span::ZERO || self.default_recv_window > self.max_recv_window
-        {
+        if self.default_recv_window <= Span::ZERO || self.default_recv_window > self.max_recv_window {
             return Err("signing.binance.default_recv_window must be in (0, max_recv_window]");
         }
         if self.max_instance_skew < Span::ZERO || self.retention_margin < Span::ZERO {
@@ -146,22 +144,14 @@ impl BinanceError {
             Self::BadApiKeyFormat => "API-key format invalid.",
             Self::RejectedApiKey => "Invalid API-key, IP, or permissions for action.",
             Self::InvalidSignature => "Signature for this request is not valid.",
-            Self::TimestampOutsideWindow => {
-                "Timestamp for this request is outside of the recvWindow."
-            }
-            Self::TimestampAhead => {
-                "Timestamp for this request was 1000ms ahead of the server's time."
-            }
+            Self::TimestampOutsideWindow => "Timestamp for this request is outside of the recvWindow.",
+            Self::TimestampAhead => "Timestamp for this request was 1000ms ahead of the server's time.",
             Self::Replayed => "Duplicate request: this signature was already used.",
             Self::BadRecvWindow => "recvWindow must be less than 60000",
             Self::MandatoryParam(name) => {
-                return Cow::Owned(format!(
-                    "Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-                ));
+                return Cow::Owned(format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."));
             }
-            Self::MalformedRequest => {
-                "A mandatory parameter was not sent, was empty/null, or malformed."
-            }
+            Self::MalformedRequest => "A mandatory parameter was not sent, was empty/null, or malformed.",
             Self::DuplicateParameter => "Duplicate values for a parameter detected.",
             Self::TooManyParameters => "Too many parameters sent for this endpoint.",
         })
@@ -177,11 +167,7 @@ impl BinanceError {
 
     /// The response body.
     pub fn body(&self) -> String {
-        format!(
-            r#"{{"code":{},"msg":{}}}"#,
-            self.code(),
-            json_string(&self.message())
-        )
+        format!(r#"{{"code":{},"msg":{}}}"#, self.code(), json_string(&self.message()))
     }
 }
 
@@ -224,9 +210,7 @@ pub fn api_key<'a>(req: &RawRequest<'a>) -> Result<Option<&'a str>, BinanceError
     match req.header("x-mbx-apikey") {
         Header::Absent => Ok(None),
         Header::Repeated => Err(BinanceError::BadApiKeyFormat),
-        Header::One(v) if is_key_id(v) => std::str::from_utf8(v)
-            .map(Some)
-            .map_err(|_| BinanceError::BadApiKeyFormat),
+        Header::One(v) if is_key_id(v) => std::str::from_utf8(v).map(Some).map_err(|_| BinanceError::BadApiKeyFormat),
         Header::One(_) => Err(BinanceError::BadApiKeyFormat),
     }
 }
@@ -246,20 +230,13 @@ fn parse_timestamp(v: &[u8]) -> Option<i64> {
         return None;
     }
     let n: i64 = std::str::from_utf8(v).ok()?.parse().ok()?;
-    Some(if n > 100_000_000_000_000 {
-        n
-    } else {
-        n.checked_mul(1000)?
-    })
+    Some(if n > 100_000_000_000_000 { n } else { n.checked_mul(1000)? })
 }
 
 /// `recvWindow` in µs: `digits[.d{1,3}]`. `Err(true)` = too large, `Err(false)` = malformed.
 fn parse_recv_window(v: &[u8]) -> Result<i64, bool> {
     let (int, frac) = match v.iter().position(|&b| b == b'.') {
-        Some(i) => (
-            v.get(..i).unwrap_or_default(),
-            Some(v.get(i + 1..).unwrap_or_default()),
-        ),
+        Some(i) => (v.get(..i).unwrap_or_default(), Some(v.get(i + 1..).unwrap_or_default())),
         None => (v, None),
     };
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
@@ -269,13 +246,9 @@ fn parse_recv_window(v: &[u8]) -> Result<i64, bool> {
     if int.iter().skip_while(|&&b| b == b'0').count() > 6 {
         return Err(true);
     }
-    let int_ms = int
-        .iter()
-        .fold(0i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
+    let int_ms = int.iter().fold(0i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
     let frac_us = frac.map_or(0, |f| {
-        let scaled = f
-            .iter()
-            .fold(0i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
+        let scaled = f.iter().fold(0i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
         scaled * 10i64.pow(3 - f.len() as u32)
     });
     Ok(int_ms * 1000 + frac_us)
@@ -286,10 +259,7 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<BinanceRequest<'a>, BinanceErro
     use BinanceError::{MandatoryParam, TooManyParameters};
     let api_key = api_key(req)?.ok_or(BinanceError::BadApiKeyFormat)?;
     let query = req.query().unwrap_or_default().as_bytes();
-    if req.target.len() > MAX_TARGET_LEN
-        || query.len() > MAX_QUERY_LEN
-        || req.body.len() > MAX_BODY_LEN
-    {
+    if req.target.len() > MAX_TARGET_LEN || query.len() > MAX_QUERY_LEN || req.body.len() > MAX_BODY_LEN {
         return Err(TooManyParameters);
     }
     if !req.body.is_empty() {
@@ -327,33 +297,20 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<BinanceRequest<'a>, BinanceErro
     if names.windows(2).any(|w| w.first() == w.get(1)) {
         return Err(BinanceError::DuplicateParameter);
     }
-    let timestamp_us = timestamp
-        .and_then(|v| parse_timestamp(&pct_decode(v, true)))
-        .ok_or(MandatoryParam("timestamp"))?;
-    let recv_window_us = match recv_window {
-        None => None,
-        Some(v) => Some(
-            parse_recv_window(&pct_decode(v, true)).map_err(|too_large| {
-                if too_large {
-                    BinanceError::BadRecvWindow
-                } else {
-                    MandatoryParam("recvWindow")
-                }
-            })?,
-        ),
-    };
+    let timestamp_us =
+        timestamp.and_then(|v| parse_timestamp(&pct_decode(v, true))).ok_or(MandatoryParam("timestamp"))?;
+    let recv_window_us =
+        match recv_window {
+            None => None,
+            Some(v) => Some(parse_recv_window(&pct_decode(v, true)).map_err(|too_large| {
+                if too_large { BinanceError::BadRecvWindow } else { MandatoryParam("recvWindow") }
+            })?),
+        };
     let signature = pct_decode(encoded_sig, false).into_owned();
     if signature.is_empty() || signature.len() > MAX_SIGNATURE_LEN {
         return Err(MandatoryParam("signature"));
     }
-    Ok(BinanceRequest {
-        api_key,
-        query,
-        body,
-        signature,
-        timestamp_us,
-        recv_window_us,
-    })
+    Ok(BinanceRequest { api_key, query, body, signature, timestamp_us, recv_window_us })
 }
 
 /// Decodes the signature text for `kind`: hex for HMAC, padded standard base64 otherwise.
@@ -372,9 +329,7 @@ pub fn verify(
     now: Timestamp,
     policy: &BinancePolicy,
 ) -> Result<Verified, BinanceError> {
-    let window_us = r
-        .recv_window_us
-        .unwrap_or(policy.default_recv_window.as_millis().saturating_mul(1000));
+    let window_us = r.recv_window_us.unwrap_or(policy.default_recv_window.as_millis().saturating_mul(1000));
     if window_us > policy.max_recv_window.as_millis().saturating_mul(1000) {
         return Err(BinanceError::BadRecvWindow);
     }
@@ -398,13 +353,8 @@ pub fn verify(
     Ok(Verified {
         dialect: Dialect::Binance,
         key_id: r.api_key.to_owned(),
-        replay_key: ReplayKey::derive(Dialect::Binance, &[r.api_key.as_bytes(), &sig]),
-        retention: windowed_retention(
-            window,
-            FUTURE_TOLERANCE,
-            policy.max_instance_skew,
-            policy.retention_margin,
-        ),
+        replay_key: ReplayKey::derive(Dialect::Binance.as_str(), &[r.api_key.as_bytes(), &sig]),
+        retention: windowed_retention(window, FUTURE_TOLERANCE, policy.max_instance_skew, policy.retention_margin),
         binds_method_and_path: false,
     })
 }
@@ -415,9 +365,7 @@ pub fn verify(
 /// are public (R63).
 pub fn reject_unknown_key(r: &BinanceRequest<'_>) -> BinanceError {
     let dummy = match decode_signature(&r.signature, KeyKind::Ed25519) {
-        Some(sig) if sig.len() == 64 => {
-            key::dummy_ed25519().map(|k| (k, SignatureAlg::Ed25519, sig))
-        }
+        Some(sig) if sig.len() == 64 => key::dummy_ed25519().map(|k| (k, SignatureAlg::Ed25519, sig)),
         _ => key::dummy_hmac().map(|k| {
             let sig = decode_signature(&r.signature, KeyKind::Hmac).unwrap_or_default();
             (k, SignatureAlg::HmacSha256, sig)

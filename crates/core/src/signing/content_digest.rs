@@ -36,11 +36,7 @@ impl ContentDigest {
         let dict = sf::parse_dictionary(value).map_err(|_| "not a dictionary")?;
         let (mut sha256, mut sha512) = (None, None);
         for (alg, member) in dict {
-            let Member::Item(sf::Item {
-                bare: BareItem::ByteSeq(bytes),
-                ..
-            }) = member
-            else {
+            let Member::Item(sf::Item { bare: BareItem::ByteSeq(bytes), .. }) = member else {
                 return Err("value is not a byte sequence");
             };
             match alg.as_str() {
@@ -57,12 +53,8 @@ impl ContentDigest {
 
     /// Whether every digest present matches `body`.
     pub(crate) fn matches(&self, body: &[u8]) -> bool {
-        let ok256 = self
-            .sha256
-            .is_none_or(|want| bool::from(want.ct_eq(Sha256::digest(body).as_slice())));
-        let ok512 = self
-            .sha512
-            .is_none_or(|want| bool::from(want.ct_eq(Sha512::digest(body).as_slice())));
+        let ok256 = self.sha256.is_none_or(|want| bool::from(want.ct_eq(Sha256::digest(body).as_slice())));
+        let ok512 = self.sha512.is_none_or(|want| bool::from(want.ct_eq(Sha512::digest(body).as_slice())));
         ok256 && ok512
     }
 }

@@ -105,10 +105,7 @@ pub(crate) fn parse_object(input: &[u8]) -> Result<Vec<Entry<'_>>, JsonError> {
 /// allocation); sort-based, `O(n log n)`, above that.
 fn has_duplicate_key(entries: &[Entry<'_>]) -> bool {
     if entries.len() <= 16 {
-        return entries
-            .iter()
-            .enumerate()
-            .any(|(i, a)| entries.iter().skip(i + 1).any(|b| a.key == b.key));
+        return entries.iter().enumerate().any(|(i, a)| entries.iter().skip(i + 1).any(|b| a.key == b.key));
     }
     let mut keys: Vec<&str> = entries.iter().map(|e| e.key.as_ref()).collect();
     keys.sort_unstable();
@@ -140,11 +137,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn expect(&mut self, b: u8) -> Result<(), JsonError> {
-        if self.eat(b) {
-            Ok(())
-        } else {
-            Err(JsonError::Syntax)
-        }
+        if self.eat(b) { Ok(()) } else { Err(JsonError::Syntax) }
     }
 
     fn ws(&mut self) {
@@ -238,11 +231,7 @@ impl<'a> Cursor<'a> {
     fn require_digits(&mut self) -> Result<(), JsonError> {
         let start = self.i;
         self.digits();
-        if self.i == start {
-            Err(JsonError::Syntax)
-        } else {
-            Ok(())
-        }
+        if self.i == start { Err(JsonError::Syntax) } else { Ok(()) }
     }
 
     fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
@@ -250,10 +239,7 @@ impl<'a> Cursor<'a> {
         let start = self.i;
         // Fast path: no escapes, borrow the text.
         let rest = self.s.as_bytes().get(start..).ok_or(JsonError::Syntax)?;
-        let end = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-            .ok_or(JsonError::Syntax)?;
+        let end = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).ok_or(JsonError::Syntax)?;
         self.i = start + end;
         match rest.get(end) {
             Some(b'"') => {
@@ -340,31 +326,22 @@ mod tests {
 
     #[test]
     fn keeps_order_number_text_and_decodes_strings() {
-        let Ok(e) = parse(
-            r#" {"z": "a\u00e9\ud83d\ude00\n\"", "a": 100.0, "m": -1e+5, "b": [true, "x", 0], "e": []} "#,
-        ) else {
+        let Ok(e) =
+            parse(r#" {"z": "a\u00e9\ud83d\ude00\n\"", "a": 100.0, "m": -1e+5, "b": [true, "x", 0], "e": []} "#)
+        else {
             unreachable!()
         };
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_ref()).collect();
         assert_eq!(keys, ["z", "a", "m", "b", "e"]);
-        assert_eq!(
-            e[0].value,
-            Value::Scalar(Scalar::Str(Cow::Owned("aé😀\n\"".into())))
-        );
+        assert_eq!(e[0].value, Value::Scalar(Scalar::Str(Cow::Owned("aé😀\n\"".into()))));
         assert_eq!(e[1].value, Value::Scalar(Scalar::Num("100.0")));
         assert_eq!(e[2].value, Value::Scalar(Scalar::Num("-1e+5")));
         assert_eq!(
             e[3].value,
-            Value::Array(vec![
-                Scalar::Bool(true),
-                Scalar::Str(Cow::Borrowed("x")),
-                Scalar::Num("0")
-            ])
+            Value::Array(vec![Scalar::Bool(true), Scalar::Str(Cow::Borrowed("x")), Scalar::Num("0")])
         );
         assert_eq!(get(&e, "e"), Some(&Value::Array(vec![])));
-        assert!(
-            matches!(&e[3].value, Value::Array(v) if matches!(v[1], Scalar::Str(Cow::Borrowed(_))))
-        );
+        assert!(matches!(&e[3].value, Value::Array(v) if matches!(v[1], Scalar::Str(Cow::Borrowed(_)))));
         assert_eq!(parse("{}").map(|e| e.len()), Ok(0));
     }
 

@@ -31,16 +31,9 @@ use sha2::{Sha256, Sha512};
 
 use crate::secret::SecretBytes;
 
-/// The kind of a key; each kind verifies only its own algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyKind {
-    /// A shared secret (HMAC).
-    Hmac,
-    /// An Ed25519 public key.
-    Ed25519,
-    /// An RSA public key.
-    Rsa,
-}
+/// The kind of a key; each kind verifies only its own algorithms (the same kinds API keys
+/// are created with).
+pub use crate::apikey::KeyKind;
 
 /// A signature algorithm a key can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,20 +132,15 @@ impl VerifyKey {
         if secret.is_empty() {
             return Err(KeyError::EmptySecret);
         }
-        let sha256 =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| KeyError::EmptySecret)?;
-        let sha512 =
-            <Hmac<Sha512> as KeyInit>::new_from_slice(secret).map_err(|_| KeyError::EmptySecret)?;
+        let sha256 = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| KeyError::EmptySecret)?;
+        let sha512 = <Hmac<Sha512> as KeyInit>::new_from_slice(secret).map_err(|_| KeyError::EmptySecret)?;
         Ok(Self::Hmac(Box::new(HmacKey { sha256, sha512 })))
     }
 
     /// An Ed25519 key from its 32-byte encoding (RFC 8032 §5.1.5).
     pub fn ed25519_from_bytes(public_key: &[u8]) -> Result<Self, KeyError> {
-        let bytes: &[u8; 32] = public_key
-            .try_into()
-            .map_err(|_| KeyError::InvalidEd25519)?;
-        let key =
-            ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidEd25519)?;
+        let bytes: &[u8; 32] = public_key.try_into().map_err(|_| KeyError::InvalidEd25519)?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidEd25519)?;
         if key.is_weak() {
             return Err(KeyError::WeakEd25519);
         }
@@ -162,8 +150,7 @@ impl VerifyKey {
     /// An Ed25519 key from an SPKI PEM (`-----BEGIN PUBLIC KEY-----`), the form Binance
     /// users register.
     pub fn ed25519_from_pem(pem: &str) -> Result<Self, KeyError> {
-        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
-            .map_err(|_| KeyError::InvalidEd25519)?;
+        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem).map_err(|_| KeyError::InvalidEd25519)?;
         Self::ed25519_from_bytes(key.as_bytes())
     }
 
@@ -175,10 +162,7 @@ impl VerifyKey {
         if !(256..=512).contains(&modulus_len) {
             return Err(KeyError::RsaSize);
         }
-        Ok(Self::Rsa(RsaKey {
-            key: rsa::pkcs1v15::VerifyingKey::new(key),
-            modulus_len,
-        }))
+        Ok(Self::Rsa(RsaKey { key: rsa::pkcs1v15::VerifyingKey::new(key), modulus_len }))
     }
 
     /// An Ed25519 or RSA key from an SPKI PEM, whichever it is.
@@ -203,12 +187,7 @@ impl VerifyKey {
 
     /// As [`VerifyKey::verify_signature`] for a message given as consecutive parts (Binance's
     /// query ++ body) without copying it for HMAC.
-    pub(crate) fn verify_parts(
-        &self,
-        alg: SignatureAlg,
-        parts: &[&[u8]],
-        signature: &[u8],
-    ) -> bool {
+    pub(crate) fn verify_parts(&self, alg: SignatureAlg, parts: &[&[u8]], signature: &[u8]) -> bool {
         match (self, alg) {
             (Self::Hmac(k), SignatureAlg::HmacSha256) => {
                 let mut mac = k.sha256.clone();
@@ -252,8 +231,8 @@ const DUMMY_HMAC_SECRET: &[u8] = b"gatehouse/unknown-key/dummy-hmac-secret";
 
 /// RFC 8032 §7.1 TEST 1 public key.
 const DUMMY_ED25519: [u8; 32] = [
-    0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a,
-    0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
+    0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a, 0x0e, 0xe1, 0x72,
+    0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
 ];
 
 /// A fixed HMAC key used to spend the same work on a request for an unknown key as on one for
@@ -261,15 +240,13 @@ const DUMMY_ED25519: [u8; 32] = [
 /// exist. (Always `Some`; an `Option` only because construction is fallible in general.)
 pub(crate) fn dummy_hmac() -> Option<&'static VerifyKey> {
     static KEY: OnceLock<Option<VerifyKey>> = OnceLock::new();
-    KEY.get_or_init(|| VerifyKey::hmac_from_bytes(DUMMY_HMAC_SECRET).ok())
-        .as_ref()
+    KEY.get_or_init(|| VerifyKey::hmac_from_bytes(DUMMY_HMAC_SECRET).ok()).as_ref()
 }
 
 /// A fixed Ed25519 key for the same purpose as [`dummy_hmac`].
 pub(crate) fn dummy_ed25519() -> Option<&'static VerifyKey> {
     static KEY: OnceLock<Option<VerifyKey>> = OnceLock::new();
-    KEY.get_or_init(|| VerifyKey::ed25519_from_bytes(&DUMMY_ED25519).ok())
-        .as_ref()
+    KEY.get_or_init(|| VerifyKey::ed25519_from_bytes(&DUMMY_ED25519).ok()).as_ref()
 }
 
 #[cfg(test)]

@@ -43,7 +43,6 @@ pub(crate) mod testdata;
 pub mod upbit;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::clock::{Span, Timestamp};
 
@@ -120,23 +119,14 @@ impl<'a> RawRequest<'a> {
     }
 
     /// Every value of header `name`, in order.
-    pub(crate) fn header_values<'s>(
-        &'s self,
-        name: &'s str,
-    ) -> impl Iterator<Item = &'a [u8]> + 's {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+    pub(crate) fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 }
 
 /// Whether a `Content-Type` value names `media` (case-insensitive, parameters ignored).
 pub(crate) fn is_media_type(content_type: &[u8], media: &str) -> bool {
-    let essence = content_type
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default();
+    let essence = content_type.split(|&b| b == b';').next().unwrap_or_default();
     essence.trim_ascii().eq_ignore_ascii_case(media.as_bytes())
 }
 
@@ -177,38 +167,7 @@ impl Dialect {
 /// request single-use: SHA-256 over a domain tag, the dialect and the length-prefixed
 /// identifying parts (Upbit `(access_key, nonce)`, Binance `(api key, signature bytes)`,
 /// RFC 9421 `(keyid, nonce)`). Fixed size, so the replay store holds neither nonces nor
-/// signatures and a 64-byte nonce costs the same as a 1-byte one.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ReplayKey([u8; 32]);
-
-impl ReplayKey {
-    pub(crate) fn derive(dialect: Dialect, parts: &[&[u8]]) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"gatehouse.replay.v1\0");
-        h.update(dialect.as_str().as_bytes());
-        for p in parts {
-            h.update((p.len() as u64).to_be_bytes());
-            h.update(p);
-        }
-        Self(h.finalize().into())
-    }
-
-    /// The raw 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lower-case hex, e.g. for a Redis key.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl std::fmt::Debug for ReplayKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReplayKey({})", self.to_hex())
-    }
-}
+pub use crate::replay::ReplayKey;
 
 /// Proof that a request passed [`verify`]. Only `verify` can build one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,10 +316,7 @@ impl ParsedRequest<'_> {
 }
 
 /// Phase 1: parses `req` as `dialect` (no key material).
-pub fn parse<'a>(
-    dialect: Dialect,
-    req: &RawRequest<'a>,
-) -> Result<ParsedRequest<'a>, DialectError> {
+pub fn parse<'a>(dialect: Dialect, req: &RawRequest<'a>) -> Result<ParsedRequest<'a>, DialectError> {
     Ok(match dialect {
         Dialect::Upbit => ParsedRequest::Upbit(upbit::parse(req)?),
         Dialect::Binance => ParsedRequest::Binance(binance::parse(req)?),

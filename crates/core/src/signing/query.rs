@@ -27,21 +27,13 @@ pub(crate) struct RawPair<'a> {
 
 /// The segments of `raw`, split on `&`; empty segments (`a=1&&b=2`) are skipped.
 pub(crate) fn pairs(raw: &[u8]) -> impl Iterator<Item = RawPair<'_>> {
-    raw.split(|&b| b == b'&')
-        .filter(|s| !s.is_empty())
-        .map(|seg| match seg.iter().position(|&b| b == b'=') {
-            Some(i) => {
-                let (key, rest) = seg.split_at(i);
-                RawPair {
-                    key,
-                    value: rest.get(1..),
-                }
-            }
-            None => RawPair {
-                key: seg,
-                value: None,
-            },
-        })
+    raw.split(|&b| b == b'&').filter(|s| !s.is_empty()).map(|seg| match seg.iter().position(|&b| b == b'=') {
+        Some(i) => {
+            let (key, rest) = seg.split_at(i);
+            RawPair { key, value: rest.get(1..) }
+        }
+        None => RawPair { key: seg, value: None },
+    })
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -80,10 +72,7 @@ pub(crate) fn pct_decode_into(out: &mut Vec<u8>, input: &[u8], plus_is_space: bo
 
 /// The percent-decoding of `input`, borrowed when there is nothing to decode.
 pub(crate) fn pct_decode(input: &[u8], plus_is_space: bool) -> std::borrow::Cow<'_, [u8]> {
-    if input
-        .iter()
-        .any(|&c| c == b'%' || (plus_is_space && c == b'+'))
-    {
+    if input.iter().any(|&c| c == b'%' || (plus_is_space && c == b'+')) {
         let mut out = Vec::with_capacity(input.len());
         pct_decode_into(&mut out, input, plus_is_space);
         std::borrow::Cow::Owned(out)
@@ -171,9 +160,7 @@ fn json_pairs<'e>(entries: &'e [Entry<'_>]) -> impl Iterator<Item = (&'e [u8], &
             Value::Scalar(v) => std::slice::from_ref(v),
             Value::Array(items) => items.as_slice(),
         };
-        items
-            .iter()
-            .map(move |v| (e.key.as_bytes(), scalar_text(v)))
+        items.iter().map(move |v| (e.key.as_bytes(), scalar_text(v)))
     })
 }
 
@@ -222,20 +209,12 @@ mod tests {
 
     fn canonical_raw(raw: &[u8], plus_is_space: bool) -> Canonical {
         let (doc, pairs) = doc_raw(raw, plus_is_space);
-        Canonical {
-            doc,
-            pyu: pyu_raw(raw),
-            pairs,
-        }
+        Canonical { doc, pyu: pyu_raw(raw), pairs }
     }
 
     fn canonical_json(entries: &[crate::signing::json_flat::Entry<'_>]) -> Canonical {
         let (doc, pairs) = doc_json(entries);
-        Canonical {
-            doc,
-            pyu: pyu_json(entries),
-            pairs,
-        }
+        Canonical { doc, pyu: pyu_json(entries), pairs }
     }
 
     fn s(b: &[u8]) -> String {
@@ -244,9 +223,7 @@ mod tests {
 
     #[test]
     fn splits_in_wire_order_and_keeps_duplicates() {
-        let got: Vec<_> = pairs(b"a=1&&b&a=2&=x&c=")
-            .map(|p| (s(p.key), p.value.map(s)))
-            .collect();
+        let got: Vec<_> = pairs(b"a=1&&b&a=2&=x&c=").map(|p| (s(p.key), p.value.map(s))).collect();
         assert_eq!(
             got,
             [
@@ -265,10 +242,7 @@ mod tests {
         assert_eq!(pct_decode(b"a%20b+c", true).as_ref(), b"a b c");
         assert_eq!(pct_decode(b"%E2%82%ac%", false).as_ref(), "€%".as_bytes());
         assert_eq!(pct_decode(b"%zz%4", false).as_ref(), b"%zz%4");
-        assert!(matches!(
-            pct_decode(b"plain", true),
-            std::borrow::Cow::Borrowed(_)
-        ));
+        assert!(matches!(pct_decode(b"plain", true), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]
@@ -281,46 +255,27 @@ mod tests {
     #[test]
     fn documented_examples() {
         // exchange-auth.md §1.3: the docs' GET example (query as sent by requests) and POST body.
-        let c = canonical_raw(
-            b"market=KRW-BTC&states%5B%5D=wait&states%5B%5D=watch",
-            false,
-        );
+        let c = canonical_raw(b"market=KRW-BTC&states%5B%5D=wait&states%5B%5D=watch", false);
         assert_eq!(s(&c.doc), "market=KRW-BTC&states[]=wait&states[]=watch");
         assert_eq!(s(&c.pyu), "market=KRW-BTC&states[]=wait&states[]=watch");
         assert_eq!(c.pairs, 3);
         let body = br#"{"market":"KRW-BTC","side":"bid","volume":"0.01","price":"100.0","ord_type":"limit"}"#;
-        let Ok(entries) = parse_object(body) else {
-            unreachable!()
-        };
+        let Ok(entries) = parse_object(body) else { unreachable!() };
         let c = canonical_json(&entries);
-        assert_eq!(
-            s(&c.doc),
-            "market=KRW-BTC&side=bid&volume=0.01&price=100.0&ord_type=limit"
-        );
+        assert_eq!(s(&c.doc), "market=KRW-BTC&side=bid&volume=0.01&price=100.0&ord_type=limit");
         assert_eq!(c.doc, c.pyu);
     }
 
     #[test]
     fn pyupbit_form_differs_only_where_encoding_is_needed() {
         let body = br#"{"identifier": "my id/1:+x", "n": 5, "ok": true, "states[]": ["a b", 2]}"#;
-        let Ok(entries) = parse_object(body) else {
-            unreachable!()
-        };
+        let Ok(entries) = parse_object(body) else { unreachable!() };
         let c = canonical_json(&entries);
-        assert_eq!(
-            s(&c.doc),
-            "identifier=my id/1:+x&n=5&ok=true&states[]=a b&states[]=2"
-        );
-        assert_eq!(
-            s(&c.pyu),
-            "identifier=my+id%2F1%3A%2Bx&n=5&ok=true&states[]=a+b&states[]=2"
-        );
+        assert_eq!(s(&c.doc), "identifier=my id/1:+x&n=5&ok=true&states[]=a b&states[]=2");
+        assert_eq!(s(&c.pyu), "identifier=my+id%2F1%3A%2Bx&n=5&ok=true&states[]=a+b&states[]=2");
         let form = canonical_raw(b"start_time=2024-01-01T00%3A00%3A00%2B09%3A00&x=a+b", true);
         assert_eq!(s(&form.doc), "start_time=2024-01-01T00:00:00+09:00&x=a b");
-        assert_eq!(
-            s(&form.pyu),
-            "start_time=2024-01-01T00%3A00%3A00%2B09%3A00&x=a+b"
-        );
+        assert_eq!(s(&form.pyu), "start_time=2024-01-01T00%3A00%3A00%2B09%3A00&x=a+b");
     }
 
     /// Python's `quote(s, safe='')`, which ccxt's `urlencode` uses for URL queries.

@@ -31,9 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::content_digest::ContentDigest;
 use super::sf::{self, BareItem, Member};
 use super::{
-    Denial, Dialect, Header, MAX_BODY_LEN, MAX_KEY_ID_LEN, MAX_NONCE_LEN, MAX_SIGNATURE_FIELD_LEN,
-    MAX_TARGET_LEN, RawRequest, ReplayKey, Verified, VerifyKey, json_string, key, key::KeyKind,
-    key::SignatureAlg, windowed_retention,
+    Denial, Dialect, Header, MAX_BODY_LEN, MAX_KEY_ID_LEN, MAX_NONCE_LEN, MAX_SIGNATURE_FIELD_LEN, MAX_TARGET_LEN,
+    RawRequest, ReplayKey, Verified, VerifyKey, json_string, key, key::KeyKind, key::SignatureAlg, windowed_retention,
 };
 use crate::clock::{Span, Timestamp};
 
@@ -153,17 +152,11 @@ impl Rfc9421Error {
     /// The human-readable message.
     pub fn message(&self) -> &'static str {
         match self {
-            Self::SignatureRequired => {
-                "This endpoint requires an HTTP message signature (RFC 9421)."
-            }
+            Self::SignatureRequired => "This endpoint requires an HTTP message signature (RFC 9421).",
             Self::Malformed(_) => "The Signature-Input or Signature header is malformed.",
-            Self::MissingComponent(_) => {
-                "The signature does not cover every required component and parameter."
-            }
+            Self::MissingComponent(_) => "The signature does not cover every required component and parameter.",
             Self::UnsupportedAlgorithm => "The signature algorithm is not supported.",
-            Self::MalformedDigest(_) => {
-                "The Content-Digest header is malformed or names no supported algorithm."
-            }
+            Self::MalformedDigest(_) => "The Content-Digest header is malformed or names no supported algorithm.",
             Self::InvalidSignature(_) => "The request signature is not valid.",
             Self::DigestMismatch => "The Content-Digest does not match the body.",
             Self::Expired(_) => "The signature is too old or has expired.",
@@ -178,10 +171,9 @@ impl Rfc9421Error {
     /// The HTTP status: 400 malformed, 401 signature/window/replay, 403 IP/scope.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Malformed(_)
-            | Self::MissingComponent(_)
-            | Self::UnsupportedAlgorithm
-            | Self::MalformedDigest(_) => 400,
+            Self::Malformed(_) | Self::MissingComponent(_) | Self::UnsupportedAlgorithm | Self::MalformedDigest(_) => {
+                400
+            }
             Self::IpNotAllowed | Self::InsufficientScope => 403,
             _ => 401,
         }
@@ -189,11 +181,7 @@ impl Rfc9421Error {
 
     /// The response body.
     pub fn body(&self) -> String {
-        format!(
-            r#"{{"error":{{"code":{},"message":{}}}}}"#,
-            json_string(self.code()),
-            json_string(self.message())
-        )
+        format!(r#"{{"error":{{"code":{},"message":{}}}}}"#, json_string(self.code()), json_string(self.message()))
     }
 }
 
@@ -226,8 +214,7 @@ impl SignatureInput {
         if value.len() > MAX_SIGNATURE_FIELD_LEN {
             return Err(Malformed("Signature-Input too long"));
         }
-        let dict = sf::parse_dictionary(value)
-            .map_err(|_| Malformed("Signature-Input is not a dictionary"))?;
+        let dict = sf::parse_dictionary(value).map_err(|_| Malformed("Signature-Input is not a dictionary"))?;
         dict.into_iter()
             .map(|(label, member)| {
                 let Member::InnerList(mut list) = member else {
@@ -254,12 +241,7 @@ impl SignatureInput {
                     }
                     components.push(std::mem::take(name));
                 }
-                Ok(Self {
-                    label,
-                    components,
-                    params: list.params,
-                    serialized,
-                })
+                Ok(Self { label, components, params: list.params, serialized })
             })
             .collect()
     }
@@ -288,17 +270,11 @@ impl SignatureInput {
 fn is_component_name(name: &str) -> bool {
     let body = name.strip_prefix('@').unwrap_or(name);
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && body.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Appends the value of component `name` of `req` (RFC 9421 §2.1, §2.2).
-fn component_value(
-    req: &RawRequest<'_>,
-    name: &str,
-    out: &mut Vec<u8>,
-) -> Result<(), Rfc9421Error> {
+fn component_value(req: &RawRequest<'_>, name: &str, out: &mut Vec<u8>) -> Result<(), Rfc9421Error> {
     use Rfc9421Error::Malformed;
     match name {
         "@method" => out.extend_from_slice(req.method.as_bytes()),
@@ -336,10 +312,7 @@ fn component_value(
 }
 
 /// Builds the signature base of `req` for `input` (RFC 9421 §2.5), for any component list.
-pub fn signature_base(
-    req: &RawRequest<'_>,
-    input: &SignatureInput,
-) -> Result<Vec<u8>, Rfc9421Error> {
+pub fn signature_base(req: &RawRequest<'_>, input: &SignatureInput) -> Result<Vec<u8>, Rfc9421Error> {
     let params = input.signature_params();
     let mut base = Vec::with_capacity(64 * input.components.len() + params.len() + 24);
     for name in &input.components {
@@ -400,9 +373,7 @@ fn signature_field<'a>(req: &RawRequest<'a>, name: &str) -> Result<Option<&'a [u
     match req.header(name) {
         Header::Absent => Ok(None),
         Header::Repeated => Err(Rfc9421Error::Malformed("repeated signature field")),
-        Header::One(v) if v.len() > MAX_SIGNATURE_FIELD_LEN => {
-            Err(Rfc9421Error::Malformed("signature field too long"))
-        }
+        Header::One(v) if v.len() > MAX_SIGNATURE_FIELD_LEN => Err(Rfc9421Error::Malformed("signature field too long")),
         Header::One(v) => Ok(Some(v)),
     }
 }
@@ -411,16 +382,12 @@ fn signature_field<'a>(req: &RawRequest<'a>, name: &str) -> Result<Option<&'a [u
 /// builds the signature base. No key material.
 pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Error> {
     use Rfc9421Error::{Malformed, MissingComponent};
-    let (input_field, sig_field) = match (
-        signature_field(req, "signature-input")?,
-        signature_field(req, "signature")?,
-    ) {
+    let (input_field, sig_field) = match (signature_field(req, "signature-input")?, signature_field(req, "signature")?)
+    {
         (None, None) => return Err(Rfc9421Error::SignatureRequired),
         (Some(i), Some(s)) => (i, s),
         _ => {
-            return Err(Malformed(
-                "Signature-Input and Signature must come together",
-            ));
+            return Err(Malformed("Signature-Input and Signature must come together"));
         }
     };
     if req.target.len() > MAX_TARGET_LEN || req.body.len() > MAX_BODY_LEN {
@@ -431,30 +398,20 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Erro
         (Some(input), true) => input,
         _ => return Err(Malformed("exactly one signature is supported")),
     };
-    let sigs =
-        sf::parse_dictionary(sig_field).map_err(|_| Malformed("Signature is not a dictionary"))?;
+    let sigs = sf::parse_dictionary(sig_field).map_err(|_| Malformed("Signature is not a dictionary"))?;
     let signature = match sigs.as_slice() {
-        [
-            (
-                label,
-                Member::Item(sf::Item {
-                    bare: BareItem::ByteSeq(sig),
-                    params,
-                }),
-            ),
-        ] if *label == input.label && params.is_empty() => sig.clone(),
+        [(label, Member::Item(sf::Item { bare: BareItem::ByteSeq(sig), params }))]
+            if *label == input.label && params.is_empty() =>
+        {
+            sig.clone()
+        }
         _ => {
-            return Err(Malformed(
-                "Signature must hold exactly the Signature-Input label",
-            ));
+            return Err(Malformed("Signature must hold exactly the Signature-Input label"));
         }
     };
 
     for (name, _) in &input.params {
-        if !matches!(
-            name.as_str(),
-            "created" | "expires" | "nonce" | "keyid" | "alg" | "tag"
-        ) {
+        if !matches!(name.as_str(), "created" | "expires" | "nonce" | "keyid" | "alg" | "tag") {
             return Err(Malformed("unknown signature parameter"));
         }
     }
@@ -502,24 +459,10 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Erro
         None
     };
     let base = signature_base(req, &input)?;
-    Ok(Rfc9421Request {
-        keyid,
-        nonce,
-        created,
-        expires,
-        alg,
-        signature,
-        base,
-        body: req.body,
-        digest,
-    })
+    Ok(Rfc9421Request { keyid, nonce, created, expires, alg, signature, base, body: req.body, digest })
 }
 
-fn check_window(
-    r: &Rfc9421Request<'_>,
-    now: Timestamp,
-    policy: &Rfc9421Policy,
-) -> Result<(), Rfc9421Error> {
+fn check_window(r: &Rfc9421Request<'_>, now: Timestamp, policy: &Rfc9421Policy) -> Result<(), Rfc9421Error> {
     let now = now.as_millis();
     let created = r.created.saturating_mul(1000);
     if now.saturating_sub(created) > policy.max_age.as_millis() {
@@ -551,8 +494,7 @@ pub fn verify(
     policy: &Rfc9421Policy,
 ) -> Result<Verified, Rfc9421Error> {
     check_window(r, now, policy)?;
-    let alg = signature_alg(r, key.kind())
-        .ok_or(Rfc9421Error::InvalidSignature("alg does not match the key"))?;
+    let alg = signature_alg(r, key.kind()).ok_or(Rfc9421Error::InvalidSignature("alg does not match the key"))?;
     if !key.verify_signature(alg, &r.base, &r.signature) {
         return Err(Rfc9421Error::InvalidSignature("signature mismatch"));
     }
@@ -562,7 +504,7 @@ pub fn verify(
     Ok(Verified {
         dialect: Dialect::Rfc9421,
         key_id: r.keyid.clone(),
-        replay_key: ReplayKey::derive(Dialect::Rfc9421, &[r.keyid.as_bytes(), r.nonce.as_bytes()]),
+        replay_key: ReplayKey::derive(Dialect::Rfc9421.as_str(), &[r.keyid.as_bytes(), r.nonce.as_bytes()]),
         retention: windowed_retention(
             policy.max_age,
             policy.max_future,

@@ -82,19 +82,12 @@ pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, Sf
         let member = if p.eat(b'=') {
             p.item_or_inner_list()?
         } else {
-            Member::Item(Item {
-                bare: BareItem::Boolean(true),
-                params: p.params()?,
-            })
+            Member::Item(Item { bare: BareItem::Boolean(true), params: p.params()? })
         };
         out.push((key, member));
         p.skip_ows();
         if p.at_end() {
-            return if has_duplicate_keys(&out) {
-                Err(SfError::DuplicateKey)
-            } else {
-                Ok(out)
-            };
+            return if has_duplicate_keys(&out) { Err(SfError::DuplicateKey) } else { Ok(out) };
         }
         if !p.eat(b',') {
             return Err(SfError::Syntax);
@@ -111,10 +104,7 @@ pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, Sf
 /// a sort — never a quadratic scan.
 fn has_duplicate_keys<T>(entries: &[(String, T)]) -> bool {
     if entries.len() <= 16 {
-        return entries
-            .iter()
-            .enumerate()
-            .any(|(i, (a, _))| entries.iter().skip(i + 1).any(|(b, _)| a == b));
+        return entries.iter().enumerate().any(|(i, (a, _))| entries.iter().skip(i + 1).any(|(b, _)| a == b));
     }
     let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
     keys.sort_unstable();
@@ -230,10 +220,7 @@ impl Parser<'_> {
             Some(b'a'..=b'z' | b'*') => self.i += 1,
             _ => return Err(SfError::Syntax),
         }
-        while matches!(
-            self.peek(),
-            Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')
-        ) {
+        while matches!(self.peek(), Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')) {
             self.i += 1;
         }
         self.ascii(start)
@@ -242,9 +229,7 @@ impl Parser<'_> {
     /// The bytes from `start` to the cursor, known to be ASCII by the caller's grammar.
     fn ascii(&self, start: usize) -> Result<String, SfError> {
         let bytes = self.b.get(start..self.i).ok_or(SfError::Syntax)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| SfError::Syntax)
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| SfError::Syntax)
     }
 
     fn params(&mut self) -> Result<Params, SfError> {
@@ -252,11 +237,7 @@ impl Parser<'_> {
         while self.eat(b';') {
             self.skip_sp();
             let key = self.key()?;
-            let value = if self.eat(b'=') {
-                self.bare_item()?
-            } else {
-                BareItem::Boolean(true)
-            };
+            let value = if self.eat(b'=') { self.bare_item()? } else { BareItem::Boolean(true) };
             out.push((key, value));
         }
         if has_duplicate_keys(&out) {
@@ -266,11 +247,7 @@ impl Parser<'_> {
     }
 
     fn item_or_inner_list(&mut self) -> Result<Member, SfError> {
-        if self.peek() == Some(b'(') {
-            self.inner_list().map(Member::InnerList)
-        } else {
-            self.item().map(Member::Item)
-        }
+        if self.peek() == Some(b'(') { self.inner_list().map(Member::InnerList) } else { self.item().map(Member::Item) }
     }
 
     fn item(&mut self) -> Result<Item, SfError> {
@@ -344,11 +321,7 @@ impl Parser<'_> {
             return Err(SfError::Syntax);
         }
         let thousandths = value * 1000 + frac * 10i64.pow(3 - frac_digits);
-        Ok(BareItem::Decimal(if negative {
-            -thousandths
-        } else {
-            thousandths
-        }))
+        Ok(BareItem::Decimal(if negative { -thousandths } else { thousandths }))
     }
 
     fn string(&mut self) -> Result<String, SfError> {
@@ -357,17 +330,13 @@ impl Parser<'_> {
         }
         // Fast path: no escapes before the closing quote, one allocation.
         let rest = self.b.get(self.i..).ok_or(SfError::Syntax)?;
-        let stop = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
+        let stop = rest.iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
         if let Some(end) = stop
             && rest.get(end) == Some(&b'"')
         {
             let text = rest.get(..end).ok_or(SfError::Syntax)?;
             self.i += end + 1;
-            return std::str::from_utf8(text)
-                .map(str::to_owned)
-                .map_err(|_| SfError::Syntax);
+            return std::str::from_utf8(text).map(str::to_owned).map_err(|_| SfError::Syntax);
         }
         let mut out = String::new();
         loop {
@@ -414,10 +383,7 @@ impl Parser<'_> {
             return Err(SfError::Syntax);
         }
         let rest = self.b.get(self.i..).ok_or(SfError::Syntax)?;
-        let len = rest
-            .iter()
-            .position(|&c| c == b':')
-            .ok_or(SfError::Syntax)?;
+        let len = rest.iter().position(|&c| c == b':').ok_or(SfError::Syntax)?;
         let encoded = rest.get(..len).ok_or(SfError::Syntax)?;
         self.i += len + 1;
         STANDARD.decode(encoded).map_err(|_| SfError::Syntax)
@@ -455,21 +421,13 @@ mod tests {
 
     #[test]
     fn parses_the_rfc9421_signature_input_example() {
-        let Some(l) = inner(
-            r#"sig-b26=("date" "@method" "@path");created=1618884473;keyid="test-key-ed25519""#,
-        ) else {
+        let Some(l) = inner(r#"sig-b26=("date" "@method" "@path");created=1618884473;keyid="test-key-ed25519""#) else {
             unreachable!()
         };
         assert_eq!(l.items.len(), 3);
         assert_eq!(l.items[1].bare, BareItem::String("@method".into()));
-        assert_eq!(
-            l.params[0],
-            ("created".into(), BareItem::Integer(1_618_884_473))
-        );
-        assert_eq!(
-            l.params[1],
-            ("keyid".into(), BareItem::String("test-key-ed25519".into()))
-        );
+        assert_eq!(l.params[0], ("created".into(), BareItem::Integer(1_618_884_473)));
+        assert_eq!(l.params[1], ("keyid".into(), BareItem::String("test-key-ed25519".into())));
         assert_eq!(
             serialize_inner_list(&l),
             r#"("date" "@method" "@path");created=1618884473;keyid="test-key-ed25519""#
@@ -479,28 +437,17 @@ mod tests {
     #[test]
     fn serialization_is_canonical() {
         // Extra spaces inside the list are allowed on the wire but not in the serialization.
-        let Some(l) = inner(r#"a=(  "x"   "y" );n=007;d=1.50;t=tok;b;f=?0;s="q\"\\""#) else {
-            unreachable!()
-        };
-        assert_eq!(
-            serialize_inner_list(&l),
-            r#"("x" "y");n=7;d=1.5;t=tok;b;f=?0;s="q\"\\""#
-        );
+        let Some(l) = inner(r#"a=(  "x"   "y" );n=007;d=1.50;t=tok;b;f=?0;s="q\"\\""#) else { unreachable!() };
+        assert_eq!(serialize_inner_list(&l), r#"("x" "y");n=7;d=1.5;t=tok;b;f=?0;s="q\"\\""#);
     }
 
     #[test]
     fn dictionary_forms() {
-        let Ok(d) = dict("a=1, b;x=?0,  c=:AQID:, d=\"s\" , e=tok") else {
-            unreachable!()
-        };
+        let Ok(d) = dict("a=1, b;x=?0,  c=:AQID:, d=\"s\" , e=tok") else { unreachable!() };
         let keys: Vec<&str> = d.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b", "c", "d", "e"]);
-        assert!(
-            matches!(&d[2].1, Member::Item(Item { bare: BareItem::ByteSeq(b), .. }) if b == &[1, 2, 3])
-        );
-        assert!(
-            matches!(&d[1].1, Member::Item(Item { bare: BareItem::Boolean(true), params }) if params.len() == 1)
-        );
+        assert!(matches!(&d[2].1, Member::Item(Item { bare: BareItem::ByteSeq(b), .. }) if b == &[1, 2, 3]));
+        assert!(matches!(&d[1].1, Member::Item(Item { bare: BareItem::Boolean(true), params }) if params.len() == 1));
         assert_eq!(dict("").map(|d| d.len()), Ok(0));
         assert_eq!(dict("  ").map(|d| d.len()), Ok(0));
     }
@@ -531,16 +478,10 @@ mod tests {
         // Large fields take the sort-based path.
         let many: Vec<String> = (0..800).map(|i| format!("k{i}=1")).collect();
         assert_eq!(dict(&many.join(",")).map(|d| d.len()), Ok(800));
-        assert_eq!(
-            dict(&format!("{},k7=2", many.join(","))).err(),
-            Some(SfError::DuplicateKey)
-        );
+        assert_eq!(dict(&format!("{},k7=2", many.join(","))).err(), Some(SfError::DuplicateKey));
         let params: String = (0..300).map(|i| format!(";p{i}")).collect();
         assert!(dict(&format!("a=1{params}")).is_ok());
-        assert_eq!(
-            dict(&format!("a=1{params};p299")).err(),
-            Some(SfError::DuplicateKey)
-        );
+        assert_eq!(dict(&format!("a=1{params};p299")).err(), Some(SfError::DuplicateKey));
         assert_eq!(dict("a=1;p;p").err(), Some(SfError::DuplicateKey));
     }
 

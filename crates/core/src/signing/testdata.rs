@@ -43,11 +43,7 @@ impl<T, E: std::fmt::Debug> Must<T> for Result<T, E> {
 
 macro_rules! testdata {
     ($rel:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testdata/",
-            $rel
-        ))
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/", $rel))
     };
 }
 
@@ -57,12 +53,9 @@ pub(crate) const RFC4231: &[u8] = testdata!("rfc/rfc4231_hmac_sha256.json");
 pub(crate) const RFC8032: &[u8] = testdata!("rfc/rfc8032_ed25519.json");
 pub(crate) const RFC9421: &[u8] = testdata!("rfc/rfc9421_http_signatures.json");
 pub(crate) const WYCHEPROOF_SOURCE: &[u8] = testdata!("wycheproof/SOURCE.txt");
-pub(crate) const WYCHEPROOF_HMAC_SHA256: &[u8] =
-    testdata!("wycheproof/testvectors_v1/hmac_sha256_test.json");
-pub(crate) const WYCHEPROOF_HMAC_SHA512: &[u8] =
-    testdata!("wycheproof/testvectors_v1/hmac_sha512_test.json");
-pub(crate) const WYCHEPROOF_ED25519: &[u8] =
-    testdata!("wycheproof/testvectors_v1/ed25519_test.json");
+pub(crate) const WYCHEPROOF_HMAC_SHA256: &[u8] = testdata!("wycheproof/testvectors_v1/hmac_sha256_test.json");
+pub(crate) const WYCHEPROOF_HMAC_SHA512: &[u8] = testdata!("wycheproof/testvectors_v1/hmac_sha512_test.json");
+pub(crate) const WYCHEPROOF_ED25519: &[u8] = testdata!("wycheproof/testvectors_v1/ed25519_test.json");
 
 /// The pinned instant of `golden_vectors.json` (its `timestamp` 1700000000000).
 pub(crate) const GOLDEN_NOW_MS: i64 = 1_700_000_000_000;
@@ -74,25 +67,16 @@ pub(crate) fn json(bytes: &[u8]) -> serde_json::Value {
 
 /// A string field of a JSON object, or `""`.
 pub(crate) fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
-    v.get(key)
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
+    v.get(key).and_then(serde_json::Value::as_str).unwrap_or_default()
 }
 
 /// Asserts that a Wycheproof file is the one recorded in `SOURCE.txt`, so nobody swaps the
 /// data silently (security-bar.md §4.3 harness tip 3).
 pub(crate) fn assert_wycheproof_pinned(name: &str, bytes: &[u8]) {
     let source = String::from_utf8_lossy(WYCHEPROOF_SOURCE);
-    let expected = source
-        .lines()
-        .find_map(|l| l.strip_suffix(&format!("  testvectors_v1/{name}")))
-        .map(str::to_owned);
+    let expected = source.lines().find_map(|l| l.strip_suffix(&format!("  testvectors_v1/{name}"))).map(str::to_owned);
     let actual = hex::encode(Sha256::digest(bytes));
-    assert_eq!(
-        expected.as_deref(),
-        Some(actual.as_str()),
-        "{name} does not match wycheproof/SOURCE.txt"
-    );
+    assert_eq!(expected.as_deref(), Some(actual.as_str()), "{name} does not match wycheproof/SOURCE.txt");
 }
 
 /// A captured request (`captures.jsonl`).
@@ -161,8 +145,7 @@ impl OwnedRequest {
 
     /// Adds a header (name lower-cased).
     pub(crate) fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.headers
-            .push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
+        self.headers.push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
         self
     }
 
@@ -174,17 +157,13 @@ impl OwnedRequest {
 
     /// Header slices in the shape [`super::RawRequest`] borrows.
     pub(crate) fn header_refs(&self) -> Vec<(&str, &[u8])> {
-        self.headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect()
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect()
     }
 
     /// Replaces every header named `name`.
     pub(crate) fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
         self.headers.retain(|(n, _)| n != name);
-        self.headers
-            .push((name.to_owned(), value.as_ref().to_vec()));
+        self.headers.push((name.to_owned(), value.as_ref().to_vec()));
     }
 }
 

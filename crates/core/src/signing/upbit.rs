@@ -37,9 +37,8 @@ use subtle::ConstantTimeEq as _;
 use super::json_flat::{self, Entry, JsonError, Scalar, Value};
 use super::query::{doc_json, doc_raw, pyu_json, pyu_raw};
 use super::{
-    Denial, Dialect, Header, MAX_BODY_LEN, MAX_JWT_LEN, MAX_NONCE_LEN, MAX_QUERY_LEN,
-    MAX_TARGET_LEN, RawRequest, ReplayKey, Verified, VerifyKey, is_key_id, is_media_type,
-    json_string, key, key::SignatureAlg,
+    Denial, Dialect, Header, MAX_BODY_LEN, MAX_JWT_LEN, MAX_NONCE_LEN, MAX_QUERY_LEN, MAX_TARGET_LEN, RawRequest,
+    ReplayKey, Verified, VerifyKey, is_key_id, is_media_type, json_string, key, key::SignatureAlg,
 };
 use crate::clock::{Span, Timestamp};
 
@@ -163,11 +162,7 @@ impl UpbitError {
 
     /// The response body.
     pub fn body(&self) -> String {
-        format!(
-            r#"{{"error":{{"name":{},"message":{}}}}}"#,
-            json_string(self.name()),
-            json_string(self.message())
-        )
+        format!(r#"{{"error":{{"name":{},"message":{}}}}}"#, json_string(self.name()), json_string(self.message()))
     }
 }
 
@@ -298,11 +293,7 @@ fn int_claim(entries: &[Entry<'_>], name: &'static str) -> Result<Option<i64>, U
         Some(Value::Scalar(Scalar::Num(n))) => {
             // Digits only: no sign, fraction or exponent.
             let digits = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-            n.parse::<i64>()
-                .ok()
-                .filter(|_| digits)
-                .map(Some)
-                .ok_or(UpbitError::InvalidQueryPayload(name))
+            n.parse::<i64>().ok().filter(|_| digits).map(Some).ok_or(UpbitError::InvalidQueryPayload(name))
         }
         Some(_) => Err(UpbitError::InvalidQueryPayload(name)),
     }
@@ -343,16 +334,13 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<UpbitRequest<'a>, UpbitError> {
         Header::Repeated => return Err(Jwt("duplicate Authorization header")),
         Header::One(v) => v,
     };
-    let token = bearer_token(value)
-        .filter(|t| !t.is_empty())
-        .ok_or(UpbitError::NoAuthorizationToken)?;
+    let token = bearer_token(value).filter(|t| !t.is_empty()).ok_or(UpbitError::NoAuthorizationToken)?;
     if token.len() > MAX_JWT_LEN {
         return Err(Jwt("token too long"));
     }
     let jwt = split_jwt(token).ok_or(Jwt("not a compact JWS"))?;
 
-    let header = json_flat::parse_object(&jwt.header)
-        .map_err(|_| Jwt("header is not a flat JSON object"))?;
+    let header = json_flat::parse_object(&jwt.header).map_err(|_| Jwt("header is not a flat JSON object"))?;
     let alg = match claim_str(&header, "alg") {
         Some("HS256") => JwtAlg::Hs256,
         Some("HS512") => JwtAlg::Hs512,
@@ -369,12 +357,9 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<UpbitRequest<'a>, UpbitError> {
     if jwt.signature.len() != alg.tag_len() {
         return Err(Jwt("signature length does not match alg"));
     }
-    let claims = json_flat::parse_object(&jwt.payload)
-        .map_err(|_| Jwt("payload is not a flat JSON object"))?;
+    let claims = json_flat::parse_object(&jwt.payload).map_err(|_| Jwt("payload is not a flat JSON object"))?;
 
-    let access_key = claim_str(&claims, "access_key")
-        .filter(|k| is_key_id(k.as_bytes()))
-        .ok_or(Iqp("access_key"))?;
+    let access_key = claim_str(&claims, "access_key").filter(|k| is_key_id(k.as_bytes())).ok_or(Iqp("access_key"))?;
     let nonce = claim_str(&claims, "nonce")
         .filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_LEN && !n.chars().any(char::is_control))
         .ok_or(Iqp("nonce"))?;
@@ -382,8 +367,7 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<UpbitRequest<'a>, UpbitError> {
         None => None,
         Some(Value::Scalar(Scalar::Str(h))) if h.len() == 128 => {
             let mut out = [0u8; 64];
-            hex::decode_to_slice(h.as_bytes(), &mut out)
-                .map_err(|_| Iqp("query_hash is not hex"))?;
+            hex::decode_to_slice(h.as_bytes(), &mut out).map_err(|_| Iqp("query_hash is not hex"))?;
             Some(out)
         }
         Some(_) => return Err(Iqp("query_hash is not 128 hex digits")),
@@ -408,11 +392,7 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<UpbitRequest<'a>, UpbitError> {
     })
 }
 
-fn check_times(
-    r: &UpbitRequest<'_>,
-    now: Timestamp,
-    policy: &UpbitPolicy,
-) -> Result<(), UpbitError> {
+fn check_times(r: &UpbitRequest<'_>, now: Timestamp, policy: &UpbitPolicy) -> Result<(), UpbitError> {
     let now = now.as_millis();
     let leeway = policy.timestamp_max_future.as_millis();
     let issued = [r.timestamp_ms, r.iat_s.map(|s| s.saturating_mul(1000))];
@@ -427,14 +407,10 @@ fn check_times(
             return Err(UpbitError::JwtVerification("token issued in the future"));
         }
     }
-    if r.exp_s
-        .is_some_and(|exp| now >= exp.saturating_mul(1000).saturating_add(leeway))
-    {
+    if r.exp_s.is_some_and(|exp| now >= exp.saturating_mul(1000).saturating_add(leeway)) {
         return Err(UpbitError::JwtVerification("token expired"));
     }
-    if r.nbf_s
-        .is_some_and(|nbf| now.saturating_add(leeway) < nbf.saturating_mul(1000))
-    {
+    if r.nbf_s.is_some_and(|nbf| now.saturating_add(leeway) < nbf.saturating_mul(1000)) {
         return Err(UpbitError::JwtVerification("token not yet valid"));
     }
     Ok(())
@@ -501,10 +477,7 @@ pub fn verify(
     Ok(Verified {
         dialect: Dialect::Upbit,
         key_id: r.access_key.clone(),
-        replay_key: ReplayKey::derive(
-            Dialect::Upbit,
-            &[r.access_key.as_bytes(), r.nonce.as_bytes()],
-        ),
+        replay_key: ReplayKey::derive(Dialect::Upbit.as_str(), &[r.access_key.as_bytes(), r.nonce.as_bytes()]),
         retention: policy.nonce_retention,
         binds_method_and_path: false,
     })
@@ -515,11 +488,7 @@ pub fn verify(
 /// [`UpbitPolicy::hide_unknown_keys`] is set.
 pub fn reject_unknown_key(r: &UpbitRequest<'_>, policy: &UpbitPolicy) -> UpbitError {
     if let Some(dummy) = key::dummy_hmac() {
-        std::hint::black_box(dummy.verify_parts(
-            r.alg.signature_alg(),
-            &[r.signing_input],
-            &r.signature,
-        ));
+        std::hint::black_box(dummy.verify_parts(r.alg.signature_alg(), &[r.signing_input], &r.signature));
     }
     if policy.hide_unknown_keys {
         UpbitError::JwtVerification("unknown access_key")

@@ -22,14 +22,8 @@ fn hmac_key() -> VerifyKey {
 fn golden_keys() -> (VerifyKey, VerifyKey) {
     let g = json(testdata::GOLDEN);
     (
-        must!(VerifyKey::ed25519_from_pem(str_of(
-            &g["keys"],
-            "binance_ed25519_public_pem"
-        ))),
-        must!(VerifyKey::rsa_from_pem(str_of(
-            &g["keys"],
-            "binance_rsa_public_pem"
-        ))),
+        must!(VerifyKey::ed25519_from_pem(str_of(&g["keys"], "binance_ed25519_public_pem"))),
+        must!(VerifyKey::rsa_from_pem(str_of(&g["keys"], "binance_rsa_public_pem"))),
     )
 }
 
@@ -47,18 +41,13 @@ fn ed_sign(payload: &str) -> String {
     let sk: [u8; 32] = must!(must!(hex::decode(ED_SECRET)).try_into());
     let sig = ed25519_dalek::SigningKey::from_bytes(&sk).sign(payload.as_bytes());
     let b64 = STANDARD.encode(sig.to_bytes());
-    b64.replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
+    b64.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
 }
 
 /// A GET whose query `params` is signed with HMAC (hex) and carries the signature last.
 fn signed_get(params: &str) -> OwnedRequest {
-    OwnedRequest::new(
-        "GET",
-        &format!("/api/v3/account?{params}&signature={}", hmac_hex(params)),
-    )
-    .header("x-mbx-apikey", API_KEY)
+    OwnedRequest::new("GET", &format!("/api/v3/account?{params}&signature={}", hmac_hex(params)))
+        .header("x-mbx-apikey", API_KEY)
 }
 
 fn run(owned: &OwnedRequest, key: &VerifyKey, now: Timestamp) -> Result<Verified, BinanceError> {
@@ -68,22 +57,14 @@ fn run(owned: &OwnedRequest, key: &VerifyKey, now: Timestamp) -> Result<Verified
 
 fn golden() -> Vec<serde_json::Value> {
     let v = json(testdata::GOLDEN);
-    must!(v["vectors"].as_array())
-        .iter()
-        .filter(|v| str_of(v, "scheme") == "binance")
-        .cloned()
-        .collect()
+    must!(v["vectors"].as_array()).iter().filter(|v| str_of(v, "scheme") == "binance").cloned().collect()
 }
 
 fn request_of(v: &serde_json::Value) -> OwnedRequest {
     let query = str_of(v, "query");
-    let target = if query.is_empty() {
-        str_of(v, "path").to_owned()
-    } else {
-        format!("{}?{query}", str_of(v, "path"))
-    };
-    let mut r = OwnedRequest::new(str_of(v, "method"), &target)
-        .header("x-mbx-apikey", str_of(&v["headers"], "X-MBX-APIKEY"));
+    let target = if query.is_empty() { str_of(v, "path").to_owned() } else { format!("{}?{query}", str_of(v, "path")) };
+    let mut r =
+        OwnedRequest::new(str_of(v, "method"), &target).header("x-mbx-apikey", str_of(&v["headers"], "X-MBX-APIKEY"));
     if let Some(ct) = v["content_type"].as_str() {
         r = r.header("content-type", ct);
     }
@@ -107,43 +88,25 @@ fn golden_vectors_verify() {
     let vectors = golden();
     assert_eq!(vectors.len(), 12);
     for v in &vectors {
-        let verified = must!(
-            run(&request_of(v), &key_for(v), now()),
-            "{}",
-            str_of(v, "name")
-        );
+        let verified = must!(run(&request_of(v), &key_for(v), now()), "{}", str_of(v, "name"));
         assert_eq!(verified.key_id(), API_KEY);
         // recvWindow=10000 → 10 s + 1 s future + 1 s skew + 2 s margin.
-        assert_eq!(
-            verified.retention(),
-            Span::secs(14),
-            "{}",
-            str_of(v, "name")
-        );
+        assert_eq!(verified.retention(), Span::secs(14), "{}", str_of(v, "name"));
     }
 }
 
 #[test]
 fn binance_docs_hmac_vectors() {
     let v = json(testdata::GOLDEN);
-    let docs: Vec<_> = must!(v["vectors"].as_array())
-        .iter()
-        .filter(|v| str_of(v, "scheme") == "binance-doc")
-        .collect();
+    let docs: Vec<_> = must!(v["vectors"].as_array()).iter().filter(|v| str_of(v, "scheme") == "binance-doc").collect();
     assert_eq!(docs.len(), 2);
     for d in docs {
         let key = must!(VerifyKey::hmac_from_bytes(str_of(d, "secret").as_bytes()));
         let payload = str_of(d, "payload");
         let owned = OwnedRequest::new("POST", "/api/v3/order")
-            .header(
-                "x-mbx-apikey",
-                "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
-            )
+            .header("x-mbx-apikey", "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A")
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "{payload}&signature={}",
-                str_of(d, "signature").to_uppercase()
-            ));
+            .body(format!("{payload}&signature={}", str_of(d, "signature").to_uppercase()));
         let at = Timestamp::from_millis(1_499_827_319_559);
         assert!(run(&owned, &key, at).is_ok(), "{payload} (upper-case hex)");
     }
@@ -169,18 +132,10 @@ fn golden_vector_mutations_fail_with_the_right_error() {
         };
         // One payload byte: the quantity or recvWindow value.
         let m = edit(&|s| s.replacen("recvWindow=10000", "recvWindow=10001", 1));
-        assert_eq!(
-            run(&m, &key, now()).err(),
-            Some(BinanceError::InvalidSignature),
-            "{name}: payload byte"
-        );
+        assert_eq!(run(&m, &key, now()).err(), Some(BinanceError::InvalidSignature), "{name}: payload byte");
         // The timestamp ("nonce"): still in the window, but signed bytes changed.
         let m = edit(&|s| s.replacen("timestamp=1700000000000", "timestamp=1699999999999", 1));
-        assert_eq!(
-            run(&m, &key, now()).err(),
-            Some(BinanceError::InvalidSignature),
-            "{name}: timestamp"
-        );
+        assert_eq!(run(&m, &key, now()).err(), Some(BinanceError::InvalidSignature), "{name}: timestamp");
         // One signature character (kept within the alphabet).
         let m = edit(&|s| {
             let (head, sig) = s.rsplit_once("signature=").unwrap_or_default();
@@ -191,31 +146,17 @@ fn golden_vector_mutations_fail_with_the_right_error() {
             };
             format!("{head}signature={flipped}")
         });
-        assert_eq!(
-            run(&m, &key, now()).err(),
-            Some(BinanceError::InvalidSignature),
-            "{name}: signature"
-        );
+        assert_eq!(run(&m, &key, now()).err(), Some(BinanceError::InvalidSignature), "{name}: signature");
         // Another key type: the signature is never interpreted under the wrong algorithm.
         let (ed, rsa) = golden_keys();
-        for other in [hmac_key(), ed, rsa]
-            .into_iter()
-            .filter(|k| k.kind() != key.kind())
-        {
-            assert_eq!(
-                run(&original, &other, now()).err(),
-                Some(BinanceError::InvalidSignature),
-                "{name}: {other:?}"
-            );
+        for other in [hmac_key(), ed, rsa].into_iter().filter(|k| k.kind() != key.kind()) {
+            assert_eq!(run(&original, &other, now()).err(), Some(BinanceError::InvalidSignature), "{name}: {other:?}");
         }
         // Not bound by Binance (§2.6): another method and path verify.
         let mut m = original.clone();
         m.method = "DELETE".into();
         m.target = m.target.replacen("/api/v3/", "/api/v3/openOrders/", 1);
-        assert!(
-            run(&m, &key, now()).is_ok(),
-            "{name}: method/path are not bound by the Binance spec"
-        );
+        assert!(run(&m, &key, now()).is_ok(), "{name}: method/path are not bound by the Binance spec");
     }
 }
 
@@ -223,135 +164,71 @@ fn golden_vector_mutations_fail_with_the_right_error() {
 fn timing_edges_at_exact_instants() {
     let t = GOLDEN_NOW_MS;
     let at = |ts: i64, window: &str| {
-        let params = if window.is_empty() {
-            format!("timestamp={ts}")
-        } else {
-            format!("timestamp={ts}&recvWindow={window}")
-        };
+        let params =
+            if window.is_empty() { format!("timestamp={ts}") } else { format!("timestamp={ts}&recvWindow={window}") };
         run(&signed_get(&params), &hmac_key(), now())
     };
     // recvWindow 5000 (explicit and default): now − 5000 accepted, now − 5001 rejected.
     for w in ["5000", ""] {
         assert!(at(t - 5000, w).is_ok(), "{w:?}");
-        assert_eq!(
-            at(t - 5001, w).err(),
-            Some(BinanceError::TimestampOutsideWindow),
-            "{w:?}"
-        );
+        assert_eq!(at(t - 5001, w).err(), Some(BinanceError::TimestampOutsideWindow), "{w:?}");
     }
     // Future: now + 999 accepted, now + 1000 rejected.
     assert!(at(t + 999, "5000").is_ok());
-    assert_eq!(
-        at(t + 1000, "5000").err(),
-        Some(BinanceError::TimestampAhead)
-    );
-    assert_eq!(
-        at(t + 1001, "5000").err(),
-        Some(BinanceError::TimestampAhead)
-    );
+    assert_eq!(at(t + 1000, "5000").err(), Some(BinanceError::TimestampAhead));
+    assert_eq!(at(t + 1001, "5000").err(), Some(BinanceError::TimestampAhead));
     // recvWindow bounds: 60000 accepted, 60001 / 60000.001 → −1131; decimals to µs.
     assert!(at(t - 60_000, "60000").is_ok());
     assert_eq!(at(t, "60001").err(), Some(BinanceError::BadRecvWindow));
     assert_eq!(at(t, "60000.001").err(), Some(BinanceError::BadRecvWindow));
-    assert_eq!(
-        at(t, "99999999999999999999").err(),
-        Some(BinanceError::BadRecvWindow)
-    );
+    assert_eq!(at(t, "99999999999999999999").err(), Some(BinanceError::BadRecvWindow));
     assert!(at(t - 5000, "5000.000").is_ok());
     assert!(at(t - 5000, "4999.999").is_err());
-    assert_eq!(
-        at(t, "1.2345").err(),
-        Some(BinanceError::MandatoryParam("recvWindow"))
-    );
-    assert_eq!(
-        at(t, "-1").err(),
-        Some(BinanceError::MandatoryParam("recvWindow"))
-    );
+    assert_eq!(at(t, "1.2345").err(), Some(BinanceError::MandatoryParam("recvWindow")));
+    assert_eq!(at(t, "-1").err(), Some(BinanceError::MandatoryParam("recvWindow")));
     // µs timestamps (> 10^14), compared at µs precision.
     let us = t * 1000;
     assert!(at(us - 5_000_000, "5000").is_ok());
-    assert_eq!(
-        at(us - 5_000_001, "5000").err(),
-        Some(BinanceError::TimestampOutsideWindow)
-    );
+    assert_eq!(at(us - 5_000_001, "5000").err(), Some(BinanceError::TimestampOutsideWindow));
     assert!(at(us - 4_999_999, "4999.999").is_ok());
-    assert_eq!(
-        at(us - 5_000_000, "4999.999").err(),
-        Some(BinanceError::TimestampOutsideWindow)
-    );
+    assert_eq!(at(us - 5_000_000, "4999.999").err(), Some(BinanceError::TimestampOutsideWindow));
     assert!(at(us + 999_999, "5000").is_ok());
-    assert_eq!(
-        at(us + 1_000_000, "5000").err(),
-        Some(BinanceError::TimestampAhead)
-    );
+    assert_eq!(at(us + 1_000_000, "5000").err(), Some(BinanceError::TimestampAhead));
     // A per-deployment cap below 60 s.
-    let capped = BinancePolicy {
-        max_recv_window: Span::secs(10),
-        ..BinancePolicy::default()
-    };
+    let capped = BinancePolicy { max_recv_window: Span::secs(10), ..BinancePolicy::default() };
     let owned = signed_get(&format!("timestamp={t}&recvWindow=10001"));
     raw!(owned => req);
-    assert_eq!(
-        verify(&must!(parse(&req)), &hmac_key(), now(), &capped).err(),
-        Some(BinanceError::BadRecvWindow)
-    );
+    assert_eq!(verify(&must!(parse(&req)), &hmac_key(), now(), &capped).err(), Some(BinanceError::BadRecvWindow));
 }
 
 #[test]
 fn ed25519_with_microsecond_timestamps() {
-    let key = must!(VerifyKey::ed25519_from_bytes(&must!(hex::decode(
-        ED_PUBLIC
-    ))));
-    let params = format!(
-        "symbol=BTCUSDT&timestamp={}&recvWindow=5000",
-        GOLDEN_NOW_MS * 1000 - 1
-    );
-    let owned = OwnedRequest::new(
-        "GET",
-        &format!("/api/v3/openOrders?{params}&signature={}", ed_sign(&params)),
-    )
-    .header("x-mbx-apikey", API_KEY);
+    let key = must!(VerifyKey::ed25519_from_bytes(&must!(hex::decode(ED_PUBLIC))));
+    let params = format!("symbol=BTCUSDT&timestamp={}&recvWindow=5000", GOLDEN_NOW_MS * 1000 - 1);
+    let owned = OwnedRequest::new("GET", &format!("/api/v3/openOrders?{params}&signature={}", ed_sign(&params)))
+        .header("x-mbx-apikey", API_KEY);
     let v = must!(run(&owned, &key, now()));
     assert_eq!(v.retention(), Span::secs(9));
     // Base64 is case-sensitive: swapping the case of one letter breaks it.
-    let swapped: String = owned.target.chars().rev().collect::<String>().replacen(
-        |c: char| c.is_ascii_lowercase(),
-        "Q",
-        1,
-    );
+    let swapped: String =
+        owned.target.chars().rev().collect::<String>().replacen(|c: char| c.is_ascii_lowercase(), "Q", 1);
     let mut m = owned.clone();
     m.target = swapped.chars().rev().collect();
-    assert_eq!(
-        run(&m, &key, now()).err(),
-        Some(BinanceError::InvalidSignature)
-    );
+    assert_eq!(run(&m, &key, now()).err(), Some(BinanceError::InvalidSignature));
     // Unpadded or double-encoded base64 is refused (strict: decoded exactly once).
     let mut m = owned.clone();
     m.target = owned.target.replace("%3D%3D", "");
-    assert_eq!(
-        run(&m, &key, now()).err(),
-        Some(BinanceError::InvalidSignature)
-    );
+    assert_eq!(run(&m, &key, now()).err(), Some(BinanceError::InvalidSignature));
     let mut m = owned.clone();
-    m.target = owned
-        .target
-        .replace("%2B", "%252B")
-        .replace("%2F", "%252F")
-        .replace("%3D", "%253D");
-    assert_eq!(
-        run(&m, &key, now()).err(),
-        Some(BinanceError::InvalidSignature)
-    );
+    m.target = owned.target.replace("%2B", "%252B").replace("%2F", "%252F").replace("%3D", "%253D");
+    assert_eq!(run(&m, &key, now()).err(), Some(BinanceError::InvalidSignature));
 }
 
 #[test]
 fn mixed_query_and_body_payload() {
     // The docs' example 3: query and body concatenated without a separator.
     let t = GOLDEN_NOW_MS;
-    let (q, b) = (
-        "symbol=LTCBTC&side=BUY",
-        format!("quantity=1&timestamp={t}"),
-    );
+    let (q, b) = ("symbol=LTCBTC&side=BUY", format!("quantity=1&timestamp={t}"));
     let owned = OwnedRequest::new("POST", &format!("/api/v3/order?{q}"))
         .header("x-mbx-apikey", API_KEY)
         .header("content-type", "application/x-www-form-urlencoded")
@@ -360,10 +237,7 @@ fn mixed_query_and_body_payload() {
     // The same bytes with an `&` separator are a different payload.
     let mut m = owned.clone();
     m.body = format!("{b}&signature={}", hmac_hex(&format!("{q}&{b}"))).into_bytes();
-    assert_eq!(
-        run(&m, &hmac_key(), now()).err(),
-        Some(BinanceError::InvalidSignature)
-    );
+    assert_eq!(run(&m, &hmac_key(), now()).err(), Some(BinanceError::InvalidSignature));
 }
 
 #[test]
@@ -379,59 +253,28 @@ fn parameter_rules() {
     };
     let sig = hmac_hex("x");
     let cases: Vec<(OwnedRequest, BinanceError)> = vec![
-        (
-            OwnedRequest::new("GET", "/api/v3/account?timestamp=1&signature=ab"),
-            BadApiKeyFormat,
-        ),
-        (
-            signed_get("timestamp=1").header("x-mbx-apikey", API_KEY),
-            BadApiKeyFormat,
-        ),
-        (
-            OwnedRequest::new("GET", "/").header("x-mbx-apikey", "has space"),
-            BadApiKeyFormat,
-        ),
-        (
-            OwnedRequest::new("GET", "/").header("x-mbx-apikey", ""),
-            BadApiKeyFormat,
-        ),
+        (OwnedRequest::new("GET", "/api/v3/account?timestamp=1&signature=ab"), BadApiKeyFormat),
+        (signed_get("timestamp=1").header("x-mbx-apikey", API_KEY), BadApiKeyFormat),
+        (OwnedRequest::new("GET", "/").header("x-mbx-apikey", "has space"), BadApiKeyFormat),
+        (OwnedRequest::new("GET", "/").header("x-mbx-apikey", ""), BadApiKeyFormat),
         (
             OwnedRequest::new("GET", &format!("/?timestamp={t}")).header("x-mbx-apikey", API_KEY),
             MandatoryParam("signature"),
         ),
         (
-            OwnedRequest::new("GET", &format!("/?signature={sig}&timestamp={t}"))
-                .header("x-mbx-apikey", API_KEY),
+            OwnedRequest::new("GET", &format!("/?signature={sig}&timestamp={t}")).header("x-mbx-apikey", API_KEY),
             MandatoryParam("signature"),
         ),
-        (
-            post(&format!("?timestamp={t}&signature={sig}"), "quantity=1"),
-            MandatoryParam("signature"),
-        ),
+        (post(&format!("?timestamp={t}&signature={sig}"), "quantity=1"), MandatoryParam("signature")),
         (signed_get("recvWindow=5000"), MandatoryParam("timestamp")),
         (signed_get("timestamp=abc"), MandatoryParam("timestamp")),
         (signed_get("timestamp=-1"), MandatoryParam("timestamp")),
+        (signed_get("timestamp=1234567890123456789"), MandatoryParam("timestamp")),
+        (signed_get(&format!("a=1&a=2&timestamp={t}")), DuplicateParameter),
+        (signed_get(&format!("timestamp={t}&timest%61mp={t}")), DuplicateParameter),
+        (signed_get(&format!("timestamp={t}&signature=00")), DuplicateParameter),
         (
-            signed_get("timestamp=1234567890123456789"),
-            MandatoryParam("timestamp"),
-        ),
-        (
-            signed_get(&format!("a=1&a=2&timestamp={t}")),
-            DuplicateParameter,
-        ),
-        (
-            signed_get(&format!("timestamp={t}&timest%61mp={t}")),
-            DuplicateParameter,
-        ),
-        (
-            signed_get(&format!("timestamp={t}&signature=00")),
-            DuplicateParameter,
-        ),
-        (
-            post(
-                &format!("?symbol=BTCUSDT&timestamp={t}"),
-                &format!("symbol=ETHUSDT&signature={sig}"),
-            ),
+            post(&format!("?symbol=BTCUSDT&timestamp={t}"), &format!("symbol=ETHUSDT&signature={sig}")),
             DuplicateParameter,
         ),
         (
@@ -441,40 +284,21 @@ fn parameter_rules() {
                 .body(format!(r#"{{"timestamp":{t}}}&signature={sig}"#)),
             MalformedRequest,
         ),
-        (
-            OwnedRequest::new("POST", "/api/v3/order")
-                .header("x-mbx-apikey", API_KEY)
-                .body("a=1"),
-            MalformedRequest,
-        ),
-        (
-            post("", &format!("timestamp={t}&signature={}", "ab".repeat(600))),
-            MandatoryParam("signature"),
-        ),
-        (
-            post("", &format!("timestamp={t}&signature=")),
-            MandatoryParam("signature"),
-        ),
-        (
-            post("", &"a=1&".repeat(MAX_BODY_LEN / 3)),
-            TooManyParameters,
-        ),
+        (OwnedRequest::new("POST", "/api/v3/order").header("x-mbx-apikey", API_KEY).body("a=1"), MalformedRequest),
+        (post("", &format!("timestamp={t}&signature={}", "ab".repeat(600))), MandatoryParam("signature")),
+        (post("", &format!("timestamp={t}&signature=")), MandatoryParam("signature")),
+        (post("", &"a=1&".repeat(MAX_BODY_LEN / 3)), TooManyParameters),
         (
             post(
                 "",
                 &format!(
                     "{}timestamp={t}&signature={sig}",
-                    (0..MAX_PARAMS)
-                        .map(|i| format!("p{i}=1&"))
-                        .collect::<String>()
+                    (0..MAX_PARAMS).map(|i| format!("p{i}=1&")).collect::<String>()
                 ),
             ),
             TooManyParameters,
         ),
-        (
-            signed_get(&format!("timestamp={t}&x={}", "1".repeat(MAX_QUERY_LEN))),
-            TooManyParameters,
-        ),
+        (signed_get(&format!("timestamp={t}&x={}", "1".repeat(MAX_QUERY_LEN))), TooManyParameters),
     ];
     for (n, (owned, expected)) in cases.iter().enumerate() {
         assert_eq!(
@@ -496,16 +320,8 @@ fn replay_key_is_the_decoded_signature() {
     upper.target = format!("{head}signature={}", sig.to_uppercase());
     let a = must!(run(&lower, &hmac_key(), now()));
     let b = must!(run(&upper, &hmac_key(), now()));
-    assert_eq!(
-        a.replay_key(),
-        b.replay_key(),
-        "hex case must not make a new request"
-    );
-    let c = must!(run(
-        &signed_get(&format!("{params}&recvWindow=6000")),
-        &hmac_key(),
-        now()
-    ));
+    assert_eq!(a.replay_key(), b.replay_key(), "hex case must not make a new request");
+    let c = must!(run(&signed_get(&format!("{params}&recvWindow=6000")), &hmac_key(), now()));
     assert_ne!(a.replay_key(), c.replay_key());
     assert_eq!(a.retention(), Span::secs(9));
 }
@@ -517,10 +333,7 @@ fn unknown_keys_spend_the_work_and_answer_2015() {
     let parsed = must!(parse(&req));
     assert_eq!(reject_unknown_key(&parsed), BinanceError::RejectedApiKey);
     assert_eq!(parsed.key_id(), API_KEY);
-    assert_eq!(
-        BinanceError::from(Denial::IpNotAllowed),
-        BinanceError::RejectedApiKey
-    );
+    assert_eq!(BinanceError::from(Denial::IpNotAllowed), BinanceError::RejectedApiKey);
 }
 
 proptest! {

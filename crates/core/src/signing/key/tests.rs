@@ -21,22 +21,12 @@ fn rfc4231_hmac_sha256() {
         let k = must!(VerifyKey::hmac_from_bytes(&key));
         let msg = str_of(t, "data_ascii").as_bytes();
         let tag = unhex(str_of(t, "hmac_sha256"));
-        assert!(
-            k.verify_signature(SignatureAlg::HmacSha256, msg, &tag),
-            "case {}",
-            t["case"]
-        );
+        assert!(k.verify_signature(SignatureAlg::HmacSha256, msg, &tag), "case {}", t["case"]);
         let mut bad = tag.clone();
         bad[31] ^= 1;
         assert!(!k.verify_signature(SignatureAlg::HmacSha256, msg, &bad));
-        assert!(
-            !k.verify_signature(SignatureAlg::HmacSha256, msg, &tag[..16]),
-            "truncated tag accepted"
-        );
-        assert!(
-            !k.verify_signature(SignatureAlg::HmacSha512, msg, &tag),
-            "wrong hash accepted"
-        );
+        assert!(!k.verify_signature(SignatureAlg::HmacSha256, msg, &tag[..16]), "truncated tag accepted");
+        assert!(!k.verify_signature(SignatureAlg::HmacSha512, msg, &tag), "wrong hash accepted");
         assert!(!k.verify_signature(SignatureAlg::Ed25519, msg, &[tag.clone(), tag].concat()));
     }
 }
@@ -52,24 +42,13 @@ fn wycheproof_mac(name: &str, bytes: &[u8], alg: SignatureAlg, full_bits: u64) -
         let tag_bits = group["tagSize"].as_u64().unwrap_or_default();
         for t in must!(group["tests"].as_array()) {
             let tc = &t["tcId"];
-            let key = must!(
-                VerifyKey::hmac_from_bytes(&unhex(str_of(t, "key"))),
-                "tcId {tc}"
-            );
+            let key = must!(VerifyKey::hmac_from_bytes(&unhex(str_of(t, "key"))), "tcId {tc}");
             let ok = key.verify_signature(alg, &unhex(str_of(t, "msg")), &unhex(str_of(t, "tag")));
             if tag_bits == full_bits {
-                assert_eq!(
-                    ok,
-                    str_of(t, "result") == "valid",
-                    "{name} tcId {tc} ({})",
-                    str_of(t, "comment")
-                );
+                assert_eq!(ok, str_of(t, "result") == "valid", "{name} tcId {tc} ({})", str_of(t, "comment"));
                 full += 1;
             } else {
-                assert!(
-                    !ok,
-                    "{name} tcId {tc}: truncated {tag_bits}-bit tag accepted as a full tag"
-                );
+                assert!(!ok, "{name} tcId {tc}: truncated {tag_bits}-bit tag accepted as a full tag");
                 truncated += 1;
             }
         }
@@ -79,32 +58,18 @@ fn wycheproof_mac(name: &str, bytes: &[u8], alg: SignatureAlg, full_bits: u64) -
 
 #[test]
 fn wycheproof_hmac_sha256() {
-    let (full, truncated) = wycheproof_mac(
-        "hmac_sha256_test.json",
-        testdata::WYCHEPROOF_HMAC_SHA256,
-        SignatureAlg::HmacSha256,
-        256,
-    );
+    let (full, truncated) =
+        wycheproof_mac("hmac_sha256_test.json", testdata::WYCHEPROOF_HMAC_SHA256, SignatureAlg::HmacSha256, 256);
     assert_eq!(full + truncated, 174);
-    assert!(
-        full >= 87 && truncated >= 87,
-        "{full} full, {truncated} truncated"
-    );
+    assert!(full >= 87 && truncated >= 87, "{full} full, {truncated} truncated");
 }
 
 #[test]
 fn wycheproof_hmac_sha512() {
-    let (full, truncated) = wycheproof_mac(
-        "hmac_sha512_test.json",
-        testdata::WYCHEPROOF_HMAC_SHA512,
-        SignatureAlg::HmacSha512,
-        512,
-    );
+    let (full, truncated) =
+        wycheproof_mac("hmac_sha512_test.json", testdata::WYCHEPROOF_HMAC_SHA512, SignatureAlg::HmacSha512, 512);
     assert_eq!(full + truncated, 174);
-    assert!(
-        full >= 87 && truncated >= 87,
-        "{full} full, {truncated} truncated"
-    );
+    assert!(full >= 87 && truncated >= 87, "{full} full, {truncated} truncated");
 }
 
 #[test]
@@ -112,30 +77,15 @@ fn rfc8032_ed25519() {
     let v = json(testdata::RFC8032);
     for t in must!(v["vectors"].as_array()) {
         let name = str_of(t, "name");
-        let key = must!(
-            VerifyKey::ed25519_from_bytes(&unhex(str_of(t, "public_key"))),
-            "{name}"
-        );
+        let key = must!(VerifyKey::ed25519_from_bytes(&unhex(str_of(t, "public_key"))), "{name}");
         let msg = unhex(str_of(t, "message"));
         let sig = unhex(str_of(t, "signature"));
-        assert!(
-            key.verify_signature(SignatureAlg::Ed25519, &msg, &sig),
-            "{name}"
-        );
+        assert!(key.verify_signature(SignatureAlg::Ed25519, &msg, &sig), "{name}");
         let mut bad = sig.clone();
         bad[0] ^= 1;
-        assert!(
-            !key.verify_signature(SignatureAlg::Ed25519, &msg, &bad),
-            "{name}"
-        );
-        assert!(
-            !key.verify_signature(SignatureAlg::Ed25519, b"other", &sig),
-            "{name}"
-        );
-        assert!(
-            !key.verify_signature(SignatureAlg::HmacSha256, &msg, &sig),
-            "{name}: alg confusion"
-        );
+        assert!(!key.verify_signature(SignatureAlg::Ed25519, &msg, &bad), "{name}");
+        assert!(!key.verify_signature(SignatureAlg::Ed25519, b"other", &sig), "{name}");
+        assert!(!key.verify_signature(SignatureAlg::HmacSha256, &msg, &sig), "{name}: alg confusion");
         // The signing side agrees (the secret key is in the RFC).
         let sk: [u8; 32] = must!(unhex(str_of(t, "secret_key")).try_into());
         let signer = ed25519_dalek::SigningKey::from_bytes(&sk);
@@ -158,29 +108,15 @@ fn wycheproof_ed25519_strict() {
         for t in must!(group["tests"].as_array()) {
             let tc = &t["tcId"];
             let ok = key.as_ref().is_ok_and(|k| {
-                k.verify_signature(
-                    SignatureAlg::Ed25519,
-                    &unhex(str_of(t, "msg")),
-                    &unhex(str_of(t, "sig")),
-                )
+                k.verify_signature(SignatureAlg::Ed25519, &unhex(str_of(t, "msg")), &unhex(str_of(t, "sig")))
             });
             match str_of(t, "result") {
                 "valid" => {
-                    assert!(
-                        ok,
-                        "tcId {tc} ({}) {:?} rejected",
-                        str_of(t, "comment"),
-                        t["flags"]
-                    );
+                    assert!(ok, "tcId {tc} ({}) {:?} rejected", str_of(t, "comment"), t["flags"]);
                     valid += 1;
                 }
                 "invalid" => {
-                    assert!(
-                        !ok,
-                        "tcId {tc} ({}) {:?} accepted",
-                        str_of(t, "comment"),
-                        t["flags"]
-                    );
+                    assert!(!ok, "tcId {tc} ({}) {:?} accepted", str_of(t, "comment"), t["flags"]);
                     invalid += 1;
                 }
                 other => {
@@ -195,58 +131,29 @@ fn wycheproof_ed25519_strict() {
 #[test]
 fn exchange_public_keys_parse_from_pem() {
     let v = json(testdata::GOLDEN);
-    let ed = must!(VerifyKey::ed25519_from_pem(str_of(
-        &v["keys"],
-        "binance_ed25519_public_pem"
-    )));
+    let ed = must!(VerifyKey::ed25519_from_pem(str_of(&v["keys"], "binance_ed25519_public_pem")));
     assert_eq!(ed.kind(), KeyKind::Ed25519);
-    let rsa = must!(VerifyKey::rsa_from_pem(str_of(
-        &v["keys"],
-        "binance_rsa_public_pem"
-    )));
+    let rsa = must!(VerifyKey::rsa_from_pem(str_of(&v["keys"], "binance_rsa_public_pem")));
     assert_eq!(rsa.kind(), KeyKind::Rsa);
     assert_eq!(format!("{rsa:?}"), "VerifyKey::Rsa(2048 bits)");
+    assert_eq!(must!(VerifyKey::from_public_pem(str_of(&v["keys"], "binance_rsa_public_pem"))).kind(), KeyKind::Rsa);
     assert_eq!(
-        must!(VerifyKey::from_public_pem(str_of(
-            &v["keys"],
-            "binance_rsa_public_pem"
-        )))
-        .kind(),
-        KeyKind::Rsa
-    );
-    assert_eq!(
-        must!(VerifyKey::from_public_pem(str_of(
-            &v["keys"],
-            "binance_ed25519_public_pem"
-        )))
-        .kind(),
+        must!(VerifyKey::from_public_pem(str_of(&v["keys"], "binance_ed25519_public_pem"))).kind(),
         KeyKind::Ed25519
     );
     assert!(VerifyKey::rsa_from_pem(str_of(&v["keys"], "binance_ed25519_public_pem")).is_err());
     assert!(VerifyKey::ed25519_from_pem(str_of(&v["keys"], "binance_rsa_public_pem")).is_err());
-    assert!(
-        VerifyKey::from_public_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
-            .is_err()
-    );
+    assert!(VerifyKey::from_public_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
 }
 
 #[test]
 fn refuses_bad_key_material() {
-    assert_eq!(
-        VerifyKey::hmac_from_bytes(b"").err(),
-        Some(KeyError::EmptySecret)
-    );
-    assert_eq!(
-        VerifyKey::ed25519_from_bytes(&[1; 31]).err(),
-        Some(KeyError::InvalidEd25519)
-    );
+    assert_eq!(VerifyKey::hmac_from_bytes(b"").err(), Some(KeyError::EmptySecret));
+    assert_eq!(VerifyKey::ed25519_from_bytes(&[1; 31]).err(), Some(KeyError::InvalidEd25519));
     // The identity point (small order): signatures could be forged for it.
     let mut identity = [0u8; 32];
     identity[0] = 1;
-    assert_eq!(
-        VerifyKey::ed25519_from_bytes(&identity).err(),
-        Some(KeyError::WeakEd25519)
-    );
+    assert_eq!(VerifyKey::ed25519_from_bytes(&identity).err(), Some(KeyError::WeakEd25519));
     let secret = crate::secret::SecretBytes::new(b"canary-secret".to_vec());
     let k = must!(VerifyKey::hmac(&secret));
     assert_eq!(k.kind(), KeyKind::Hmac);
@@ -260,12 +167,8 @@ fn refuses_bad_key_material() {
 /// has no such case, so this is what proves `verify_strict` is in use.
 #[test]
 fn strict_verification_refuses_small_order_components() {
-    const SMALL_ORDER_KEY: &str =
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa";
-    assert_eq!(
-        VerifyKey::ed25519_from_bytes(&unhex(SMALL_ORDER_KEY)).err(),
-        Some(KeyError::WeakEd25519)
-    );
+    const SMALL_ORDER_KEY: &str = "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa";
+    assert_eq!(VerifyKey::ed25519_from_bytes(&unhex(SMALL_ORDER_KEY)).err(), Some(KeyError::WeakEd25519));
 
     let msg = unhex("aebf3f2601a0c8c5d39cc7d8911642f740b78168218da8471772b35f9d35b9ab");
     let pk = unhex("f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43");
@@ -273,17 +176,9 @@ fn strict_verification_refuses_small_order_components() {
         "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa\
          8c4bd45aecaca5b24fb97bc10ac27ac8751a7dfe1baff8b953ec9f5833ca260e",
     );
-    let plain = must!(ed25519_dalek::VerifyingKey::from_bytes(&must!(
-        pk.clone().try_into()
-    )));
+    let plain = must!(ed25519_dalek::VerifyingKey::from_bytes(&must!(pk.clone().try_into())));
     let signature = must!(ed25519_dalek::Signature::from_slice(&sig));
-    assert!(
-        ed25519_dalek::Verifier::verify(&plain, &msg, &signature).is_ok(),
-        "the vector exercises the difference"
-    );
+    assert!(ed25519_dalek::Verifier::verify(&plain, &msg, &signature).is_ok(), "the vector exercises the difference");
     let key = must!(VerifyKey::ed25519_from_bytes(&pk));
-    assert!(
-        !key.verify_signature(SignatureAlg::Ed25519, &msg, &sig),
-        "small-order R accepted"
-    );
+    assert!(!key.verify_signature(SignatureAlg::Ed25519, &msg, &sig), "small-order R accepted");
 }

@@ -29,9 +29,7 @@ fn signing_key() -> ed25519_dalek::SigningKey {
 fn key(s: &Signer) -> VerifyKey {
     match s {
         Signer::Hmac => must!(VerifyKey::hmac_from_bytes(SECRET)),
-        Signer::Ed25519 => must!(VerifyKey::ed25519_from_bytes(
-            signing_key().verifying_key().as_bytes()
-        )),
+        Signer::Ed25519 => must!(VerifyKey::ed25519_from_bytes(signing_key().verifying_key().as_bytes())),
     }
 }
 
@@ -66,20 +64,8 @@ fn value_of(r: &OwnedRequest, c: &str) -> String {
 }
 
 /// Signs `r` over `components` with `params` (already serialized, e.g. `;created=1;…`).
-fn sign_with(
-    mut r: OwnedRequest,
-    components: &[&str],
-    params: &str,
-    signer: &Signer,
-) -> OwnedRequest {
-    let list = format!(
-        "({}){params}",
-        components
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+fn sign_with(mut r: OwnedRequest, components: &[&str], params: &str, signer: &Signer) -> OwnedRequest {
+    let list = format!("({}){params}", components.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(" "));
     let mut base = String::new();
     for c in components {
         base.push_str(&format!("\"{c}\": {}\n", value_of(&r, c)));
@@ -99,11 +85,7 @@ fn sign_with(
 }
 
 fn header_of(r: &OwnedRequest, name: &str) -> String {
-    r.headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default()
+    r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
 }
 
 fn default_params() -> String {
@@ -153,9 +135,8 @@ fn rfc9421_b25_and_b26_reproduce_exactly() {
     )));
     let ed_public = must!(URL_SAFE_NO_PAD.decode(str_of(&keys["test-key-ed25519"]["jwk"], "x")));
     let ed = must!(VerifyKey::ed25519_from_bytes(&ed_public));
-    let ed_private: [u8; 32] = must!(
-        must!(URL_SAFE_NO_PAD.decode(str_of(&keys["test-key-ed25519"]["jwk"], "d"))).try_into()
-    );
+    let ed_private: [u8; 32] =
+        must!(must!(URL_SAFE_NO_PAD.decode(str_of(&keys["test-key-ed25519"]["jwk"], "d"))).try_into());
 
     let vectors = must!(v["vectors"].as_array());
     assert_eq!(vectors.len(), 2);
@@ -166,59 +147,28 @@ fn rfc9421_b25_and_b26_reproduce_exactly() {
         r.set_header("signature", str_of(t, "signature"));
         raw!(r => req);
 
-        let inputs = must!(SignatureInput::parse_field(
-            str_of(t, "signature_input").as_bytes()
-        ));
-        let [input] = inputs.as_slice() else {
-            unreachable!("{name}: one member")
-        };
+        let inputs = must!(SignatureInput::parse_field(str_of(t, "signature_input").as_bytes()));
+        let [input] = inputs.as_slice() else { unreachable!("{name}: one member") };
         let base = must!(signature_base(&req, input), "{name}");
-        assert_eq!(
-            String::from_utf8_lossy(&base),
-            str_of(t, "signature_base"),
-            "{name}: signature base"
-        );
+        assert_eq!(String::from_utf8_lossy(&base), str_of(t, "signature_base"), "{name}: signature base");
         assert!(!base.ends_with(b"\n"));
 
         let sigs = must!(sf::parse_dictionary(str_of(t, "signature").as_bytes()));
-        let [
-            (
-                label,
-                Member::Item(sf::Item {
-                    bare: BareItem::ByteSeq(sig),
-                    ..
-                }),
-            ),
-        ] = sigs.as_slice()
-        else {
+        let [(label, Member::Item(sf::Item { bare: BareItem::ByteSeq(sig), .. }))] = sigs.as_slice() else {
             unreachable!("{name}: one byte-sequence member")
         };
         assert_eq!(label, input.label());
-        let (k, alg) = if name == "B.2.5" {
-            (&hmac, SignatureAlg::HmacSha256)
-        } else {
-            (&ed, SignatureAlg::Ed25519)
-        };
+        let (k, alg) = if name == "B.2.5" { (&hmac, SignatureAlg::HmacSha256) } else { (&ed, SignatureAlg::Ed25519) };
         assert!(k.verify_signature(alg, &base, sig), "{name}: signature");
-        assert!(
-            !k.verify_signature(alg, &base[1..], sig),
-            "{name}: altered base"
-        );
+        assert!(!k.verify_signature(alg, &base[1..], sig), "{name}: altered base");
         if name == "B.2.6" {
             let again = ed25519_dalek::SigningKey::from_bytes(&ed_private).sign(&base);
-            assert_eq!(
-                again.to_bytes().as_slice(),
-                sig.as_slice(),
-                "B.2.6 re-signed"
-            );
+            assert_eq!(again.to_bytes().as_slice(), sig.as_slice(), "B.2.6 re-signed");
         }
 
         // Our request verification enforces its own profile: these examples carry no nonce and
         // do not cover @method/@query, so they are refused before any key is consulted.
-        assert!(
-            matches!(parse(&req), Err(Rfc9421Error::MissingComponent(_))),
-            "{name}"
-        );
+        assert!(matches!(parse(&req), Err(Rfc9421Error::MissingComponent(_))), "{name}");
     }
     // The example request's Content-Digest is right (RFC 9530 §B.2).
     let r = rfc_request();
@@ -234,40 +184,21 @@ fn signed_requests_verify() {
         assert_eq!(v.key_id(), "key-1");
         assert!(v.binds_method_and_path());
         assert_eq!(v.retention(), Span::secs(308));
-        assert_eq!(
-            v.replay_key(),
-            &ReplayKey::derive(Dialect::Rfc9421, &[b"key-1", NONCE.as_bytes()])
-        );
+        assert_eq!(v.replay_key(), &ReplayKey::derive(Dialect::Rfc9421.as_str(), &[b"key-1", NONCE.as_bytes()]));
         // GET without a body needs no content-digest; reordered components are fine.
         let get = OwnedRequest::new("GET", "/api/v1/orders");
-        let get = sign_with(
-            get,
-            &["@query", "@path", "@method", "@authority"],
-            &default_params(),
-            &signer,
-        );
+        let get = sign_with(get, &["@query", "@path", "@method", "@authority"], &default_params(), &signer);
         assert!(run(&get, &signer, now()).is_ok());
         // Extra covered fields and parameters in another order, with alg and expires.
         let params = format!(
             r#";keyid="key-1";alg="{}";created={};expires={};nonce="{NONCE}";tag="app""#,
-            if matches!(signer, Signer::Hmac) {
-                "hmac-sha256"
-            } else {
-                "ed25519"
-            },
+            if matches!(signer, Signer::Hmac) { "hmac-sha256" } else { "ed25519" },
             created(),
             created() + 60
         );
         let r = sign_with(
             post(),
-            &[
-                "content-type",
-                "@method",
-                "@authority",
-                "@path",
-                "@query",
-                "content-digest",
-            ],
+            &["content-type", "@method", "@authority", "@path", "@query", "content-digest"],
             &params,
             &signer,
         );
@@ -282,51 +213,30 @@ fn every_covered_part_is_bound() {
         let invalid = |r: &OwnedRequest| run(r, &signer, now()).err();
         let mut m = good.clone();
         m.method = "DELETE".into();
-        assert!(
-            matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))),
-            "method"
-        );
+        assert!(matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))), "method");
         let mut m = good.clone();
         m.authority = "evil.example.com".into();
-        assert!(
-            matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))),
-            "authority"
-        );
+        assert!(matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))), "authority");
         let mut m = good.clone();
         m.target = m.target.replace("/orders", "/withdrawals");
-        assert!(
-            matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))),
-            "path"
-        );
+        assert!(matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))), "path");
         let mut m = good.clone();
         m.target = m.target.replace("side=buy", "side=sell");
-        assert!(
-            matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))),
-            "query"
-        );
+        assert!(matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))), "query");
         let mut m = good.clone();
         m.body = BODY.replace('1', "9").into_bytes();
         assert_eq!(invalid(&m), Some(Rfc9421Error::DigestMismatch), "body");
         m.set_header("content-digest", digest_header(&m.body));
-        assert!(
-            matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))),
-            "body with a fresh digest"
-        );
+        assert!(matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))), "body with a fresh digest");
         for (from, to) in [
-            (
-                format!("created={}", created()),
-                format!("created={}", created() - 1),
-            ),
+            (format!("created={}", created()), format!("created={}", created() - 1)),
             (NONCE.to_owned(), NONCE.replace('b', "c")),
             ("keyid=\"key-1\"".to_owned(), "keyid=\"key-2\"".to_owned()),
         ] {
             let mut m = good.clone();
             let input = header_of(&good, "signature-input").replace(&from, &to);
             m.set_header("signature-input", input);
-            assert!(
-                matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))),
-                "{from} → {to}"
-            );
+            assert!(matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))), "{from} → {to}");
         }
         // The signature itself.
         let mut m = good.clone();
@@ -338,10 +248,7 @@ fn every_covered_part_is_bound() {
             format!("sig1=:A{}", rest.get(1..).unwrap_or_default())
         };
         m.set_header("signature", flipped);
-        assert!(
-            matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))),
-            "signature"
-        );
+        assert!(matches!(invalid(&m), Some(Rfc9421Error::InvalidSignature(_))), "signature");
     }
 }
 
@@ -350,92 +257,40 @@ fn window_edges_at_exact_instants() {
     let s = Signer::Hmac;
     let at = |created: i64, expires: Option<i64>| {
         let exp = expires.map(|e| format!(";expires={e}")).unwrap_or_default();
-        let r = sign_with(
-            post(),
-            &ALL,
-            &format!(r#";created={created}{exp};keyid="key-1";nonce="{NONCE}""#),
-            &s,
-        );
+        let r = sign_with(post(), &ALL, &format!(r#";created={created}{exp};keyid="key-1";nonce="{NONCE}""#), &s);
         run(&r, &s, now())
     };
     let c = created();
     assert!(at(c - 300, None).is_ok());
-    assert_eq!(
-        at(c - 301, None).err(),
-        Some(Rfc9421Error::Expired("created too old"))
-    );
+    assert_eq!(at(c - 301, None).err(), Some(Rfc9421Error::Expired("created too old")));
     assert!(at(c + 5, None).is_ok());
     assert_eq!(at(c + 6, None).err(), Some(Rfc9421Error::NotYetValid));
     assert!(at(c - 10, Some(c + 1)).is_ok());
-    assert_eq!(
-        at(c - 10, Some(c)).err(),
-        Some(Rfc9421Error::Expired("expires passed"))
-    );
-    assert_eq!(
-        at(c, Some(c - 1)).err(),
-        Some(Rfc9421Error::Malformed("expires before created"))
-    );
+    assert_eq!(at(c - 10, Some(c)).err(), Some(Rfc9421Error::Expired("expires passed")));
+    assert_eq!(at(c, Some(c - 1)).err(), Some(Rfc9421Error::Malformed("expires before created")));
     // A stricter policy.
-    let r = sign_with(
-        post(),
-        &ALL,
-        &format!(r#";created={};keyid="key-1";nonce="{NONCE}""#, c - 31),
-        &s,
-    );
+    let r = sign_with(post(), &ALL, &format!(r#";created={};keyid="key-1";nonce="{NONCE}""#, c - 31), &s);
     raw!(r => req);
-    let strict = Rfc9421Policy {
-        max_age: Span::secs(30),
-        ..Rfc9421Policy::default()
-    };
-    assert!(matches!(
-        verify(&must!(parse(&req)), &key(&s), now(), &strict),
-        Err(Rfc9421Error::Expired(_))
-    ));
+    let strict = Rfc9421Policy { max_age: Span::secs(30), ..Rfc9421Policy::default() };
+    assert!(matches!(verify(&must!(parse(&req)), &key(&s), now(), &strict), Err(Rfc9421Error::Expired(_))));
 }
 
 #[test]
 fn alg_must_match_the_key() {
     let with_alg = |alg: &str, signer: &Signer| {
-        sign_with(
-            post(),
-            &ALL,
-            &format!(
-                r#";created={};keyid="key-1";nonce="{NONCE}";alg="{alg}""#,
-                created()
-            ),
-            signer,
-        )
+        sign_with(post(), &ALL, &format!(r#";created={};keyid="key-1";nonce="{NONCE}";alg="{alg}""#, created()), signer)
     };
     let r = with_alg("ed25519", &Signer::Hmac);
-    assert_eq!(
-        run(&r, &Signer::Hmac, now()).err(),
-        Some(Rfc9421Error::InvalidSignature("alg does not match the key"))
-    );
+    assert_eq!(run(&r, &Signer::Hmac, now()).err(), Some(Rfc9421Error::InvalidSignature("alg does not match the key")));
     let r = with_alg("hmac-sha256", &Signer::Ed25519);
-    assert!(matches!(
-        run(&r, &Signer::Ed25519, now()),
-        Err(Rfc9421Error::InvalidSignature(_))
-    ));
-    for alg in [
-        "rsa-pss-sha512",
-        "rsa-v1_5-sha256",
-        "ecdsa-p256-sha256",
-        "HMAC-SHA256",
-        "",
-    ] {
+    assert!(matches!(run(&r, &Signer::Ed25519, now()), Err(Rfc9421Error::InvalidSignature(_))));
+    for alg in ["rsa-pss-sha512", "rsa-v1_5-sha256", "ecdsa-p256-sha256", "HMAC-SHA256", ""] {
         let r = with_alg(alg, &Signer::Hmac);
-        assert_eq!(
-            run(&r, &Signer::Hmac, now()).err(),
-            Some(Rfc9421Error::UnsupportedAlgorithm),
-            "{alg:?}"
-        );
+        assert_eq!(run(&r, &Signer::Hmac, now()).err(), Some(Rfc9421Error::UnsupportedAlgorithm), "{alg:?}");
     }
     // An RSA key never verifies an RFC 9421 request.
     let g = json(testdata::GOLDEN);
-    let rsa = must!(VerifyKey::rsa_from_pem(str_of(
-        &g["keys"],
-        "binance_rsa_public_pem"
-    )));
+    let rsa = must!(VerifyKey::rsa_from_pem(str_of(&g["keys"], "binance_rsa_public_pem")));
     let r = signed_post(&Signer::Hmac);
     raw!(r => req);
     assert!(matches!(
@@ -454,25 +309,11 @@ fn content_digest_algorithms() {
     );
     let mut r = post();
     r.set_header("content-digest", both);
-    assert!(
-        run(
-            &sign_with(r.clone(), &ALL, &default_params(), &s),
-            &s,
-            now()
-        )
-        .is_ok()
-    );
+    assert!(run(&sign_with(r.clone(), &ALL, &default_params(), &s), &s, now()).is_ok());
     // One wrong digest among two fails the request.
-    let bad = format!(
-        "sha-512=:{}:, {}",
-        STANDARD.encode(Sha512::digest(b"other")),
-        digest_header(BODY.as_bytes())
-    );
+    let bad = format!("sha-512=:{}:, {}", STANDARD.encode(Sha512::digest(b"other")), digest_header(BODY.as_bytes()));
     r.set_header("content-digest", bad);
-    assert_eq!(
-        run(&sign_with(r, &ALL, &default_params(), &s), &s, now()).err(),
-        Some(Rfc9421Error::DigestMismatch)
-    );
+    assert_eq!(run(&sign_with(r, &ALL, &default_params(), &s), &s, now()).err(), Some(Rfc9421Error::DigestMismatch));
     // A digest covered on a GET without a body is checked too (over the empty body).
     let get = OwnedRequest::new("GET", "/x").header("content-digest", digest_header(b""));
     assert!(run(&sign_with(get, &ALL, &default_params(), &s), &s, now()).is_ok());
@@ -484,17 +325,10 @@ fn unknown_keys_and_denials() {
         let r = signed_post(&signer);
         raw!(r => req);
         let parsed = must!(parse(&req));
-        assert_eq!(
-            reject_unknown_key(&parsed),
-            Rfc9421Error::InvalidSignature("unknown keyid")
-        );
+        assert_eq!(reject_unknown_key(&parsed), Rfc9421Error::InvalidSignature("unknown keyid"));
         assert_eq!(parsed.key_id(), "key-1");
         assert_eq!(parsed.nonce(), NONCE);
-        assert!(
-            parsed
-                .signature_base()
-                .starts_with(b"\"@method\": POST\n\"@authority\": api.example.com\n")
-        );
+        assert!(parsed.signature_base().starts_with(b"\"@method\": POST\n\"@authority\": api.example.com\n"));
     }
     assert_eq!(Rfc9421Error::from(Denial::OutOfScope).status(), 403);
 }
