@@ -21,6 +21,7 @@ pub mod device;
 pub mod ids;
 pub mod mfa;
 pub mod password;
+pub mod phishing;
 pub mod ratelimit;
 pub mod replay;
 pub mod rng;
