@@ -87,6 +87,20 @@ event_kinds! {
     PasswordRehashed => "password_rehashed",
     /// An administrator account was created with the operator CLI.
     AdminCreated => "admin_created",
+    /// An API key was created.
+    ApiKeyCreated => "api_key_created",
+    /// An API key was rotated (successor issued).
+    ApiKeyRotated => "api_key_rotated",
+    /// An API key was revoked.
+    ApiKeyRevoked => "api_key_revoked",
+    /// An API key's withdraw safety lock was lifted.
+    ApiKeyWithdrawUnlocked => "api_key_withdraw_unlocked",
+    /// An API key's IP allowlist was changed.
+    ApiKeyAllowlistChanged => "api_key_allowlist_changed",
+    /// Signed requests with a known key were refused (aggregated per key, route and reason).
+    ApiKeyDenied => "api_key_denied",
+    /// An API key was used from a network it had not been used from before.
+    ApiKeyNewNetwork => "api_key_new_network",
 }
 
 /// An event to append.

@@ -92,7 +92,9 @@ fn material(
     match kind {
         KeyKind::Hmac => {
             if public_key.is_some() {
-                return Err(KeyServiceError::PublicKey("HMAC keys take no public key; the server makes the secret".into()));
+                return Err(KeyServiceError::PublicKey(
+                    "HMAC keys take no public key; the server makes the secret".into(),
+                ));
             }
             // 256 random bits as 43 base64url characters; clients use the string's bytes as the
             // HMAC key (Upbit, Binance), so the key has the full 256 bits of entropy (R63).

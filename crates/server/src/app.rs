@@ -49,12 +49,19 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{api}/sessions/{{id}}/revoke"), post(routes::sessions::revoke))
         .route(&format!("{api}/account"), get(routes::me::account))
         .route(&format!("{api}/account/password"), post(routes::me::change_password))
-        .route(&format!("{api}/account/security-history"), get(routes::me::history));
+        .route(&format!("{api}/account/security-history"), get(routes::me::history))
+        .route(&format!("{api}/api-keys"), post(routes::keys::create).get(routes::keys::list))
+        .route(&format!("{api}/api-keys/{{id}}"), get(routes::keys::get))
+        .route(&format!("{api}/api-keys/{{id}}/revoke"), post(routes::keys::revoke))
+        .route(&format!("{api}/api-keys/{{id}}/rotate"), post(routes::keys::rotate))
+        .route(&format!("{api}/api-keys/{{id}}/unlock-withdraw"), post(routes::keys::unlock_withdraw))
+        .route(&format!("{api}/api-keys/{{id}}/allowlist"), post(routes::keys::allowlist));
     if state.manual_clock.is_some() {
         router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
     }
     router
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
+        .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
+        .fallback(gateway_or_not_found)
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), content_length_limit))
@@ -67,8 +74,22 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Refuses a declared body above the limit with 413 before reading a byte of it.
+/// Proxied exchange paths go to the gateway; anything else is a 404 in our format.
+async fn gateway_or_not_found(State(state): State<AppState>, client: crate::http::ClientCtx, req: Request) -> Response {
+    if let Some(gw) = state.gateway.as_ref()
+        && let Some(route) = gw.route_for(req.uri().path())
+    {
+        return crate::gateway::proxy::handle(&state, route, client, req).await;
+    }
+    ApiError::new(ErrorCode::NotFound).into_response()
+}
+
+/// Refuses a declared body above the limit with 413 before reading a byte of it. Proxied
+/// exchange paths have their own limit, enforced by the gateway in the dialect's format.
 async fn content_length_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with(PREFIX) && !req.uri().path().ends_with("z") {
+        return next.run(req).await;
+    }
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.config.server.max_body_bytes as u64) {
@@ -163,7 +184,15 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     let trusted_proxies =
         gatehouse_core::apikey::TrustedProxies::parse(cfg.server.trusted_proxies.iter().map(|n| n.to_string()))
             .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
+    let gateway = crate::gateway::Gateway::new(
+        &cfg.gateway,
+        cfg.apikey,
+        redis.clone(),
+        cfg.gateway.replay_store,
+        cfg.gateway.instances,
+    )?;
     let state = AppState::new(Inner {
+        gateway: Some(Arc::new(gateway)),
         trusted_proxies,
         config: cfg,
         store,

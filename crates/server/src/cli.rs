@@ -13,7 +13,7 @@ use gatehouse_core::ids::UserId;
 use gatehouse_core::password::{Password, PasswordHasher, PasswordPolicy};
 use gatehouse_core::rng::OsRng;
 use gatehouse_core::secret::Token;
-use gatehouse_core::store::{AccountStore, AuditStore, EmailToken, SideEffects};
+use gatehouse_core::store::{AccountStore, ApiKeyStore, AuditStore, EmailToken, SideEffects};
 use gatehouse_store::{DbSettings, SqlStore};
 
 use crate::config::{Config, Overrides};
@@ -63,6 +63,86 @@ enum Command {
     Admin {
         #[command(subcommand)]
         cmd: AdminCmd,
+    },
+    /// API keys of an account (operator tools; no re-authentication: the operator is trusted).
+    Apikey {
+        #[command(subcommand)]
+        cmd: ApikeyCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCmd {
+    /// Create a key; prints the secret of an HMAC key once.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// Owner's email.
+        #[arg(long)]
+        email: String,
+        /// Label.
+        #[arg(long)]
+        label: String,
+        /// hmac, ed25519 or rsa.
+        #[arg(long, default_value = "hmac")]
+        kind: String,
+        /// Comma-separated scopes (default: read-only).
+        #[arg(long)]
+        scopes: Option<String>,
+        /// Allowed CIDR (repeat for several).
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// File with the PEM public key (ed25519, rsa).
+        #[arg(long)]
+        public_key_file: Option<PathBuf>,
+        /// Lift the withdraw safety lock at once (operator decision; audited).
+        #[arg(long)]
+        unlock_withdraw: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an account's keys (never secrets).
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Owner's email.
+        #[arg(long)]
+        email: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[command(flatten)]
+        common: Common,
+        /// Owner's email.
+        #[arg(long)]
+        email: String,
+        /// Key id.
+        #[arg(long)]
+        id: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate a key: a successor is issued, the key keeps working for the overlap.
+    Rotate {
+        #[command(flatten)]
+        common: Common,
+        /// Owner's email.
+        #[arg(long)]
+        email: String,
+        /// Key id.
+        #[arg(long)]
+        id: String,
+        /// File with the successor's PEM public key (asymmetric keys).
+        #[arg(long)]
+        public_key_file: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -143,6 +223,7 @@ pub fn main() -> ExitCode {
             }
             Command::Audit { cmd: AuditCmd::Verify { common, checkpoint } } => audit_verify(&common, checkpoint).await,
             Command::Admin { cmd: AdminCmd::Create { common, email } } => admin_create(&common, &email).await,
+            Command::Apikey { cmd } => apikey(cmd).await,
         }
     });
     match result {
@@ -246,5 +327,149 @@ async fn admin_create(common: &Common, email: &str) -> Result<(), String> {
         other => other.to_string(),
     })?;
     println!("created administrator {} ({})", account.email, account.id);
+    Ok(())
+}
+
+fn print_key(v: &serde_json::Value, json_out: bool) {
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "{}  {}  kind={}  scopes={}  status={}  expires={}",
+            v["id"].as_str().unwrap_or(""),
+            v["label"].as_str().unwrap_or(""),
+            v["kind"].as_str().unwrap_or(""),
+            v["scopes"],
+            v["status"].as_str().unwrap_or(""),
+            v["expires_at"].as_str().unwrap_or("")
+        );
+        if let Some(s) = v["secret"].as_str() {
+            println!("secret (shown once): {s}");
+        }
+    }
+}
+
+async fn apikey(cmd: ApikeyCmd) -> Result<(), String> {
+    use gatehouse_core::apikey::{ApiKeyId, IpAllowlist, KeyKind, NewApiKey, ScopeSet};
+    let common = match &cmd {
+        ApikeyCmd::Create { common, .. }
+        | ApikeyCmd::List { common, .. }
+        | ApikeyCmd::Revoke { common, .. }
+        | ApikeyCmd::Rotate { common, .. } => common.clone(),
+    };
+    let cfg = load(&common)?;
+    let (store, _) = open_store(&cfg).await?;
+    let keyring = crate::keys::load_keyring(&cfg, &OsRng).map_err(|e| e.to_string())?;
+    let ops = crate::apikeys::KeyOps { store: &store, keyring: &keyring, rng: &OsRng, policy: &cfg.apikey };
+    let owner_of = |email: &str| {
+        let email = Email::parse(email).map_err(|_| "not a valid email address".to_owned());
+        let store = &store;
+        async move {
+            let email = email?;
+            store
+                .find_account_by_email(&email)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "no such account".to_owned())
+        }
+    };
+    let now = SystemClock.now();
+    let operator = |kind: EventKind| AuditEvent::new(kind, Outcome::Success).with("via", "operator_cli");
+    match cmd {
+        ApikeyCmd::Create { email, label, kind, scopes, allow, public_key_file, unlock_withdraw, json, .. } => {
+            let owner = owner_of(&email).await?;
+            let kind: KeyKind = serde_json::from_value(serde_json::Value::from(kind.as_str()))
+                .map_err(|_| "kind must be hmac, ed25519 or rsa".to_owned())?;
+            let scopes = match scopes {
+                Some(s) => ScopeSet::parse_names(s.split(',').map(str::trim).filter(|s| !s.is_empty()))
+                    .map_err(|e| e.to_string())?,
+                None => ScopeSet::read_only_default(),
+            };
+            let allowlist = IpAllowlist::parse(&allow).map_err(|e| e.to_string())?;
+            let pem = match public_key_file {
+                Some(f) => Some(std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?),
+                None => None,
+            };
+            let req = NewApiKey { label, kind, scopes, allowlist, expires_at: None };
+            let (mut key, secret) = ops
+                .create(
+                    owner.id,
+                    req,
+                    pem.as_deref(),
+                    now,
+                    |k| operator(EventKind::ApiKeyCreated).about(owner.id).with("key", k.id.to_string()),
+                    SideEffects::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if unlock_withdraw {
+                key = ops
+                    .modify(
+                        owner.id,
+                        key.id,
+                        |k| k.unlock_withdraw(),
+                        |k| operator(EventKind::ApiKeyWithdrawUnlocked).about(owner.id).with("key", k.id.to_string()),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut v = crate::apikeys::key_json(&key, now);
+            if let Some(s) = secret {
+                v["secret"] = serde_json::Value::from(s.expose());
+            }
+            print_key(&v, json);
+        }
+        ApikeyCmd::List { email, json, .. } => {
+            let owner = owner_of(&email).await?;
+            let keys = store.list_api_keys(owner.id).await.map_err(|e| e.to_string())?;
+            let list: Vec<_> = keys.iter().map(|k| crate::apikeys::key_json(k, now)).collect();
+            if json {
+                println!("{}", serde_json::Value::from(list));
+            } else {
+                for v in &list {
+                    print_key(v, false);
+                }
+            }
+        }
+        ApikeyCmd::Revoke { email, id, json, .. } => {
+            let owner = owner_of(&email).await?;
+            let id = ApiKeyId::parse(&id).ok_or("not a key id")?;
+            let key = ops
+                .modify(
+                    owner.id,
+                    id,
+                    |k| {
+                        k.revoke(now);
+                        Ok(())
+                    },
+                    |k| operator(EventKind::ApiKeyRevoked).about(owner.id).with("key", k.id.to_string()),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            print_key(&crate::apikeys::key_json(&key, now), json);
+        }
+        ApikeyCmd::Rotate { email, id, public_key_file, json, .. } => {
+            let owner = owner_of(&email).await?;
+            let id = ApiKeyId::parse(&id).ok_or("not a key id")?;
+            let pem = match public_key_file {
+                Some(f) => Some(std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?),
+                None => None,
+            };
+            let (next, secret) = ops
+                .rotate(owner.id, id, None, pem.as_deref(), now, |old, new| {
+                    operator(EventKind::ApiKeyRotated)
+                        .about(owner.id)
+                        .with("key", old.id.to_string())
+                        .with("successor", new.id.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut v = crate::apikeys::key_json(&next, now);
+            if let Some(s) = secret {
+                v["secret"] = serde_json::Value::from(s.expose());
+            }
+            print_key(&v, json);
+        }
+    }
     Ok(())
 }

@@ -36,6 +36,10 @@ pub struct Config {
     pub session: SessionPolicy,
     /// Outgoing mail.
     pub mail: MailConfig,
+    /// API-key rules (limits, lifetimes, rotation overlap, withdraw delays).
+    pub apikey: gatehouse_core::apikey::KeyPolicy,
+    /// The verifying gateway (proxied routes and forward auth).
+    pub gateway: crate::gateway::config::GatewayConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
 }
@@ -273,6 +277,7 @@ impl Config {
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return e("storage.redis_url must start with redis:// or rediss://");
         }
+        self.apikey.validate().map_err(|m| ConfigError(m.into()))?;
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

@@ -53,6 +53,10 @@ pub enum ErrorCode {
     ReauthFailed,
     /// 403: a cookie-authenticated state change came from another site.
     CsrfRejected,
+    /// 400: an API-key request broke a key rule (label, scopes, allowlist, expiry, public key).
+    InvalidKeyRequest,
+    /// 409: the account already has the maximum number of API keys.
+    KeyLimit,
     /// 404: no such resource.
     NotFound,
     /// 405: method not allowed.
@@ -89,6 +93,8 @@ impl ErrorCode {
             Self::ReauthRequired => "reauth_required",
             Self::ReauthFailed => "reauth_failed",
             Self::CsrfRejected => "csrf_rejected",
+            Self::InvalidKeyRequest => "invalid_key_request",
+            Self::KeyLimit => "key_limit",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -107,7 +113,9 @@ impl ErrorCode {
             | Self::InvalidEmail
             | Self::WeakPassword
             | Self::InvalidToken
-            | Self::InvalidGrant => StatusCode::BAD_REQUEST,
+            | Self::InvalidGrant
+            | Self::InvalidKeyRequest => StatusCode::BAD_REQUEST,
+            Self::KeyLimit => StatusCode::CONFLICT,
             Self::InvalidCredentials
             | Self::Unauthenticated
             | Self::TokenExpired
@@ -143,6 +151,8 @@ impl ErrorCode {
             Self::ReauthRequired => "Enter your password to continue.",
             Self::ReauthFailed => "The password is incorrect.",
             Self::CsrfRejected => "Cross-site request refused.",
+            Self::InvalidKeyRequest => "The API key request is not valid.",
+            Self::KeyLimit => "This account already has the maximum number of API keys.",
             Self::NotFound => "Not found.",
             Self::MethodNotAllowed => "Method not allowed.",
             Self::PayloadTooLarge => "The request body is too large.",
@@ -155,7 +165,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -170,6 +180,8 @@ impl ErrorCode {
         Self::ReauthRequired,
         Self::ReauthFailed,
         Self::CsrfRejected,
+        Self::InvalidKeyRequest,
+        Self::KeyLimit,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,

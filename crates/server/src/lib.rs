@@ -6,11 +6,13 @@
 //! `gatehouse-core`; this crate only moves bytes, reads the clock once per request and
 //! renders errors.
 
+pub mod apikeys;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod hashing;
 pub mod http;
 pub mod keys;

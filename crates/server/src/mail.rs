@@ -90,6 +90,40 @@ pub mod templates {
         )
     }
 
+    /// An API key was created.
+    pub fn api_key_created(label: &str, ip: &str) -> MailContent {
+        compose(
+            "A new API key was created",
+            &[
+                format!("An API key labelled \"{label}\" was created for your account from IP address {ip}."),
+                "If this was not you, revoke the key in your security centre and change your password now.".into(),
+            ],
+            None,
+        )
+    }
+
+    /// An API key was used from a new network.
+    pub fn api_key_new_network(label: &str, ip: &str) -> MailContent {
+        compose(
+            "Your API key was used from a new network",
+            &[format!(
+                "Your API key \"{label}\" was just used from IP address {ip}, which it had not been used from before. If you did not expect this, revoke the key now."
+            )],
+            None,
+        )
+    }
+
+    /// Bad signatures or scope violations with an API key.
+    pub fn api_key_abuse(label: &str, what: &str) -> MailContent {
+        compose(
+            "Suspicious requests with your API key",
+            &[format!(
+                "Requests with your API key \"{label}\" were refused: {what}. If this was not your software, revoke the key."
+            )],
+            None,
+        )
+    }
+
     /// A refresh token was reused: probable token theft.
     pub fn session_reuse_alert(device: &str, when: &str) -> MailContent {
         compose(

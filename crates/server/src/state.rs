@@ -46,6 +46,8 @@ pub struct Inner {
     pub password_policy: PasswordPolicy,
     /// Bounded hashing pool.
     pub hash_pool: HashPool,
+    /// The verifying gateway.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
     /// Wakes the mail worker after a commit that queued mail.
     pub mail_wake: Arc<Notify>,
 }

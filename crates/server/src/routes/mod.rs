@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod health;
+pub mod keys;
 pub mod me;
 pub mod openapi;
 pub mod sessions;

@@ -1,0 +1,81 @@
+//! Forward-auth mode (nginx `auth_request`, Caddy `forward_auth`, Traefik ForwardAuth): the
+//! front proxy sends the original method and URI in headers, gatehouse answers 200 with
+//! identity headers, or the dialect's refusal (401/403/429/503), and the front proxy forwards
+//! or refuses accordingly.
+//!
+//! `auth_request` subrequests carry no body, so only requests whose signature does not cover a
+//! body (Upbit and Binance GET/DELETE with query parameters, RFC 9421 without a body) can be
+//! verified this way; a signed body makes verification fail closed. Use the reverse-proxy
+//! mode for everything else.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatehouse_core::signing::RawRequest;
+
+use super::Caller;
+use super::deny::Denied;
+use super::proxy::raw_headers;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::ClientCtx;
+use crate::state::AppState;
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `GET /_gh/auth/forward`: reads `X-Original-Method` (or `X-Forwarded-Method`) and
+/// `X-Original-URI` (or `X-Forwarded-Uri`).
+pub async fn handle(State(state): State<AppState>, client: ClientCtx, req: Request) -> Response {
+    let Some(gw) = state.gateway.as_ref() else { return ApiError::new(ErrorCode::NotFound).into_response() };
+    let headers = req.headers();
+    let method = header_str(headers, "x-original-method").or_else(|| header_str(headers, "x-forwarded-method"));
+    let target = header_str(headers, "x-original-uri").or_else(|| header_str(headers, "x-forwarded-uri"));
+    let (Some(method), Some(target)) = (method, target) else {
+        return (StatusCode::BAD_REQUEST, "X-Original-Method and X-Original-URI are required").into_response();
+    };
+    let path = target.split('?').next().unwrap_or("");
+    let Some(route) = gw.route_for(path) else {
+        return (StatusCode::FORBIDDEN, "no gateway route for this path").into_response();
+    };
+    let authority = header_str(headers, "x-forwarded-host").or_else(|| header_str(headers, "host")).unwrap_or("");
+    // The original request's headers, minus the forward-auth plumbing.
+    let mut original = HeaderMap::new();
+    for (k, v) in headers {
+        if !k.as_str().starts_with("x-original-") && !k.as_str().starts_with("x-forwarded-") && k != header::HOST {
+            original.append(k.clone(), v.clone());
+        }
+    }
+    let raw_h = raw_headers(&original);
+    let raw = RawRequest { method, target, authority, headers: &raw_h, body: &[] };
+    let caller = Caller { ip: client.ip, user_agent: client.user_agent.as_deref(), now: state.clock.now() };
+    match gw.check(route, &raw, &caller, state.store.as_ref(), &state.keyring).await {
+        Ok(g) => {
+            let mut resp = StatusCode::OK.into_response();
+            let h = resp.headers_mut();
+            let pairs = [
+                (gatehouse_core::upstream::IDENTITY_HEADER, g.identity.clone()),
+                ("x-gatehouse-user", g.key.key.owner.to_string()),
+                ("x-gatehouse-key", g.key.key.id.to_string()),
+                ("x-gatehouse-scopes", g.key.key.scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")),
+            ];
+            for (k, v) in pairs.into_iter().chain(g.headers) {
+                if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                    h.insert(name, value);
+                }
+            }
+            resp
+        }
+        Err(d) => forward_denial(d),
+    }
+}
+
+/// The dialect's refusal with its real status (401, 403, 429, 503). The status and body are
+/// also copied into `X-Gatehouse-Status` / `X-Gatehouse-Error` so that a front proxy that
+/// collapses unusual statuses (nginx turns anything but 2xx/401/403 into 500) can still read
+/// them with `auth_request_set` and answer the client in the dialect's format.
+fn forward_denial(mut d: Denied) -> Response {
+    d.headers.push(("x-gatehouse-status", d.status.to_string()));
+    d.headers.push(("x-gatehouse-error", d.body.clone()));
+    d.into_response()
+}

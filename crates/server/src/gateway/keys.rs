@@ -1,0 +1,97 @@
+//! A short-lived cache of API-key records and their verification keys.
+//!
+//! Verification must not cost a database round trip per request, but a revocation must reach
+//! every instance quickly (F16: ≤ 1 s). Entries live `key_cache_ms` (default 1 s, measured
+//! on the monotonic clock); unknown ids are cached as absent for the same time so a flood of
+//! made-up ids cannot turn into a flood of queries. Local changes (revoke, rotate, unlock)
+//! invalidate the entry at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatehouse_core::apikey::{ApiKey, ApiKeyId, KeyKind};
+use gatehouse_core::crypto::envelope::Keyring;
+use gatehouse_core::signing::VerifyKey;
+use gatehouse_core::store::{Store, StoreError, api_key_secret_aad};
+
+/// A key ready for verification.
+pub struct CachedKey {
+    /// The record.
+    pub key: ApiKey,
+    /// Its verification key.
+    pub verify: VerifyKey,
+}
+
+type Entry = (Option<Arc<CachedKey>>, Instant);
+
+/// The cache. Bounded: when full, it is cleared (every entry can be re-read).
+pub struct KeyCache {
+    map: Mutex<HashMap<ApiKeyId, Entry>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl KeyCache {
+    /// A cache keeping entries for `ttl`.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self { map: Mutex::new(HashMap::new()), ttl, capacity }
+    }
+
+    fn cached(&self, id: &ApiKeyId) -> Option<Option<Arc<CachedKey>>> {
+        let map = self.map.lock().ok()?;
+        let (value, at) = map.get(id)?;
+        (at.elapsed() < self.ttl).then(|| value.clone())
+    }
+
+    /// Forgets `id` (after a local change).
+    pub fn invalidate(&self, id: &ApiKeyId) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(id);
+        }
+    }
+
+    /// The key with this id, from the cache or the store. `Ok(None)` for unknown ids and for
+    /// keys whose material cannot be used (logged: fail closed).
+    pub async fn get(
+        &self,
+        id: &ApiKeyId,
+        store: &dyn Store,
+        keyring: &Keyring,
+    ) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        if let Some(hit) = self.cached(id) {
+            return Ok(hit);
+        }
+        let loaded = match store.find_api_key(*id).await? {
+            None => None,
+            Some(stored) => {
+                let verify = match stored.key.kind {
+                    KeyKind::Hmac => stored.secret_sealed.as_deref().and_then(|sealed| {
+                        let secret =
+                            keyring.open(sealed, &api_key_secret_aad(&stored.key.id, &stored.key.owner)).ok()?;
+                        VerifyKey::hmac_from_bytes(secret.expose()).ok()
+                    }),
+                    KeyKind::Ed25519 | KeyKind::Rsa => stored
+                        .public_key
+                        .as_deref()
+                        .and_then(|pem| std::str::from_utf8(pem).ok())
+                        .and_then(|pem| VerifyKey::from_public_pem(pem).ok()),
+                };
+                match verify {
+                    Some(verify) => Some(Arc::new(CachedKey { key: stored.key, verify })),
+                    None => {
+                        tracing::error!(key_id = %id, "API key material unusable (wrong master key or corrupt row)");
+                        None
+                    }
+                }
+            }
+        };
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= self.capacity {
+                m.clear();
+            }
+            m.insert(*id, (loaded.clone(), Instant::now()));
+        }
+        Ok(loaded)
+    }
+}

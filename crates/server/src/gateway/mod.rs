@@ -1,0 +1,450 @@
+//! The verifying gateway: reverse proxy and forward auth for signed exchange API requests.
+//!
+//! One pipeline serves both deployment modes (R68, exchange-auth.md §1.4):
+//!
+//! 1. per-IP budget (before any parsing, so garbage floods stay cheap);
+//! 2. API key in the URL → refused (R73);
+//! 3. route resolution on the normalised path; no rule → deny (fail closed);
+//! 4. `signing::parse` (size limits, structure, key id);
+//! 5. key lookup (cached ≤ 1 s); unknown → the same work as a bad signature;
+//! 6. `signing::verify` (window, constant-time MAC or strict signature, query hash / digest);
+//! 7. `apikey::authorize` (status, IP allowlist, scope, withdraw lock and cooling-off);
+//! 8. replay insert (atomic, only now, so a forged request never burns a nonce);
+//! 9. the key's budget for the route's group.
+//!
+//! Every outcome for a known key is counted in the usage log; denials are audited in
+//! aggregated events; the request, once granted, carries a signed `X-Gatehouse-Identity`.
+
+pub mod config;
+pub mod deny;
+pub mod forward;
+pub mod keys;
+pub mod proxy;
+pub mod usage;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_core::apikey::{ApiKeyId, KeyPolicy, RouteDenied, RouteTable, authorize};
+use gatehouse_core::clock::{Span, Timestamp};
+use gatehouse_core::ratelimit::{
+    Decision, Gcra, GroupLimits, LocalLimiter, RateGroup, ip_rate_key, upbit_remaining_req,
+};
+use gatehouse_core::replay::ReplayKey;
+use gatehouse_core::secret::SecretBytes;
+use gatehouse_core::signing::{self, Denial, Dialect, DialectError, RawRequest, SigningPolicy};
+use gatehouse_core::store::Store;
+use gatehouse_core::upstream::{Identity, sign as sign_identity};
+use gatehouse_store::redis::RedisHandle;
+
+use self::config::GatewayConfig;
+use self::deny::Denied;
+use self::keys::{CachedKey, KeyCache};
+use self::usage::UsageLog;
+
+/// A configured route prefix, compiled.
+pub struct CompiledRoute {
+    /// Incoming prefix.
+    pub prefix: String,
+    /// Dialect.
+    pub dialect: Dialect,
+    /// Upstream scheme + authority, e.g. `http://127.0.0.1:9000`.
+    pub upstream: String,
+    /// Strip the prefix before matching and forwarding.
+    pub strip_prefix: bool,
+    /// Route table.
+    pub table: RouteTable,
+    /// Rate-limit groups.
+    pub limits: GroupLimits,
+}
+
+impl CompiledRoute {
+    /// Whether `path` belongs to this route (prefix at a segment boundary).
+    pub fn matches(&self, path: &str) -> bool {
+        path.strip_prefix(self.prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// The path to match and forward.
+    pub fn inner_path<'a>(&self, path: &'a str) -> &'a str {
+        if self.strip_prefix {
+            let rest = &path[self.prefix.len().min(path.len())..];
+            if rest.is_empty() { "/" } else { rest }
+        } else {
+            path
+        }
+    }
+}
+
+/// Where single-use records live.
+pub enum ReplayBackend {
+    /// Redis `SET NX PX`, shared by every instance. If Redis does not answer, signed requests
+    /// are refused (fail closed, F3).
+    Redis(RedisHandle),
+    /// The database's replay table with group commit (embedded mode, or no Redis).
+    Database,
+    /// This process only (single instance, benchmarks); lost on restart.
+    Memory(gatehouse_core::replay::ReplayCache),
+}
+
+/// Where rate-limit buckets live.
+pub enum LimiterBackend {
+    /// Redis GCRA script shared by every instance; when Redis fails, a local limiter with
+    /// each limit divided by `instances` (F4: never unlimited).
+    Redis {
+        /// The shared Redis.
+        redis: RedisHandle,
+        /// The fallback limiter.
+        local: LocalLimiter,
+        /// How many instances share the limits.
+        instances: gatehouse_core::ratelimit::DegradedShare,
+    },
+    /// This process only.
+    Local(LocalLimiter),
+}
+
+/// The verifying gateway.
+pub struct Gateway {
+    /// Routes, longest prefix first.
+    pub routes: Vec<CompiledRoute>,
+    /// Signing policy.
+    pub signing: SigningPolicy,
+    /// Key rules.
+    pub key_policy: KeyPolicy,
+    /// Key cache.
+    pub keys: KeyCache,
+    /// Secret for identity assertions.
+    pub identity_secret: SecretBytes,
+    /// Replay store.
+    pub replay: ReplayBackend,
+    /// Rate limiter.
+    pub limiter: LimiterBackend,
+    /// Per-IP budget.
+    pub per_ip: Gcra,
+    /// Usage accumulator.
+    pub usage: UsageLog,
+    /// Largest body.
+    pub max_body: usize,
+    /// Upstream HTTP client.
+    pub client: proxy::HttpClient,
+    /// Group named in `Remaining-Req` before a route is known.
+    pub default_group: RateGroup,
+}
+
+/// A request that passed every check.
+pub struct Granted {
+    /// The key.
+    pub key: Arc<CachedKey>,
+    /// The signed identity header value.
+    pub identity: String,
+    /// The normalised path to forward.
+    pub path: String,
+    /// Headers to add to the answer (`Remaining-Req`, rate-limit headers).
+    pub headers: Vec<(&'static str, String)>,
+    /// Route label for the usage log.
+    pub route_label: String,
+}
+
+/// What the caller knows about the request besides its bytes.
+pub struct Caller<'a> {
+    /// Client IP (trusted-proxy rules applied).
+    pub ip: IpAddr,
+    /// User agent.
+    pub user_agent: Option<&'a str>,
+    /// Now.
+    pub now: Timestamp,
+}
+
+fn upbit_header(
+    dialect: Dialect,
+    group: &RateGroup,
+    decision: Option<&Decision>,
+    gcra: Option<&Gcra>,
+) -> Vec<(&'static str, String)> {
+    if dialect != Dialect::Upbit {
+        return vec![];
+    }
+    let value = match (decision, gcra) {
+        (Some(d), _) => upbit_remaining_req(group, d),
+        (None, Some(g)) => {
+            format!("group={group}; min={}; sec={}", gatehouse_core::ratelimit::UPBIT_MIN_FIELD, g.burst())
+        }
+        (None, None) => format!("group={group}; min={}; sec=0", gatehouse_core::ratelimit::UPBIT_MIN_FIELD),
+    };
+    vec![("remaining-req", value)]
+}
+
+impl Gateway {
+    /// Builds the gateway from configuration.
+    pub fn new(
+        cfg: &GatewayConfig,
+        key_policy: KeyPolicy,
+        redis: Option<RedisHandle>,
+        replay_mode: ReplayMode,
+        instances: u32,
+    ) -> anyhow::Result<Self> {
+        cfg.signing.validate().map_err(|e| anyhow::anyhow!("gateway.signing: {e}"))?;
+        key_policy.validate().map_err(|e| anyhow::anyhow!("apikey: {e}"))?;
+        let mut routes = Vec::new();
+        for r in &cfg.routes {
+            if !r.prefix.starts_with('/') || r.prefix.starts_with(crate::routes::PREFIX) || r.prefix.ends_with('/') {
+                anyhow::bail!(
+                    "gateway route prefix {:?} must start with '/', not end with '/', and not be under /_gh",
+                    r.prefix
+                );
+            }
+            let upstream = r.upstream.trim_end_matches('/').to_owned();
+            if !upstream.starts_with("http://") {
+                anyhow::bail!("gateway upstream {:?} must be an http:// URL", r.upstream);
+            }
+            let table = match r.table.as_str() {
+                "upbit" => RouteTable::upbit_default(),
+                "binance" => RouteTable::binance_default(),
+                name => RouteTable::from_config(
+                    cfg.tables.get(name).ok_or_else(|| anyhow::anyhow!("gateway.tables.{name} is not defined"))?,
+                )
+                .map_err(|e| anyhow::anyhow!("gateway.tables.{name}: {e}"))?,
+            };
+            let limits_name = r.limits.clone().unwrap_or_else(|| r.table.clone());
+            let limits = match limits_name.as_str() {
+                "upbit" => GroupLimits::upbit_default(),
+                "binance" => GroupLimits::binance_default(),
+                name => GroupLimits::from_config(
+                    cfg.limits.get(name).ok_or_else(|| anyhow::anyhow!("gateway.limits.{name} is not defined"))?,
+                )
+                .map_err(|e| anyhow::anyhow!("gateway.limits.{name}: {e}"))?,
+            };
+            limits.check_routes(&table).map_err(|e| anyhow::anyhow!("gateway route {}: {e}", r.prefix))?;
+            routes.push(CompiledRoute {
+                prefix: r.prefix.clone(),
+                dialect: r.dialect,
+                upstream,
+                strip_prefix: r.strip_prefix,
+                table,
+                limits,
+            });
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let secret = URL_SAFE_NO_PAD.decode(cfg.identity_secret.expose().trim()).unwrap_or_default();
+        if !routes.is_empty() && secret.len() < 32 {
+            anyhow::bail!("gateway.identity_secret must be at least 32 bytes of base64url when routes are configured");
+        }
+        let replay = match (replay_mode, &redis) {
+            (ReplayMode::Memory, _) => ReplayBackend::Memory(gatehouse_core::replay::ReplayCache::new(2_000_000)),
+            (ReplayMode::Auto, Some(r)) => ReplayBackend::Redis(r.clone()),
+            _ => ReplayBackend::Database,
+        };
+        let limiter = match &redis {
+            Some(r) => LimiterBackend::Redis {
+                redis: r.clone(),
+                local: LocalLimiter::new(200_000),
+                instances: gatehouse_core::ratelimit::DegradedShare::new(instances.max(1)),
+            },
+            None => LimiterBackend::Local(LocalLimiter::new(200_000)),
+        };
+        let per_ip = Gcra::per_period(cfg.per_ip_per_second.max(1), Span::secs(1), cfg.per_ip_per_second.max(1))
+            .map_err(|e| anyhow::anyhow!("gateway.per_ip_per_second: {e}"))?;
+        Ok(Self {
+            routes,
+            signing: cfg.signing.clone(),
+            key_policy,
+            keys: KeyCache::new(Duration::from_millis(cfg.key_cache_ms.min(1000)), 100_000),
+            identity_secret: SecretBytes::new(secret),
+            replay,
+            limiter,
+            per_ip,
+            usage: UsageLog::default(),
+            max_body: cfg.max_body_bytes,
+            client: proxy::client(Duration::from_millis(cfg.upstream_timeout_ms)),
+            default_group: RateGroup::new("default").map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        })
+    }
+
+    /// The route a path belongs to.
+    pub fn route_for(&self, path: &str) -> Option<&CompiledRoute> {
+        self.routes.iter().find(|r| r.matches(path))
+    }
+
+    async fn limit(&self, key: &str, gcra: &Gcra, cost: u32, now: Timestamp) -> Option<Decision> {
+        match &self.limiter {
+            LimiterBackend::Local(l) => l.check(key, gcra, cost, now).ok(),
+            LimiterBackend::Redis { redis, local, instances } => match redis.gcra(key, gcra, cost).await {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis rate limiter unavailable; using the local share");
+                    local.check(key, &gcra.divided(*instances), cost, now).ok()
+                }
+            },
+        }
+    }
+
+    async fn insert_replay(&self, store: &dyn Store, key: &ReplayKey, now: Timestamp, ttl: Span) -> Option<bool> {
+        match &self.replay {
+            ReplayBackend::Memory(c) => match c.insert_if_absent(key, now, ttl) {
+                gatehouse_core::replay::InsertOutcome::Fresh => Some(true),
+                gatehouse_core::replay::InsertOutcome::Replayed => Some(false),
+                gatehouse_core::replay::InsertOutcome::Unavailable => None,
+            },
+            ReplayBackend::Database => store.insert_if_absent(key, now, ttl).await.ok(),
+            ReplayBackend::Redis(r) => match r.insert_if_absent(key, ttl).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis replay store unavailable; refusing signed requests");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Runs the whole pipeline for one request.
+    pub async fn check(
+        &self,
+        route: &CompiledRoute,
+        req: &RawRequest<'_>,
+        caller: &Caller<'_>,
+        store: &dyn Store,
+        keyring: &gatehouse_core::crypto::envelope::Keyring,
+    ) -> Result<Granted, Denied> {
+        let dialect = route.dialect;
+        let now = caller.now;
+        let default_group = self.default_group.clone();
+        let with_upbit = |mut d: Denied, group: &RateGroup| {
+            d.headers.extend(upbit_header(dialect, group, None, None));
+            d
+        };
+        // 1. Per-IP budget.
+        match self.limit(&ip_rate_key(caller.ip), &self.per_ip, 1, now).await {
+            Some(Decision::Allow { .. }) => {}
+            Some(Decision::Deny { retry_after, .. }) => {
+                return Err(with_upbit(Denied::rate_limited(dialect, retry_after.as_secs_ceil()), &default_group));
+            }
+            None => return Err(with_upbit(Denied::unavailable(dialect), &default_group)),
+        }
+        // 2. Credentials never travel in the URL (R73).
+        if let Some(q) = req.query() {
+            let lower = q.to_ascii_lowercase();
+            if lower.split('&').any(|p| {
+                let k = p.split('=').next().unwrap_or("");
+                matches!(k, "apikey" | "api_key" | "access_key" | "x-mbx-apikey" | "token" | "access_token")
+            }) {
+                return Err(with_upbit(Denied::key_in_url(dialect), &default_group));
+            }
+        }
+        // 3. Route.
+        let inner = route.inner_path(req.path());
+        let resolved = match route.table.resolve(req.method, inner) {
+            Ok(r) => r,
+            Err(RouteDenied::InvalidPath(_)) => return Err(with_upbit(Denied::bad_path(dialect), &default_group)),
+            Err(RouteDenied::NoRoute) => return Err(with_upbit(Denied::no_route(dialect), &default_group)),
+        };
+        let rule = resolved.rule;
+        let group = rule.group.clone();
+        let gcra = route.limits.get(&group).copied();
+        let route_label = format!("{} {}", rule.method.as_str(), rule.pattern.as_str());
+        let fail = |d: Denied| {
+            let mut d = d;
+            d.headers.extend(upbit_header(dialect, &group, None, gcra.as_ref()));
+            d
+        };
+        // 4. Parse.
+        let parsed = signing::parse(dialect, req).map_err(|e| fail(Denied::dialect(&e, "malformed")))?;
+        // 5. Key lookup.
+        let key = match ApiKeyId::parse(parsed.key_id()) {
+            Some(id) => self.keys.get(&id, store, keyring).await.map_err(|_| fail(Denied::unavailable(dialect)))?,
+            None => None,
+        };
+        let Some(key) = key else {
+            let e = signing::reject_unknown_key(&parsed, &self.signing);
+            return Err(fail(Denied::dialect(&e, "unknown_key")));
+        };
+        let ip_text = caller.ip.to_string();
+        let fact = usage::Use {
+            key: key.key.id,
+            owner: key.key.owner,
+            route: &route_label,
+            now,
+            ip: &ip_text,
+            user_agent: caller.user_agent,
+        };
+        let record = |outcome: &'static str| self.usage.record(&fact, outcome);
+        // 6. Verify.
+        let verified = match signing::verify(&parsed, &key.verify, now, &self.signing) {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = classify(&e);
+                record(reason);
+                return Err(fail(Denied::dialect(&e, reason)));
+            }
+        };
+        // 7. Authorise.
+        if let Err(d) = authorize(&key.key, rule, Some(caller.ip), now, &self.key_policy) {
+            let denied = Denied::key(dialect, d);
+            record(denied.reason);
+            return Err(fail(denied));
+        }
+        // 8. Replay (only after everything else passed).
+        match self.insert_replay(store, verified.replay_key(), now, verified.retention()).await {
+            Some(true) => {}
+            Some(false) => {
+                record("replayed");
+                return Err(fail(Denied::dialect(&DialectError::denial(dialect, Denial::Replayed), "replayed")));
+            }
+            None => return Err(fail(Denied::unavailable(dialect))),
+        }
+        // 9. The key's budget for this group.
+        let Some(gcra) = gcra else { return Err(fail(Denied::unavailable(dialect))) };
+        let budget_key = format!("{}:{}", key.key.id, group);
+        let decision = match self.limit(&budget_key, &gcra, rule.weight, now).await {
+            Some(d) => d,
+            None => return Err(fail(Denied::unavailable(dialect))),
+        };
+        let mut headers = upbit_header(dialect, &group, Some(&decision), Some(&gcra));
+        if let Decision::Deny { retry_after, .. } = decision {
+            record("rate_limited");
+            let mut d = Denied::rate_limited(dialect, retry_after.as_secs_ceil());
+            d.headers.extend(headers);
+            return Err(d);
+        }
+        if dialect == Dialect::Binance {
+            let (name, value) = gatehouse_core::ratelimit::binance_used_weight(&gcra, &decision);
+            let _ = name;
+            headers.push(("x-mbx-used-weight-1m", value));
+        }
+        record("ok");
+        let identity = Identity {
+            user: key.key.owner,
+            key: key.key.id,
+            scopes: key.key.scopes,
+            dialect: dialect.as_str().to_owned(),
+            ts: now,
+        };
+        let path = resolved.path.as_str().to_owned();
+        let identity = sign_identity(&self.identity_secret, &identity, req.method, &path);
+        Ok(Granted { key: key.clone(), identity, path, headers, route_label })
+    }
+}
+
+/// How the replay store is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayMode {
+    /// Redis when configured, else the database.
+    Auto,
+    /// Always the database (group commit).
+    Database,
+    /// Process memory only (single instance; lost on restart).
+    Memory,
+}
+
+fn classify(e: &DialectError) -> &'static str {
+    let body = e.body();
+    if body.contains("1021") || body.contains("signature_expired") || body.contains("signature_not_yet_valid") {
+        "bad_timestamp"
+    } else if body.contains("invalid_query_payload") || body.contains("digest_mismatch") {
+        "bad_payload"
+    } else {
+        "bad_signature"
+    }
+}
