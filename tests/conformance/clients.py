@@ -234,8 +234,6 @@ def run_rfc9421(spec):
         body = json.dumps({"market": "KRW-BTC", "side": "bid", "volume": "0.001", "price": "1000000"}).encode()
         req = requests.Request("POST", spec["base"] + "/native/v1/orders?dry_run=false", data=body,
                                headers={"Content-Type": "application/json"}).prepare()
-        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-        req.headers["Content-Digest"] = f"sha-256=:{digest}:"
         components = ("@method", "@authority", "@path", "@query", "content-digest")
     elif call == "accounts":
         req = requests.Request("GET", spec["base"] + "/native/v1/accounts?currency=KRW").prepare()
@@ -244,7 +242,7 @@ def run_rfc9421(spec):
         raise SystemExit(f"unknown rfc9421 call {call}")
     signer.sign(req, key_id=key["id"], created=datetime.datetime.now(tz=datetime.timezone.utc),
                 nonce=base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
-                covered_component_ids=components, label="sig1")
+                covered_component_ids=components, label="sig1", body=req.body if req.body else None)
     out = []
     with requests.Session() as s:
         for _ in range(spec.get("repeat", 1)):

@@ -166,6 +166,35 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock shifted by an offset that can be changed at run time: time keeps flowing
+/// (clients signing with their own wall clock stay in step), and tests can still jump ahead to
+/// an exact later instant. Used by the server's `testing.danger_manual_clock` switch.
+#[derive(Debug, Clone, Default)]
+pub struct AdjustableClock(Arc<AtomicI64>);
+
+impl AdjustableClock {
+    /// The system clock, unshifted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward (or back, with a negative span).
+    pub fn advance(&self, by: Span) {
+        self.0.fetch_add(by.as_millis(), Ordering::SeqCst);
+    }
+
+    /// Jumps to `at` (time keeps flowing from there).
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.since(SystemClock.now()).as_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for AdjustableClock {
+    fn now(&self) -> Timestamp {
+        SystemClock.now().plus(Span::millis(self.0.load(Ordering::SeqCst)))
+    }
+}
+
 /// A clock offset from another by a fixed span: models an instance whose clock is skewed
 /// (fault scenario F5).
 #[derive(Debug, Clone)]
@@ -203,6 +232,18 @@ mod tests {
         assert_eq!(Span::millis(1000).as_secs_ceil(), 1);
         assert_eq!(Span::millis(1001).as_secs_ceil(), 2);
         assert_eq!(Span::ZERO.as_secs_ceil(), 0);
+    }
+
+    #[test]
+    fn adjustable_clock_jumps_and_keeps_flowing() {
+        let c = AdjustableClock::new();
+        let before = SystemClock.now();
+        c.advance(Span::hours(2));
+        let shifted = c.now();
+        assert!(shifted.since(before) >= Span::hours(2));
+        assert!(shifted.since(before) < Span::millis(Span::hours(2).as_millis() + 5_000));
+        c.set(Timestamp::from_secs(1_000));
+        assert!(c.now().since(Timestamp::from_secs(1_000)) < Span::secs(5));
     }
 
     #[test]

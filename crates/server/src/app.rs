@@ -12,7 +12,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use gatehouse_core::clock::{Clock, ManualClock, SystemClock};
+use gatehouse_core::clock::{AdjustableClock, Clock, SystemClock};
 use gatehouse_core::password::{PasswordHasher, PasswordPolicy};
 use gatehouse_core::rng::{OsRng, SecureRng};
 use gatehouse_store::redis::RedisHandle;
@@ -140,7 +140,7 @@ pub struct Runtime {
 /// Assembles the server: keys, store, secrets, Redis, hasher, mailer.
 pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     let rng: Arc<dyn SecureRng> = Arc::new(OsRng);
-    let manual_clock = cfg.testing.danger_manual_clock.then(|| ManualClock::new(SystemClock.now()));
+    let manual_clock = cfg.testing.danger_manual_clock.then(AdjustableClock::new);
     if manual_clock.is_some() {
         tracing::warn!("testing.danger_manual_clock is on: time is controlled through POST /_gh/test/clock");
     }

@@ -193,7 +193,7 @@ impl Default for MailConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TestingConfig {
-    /// Replace the wall clock by a clock tests move through `POST /_gh/test/clock`.
+    /// Shift the wall clock by an offset tests move through `POST /_gh/test/clock` (time keeps flowing).
     pub danger_manual_clock: bool,
     /// Allow Argon2 parameters below the floor (fast tests only).
     pub danger_weak_hashing: bool,

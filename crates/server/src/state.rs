@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_core::clock::{Clock, ManualClock};
+use gatehouse_core::clock::{AdjustableClock, Clock};
 use gatehouse_core::crypto::envelope::Keyring;
 use gatehouse_core::password::{PasswordHasher, PasswordPolicy};
 use gatehouse_core::rng::SecureRng;
@@ -31,7 +31,7 @@ pub struct Inner {
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The test clock, when `testing.danger_manual_clock` is on.
-    pub manual_clock: Option<ManualClock>,
+    pub manual_clock: Option<AdjustableClock>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: gatehouse_core::apikey::TrustedProxies,
     /// Randomness.

@@ -459,6 +459,8 @@ const UPBIT: &[Row] = &[
     ("GET", "/v1/api_keys", "none", "default", 1),
     ("GET", "/v1/accounts", "view_assets", "default", 1),
     ("GET", "/v1/orders/chance", "view_orders", "default", 1),
+    // The older order-list endpoint, still what pyupbit's get_order calls.
+    ("GET", "/v1/orders", "view_orders", "default", 1),
     ("GET", "/v1/order", "view_orders", "default", 1),
     ("GET", "/v1/orders/uuids", "view_orders", "default", 1),
     ("GET", "/v1/orders/open", "view_orders", "default", 1),

@@ -28,6 +28,11 @@ pub struct RouteConfig {
     /// Rate-limit groups: `upbit`, `binance` or the name of a `[gateway.limits.<name>]`.
     #[serde(default)]
     pub limits: Option<String>,
+    /// Public GET paths (exact, after `strip_prefix`) forwarded without a signature, such as
+    /// Binance's `/api/v3/ping` and `/api/v3/time`: only the per-IP budget applies, and no
+    /// identity is asserted to the upstream.
+    #[serde(default)]
+    pub public: Vec<String>,
 }
 
 /// `[gateway]`

@@ -59,6 +59,8 @@ pub struct CompiledRoute {
     pub table: RouteTable,
     /// Rate-limit groups.
     pub limits: GroupLimits,
+    /// Public GET paths forwarded without a signature.
+    pub public: Vec<String>,
 }
 
 impl CompiledRoute {
@@ -224,6 +226,7 @@ impl Gateway {
                 strip_prefix: r.strip_prefix,
                 table,
                 limits,
+                public: r.public.clone(),
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -295,6 +298,17 @@ impl Gateway {
                     None
                 }
             },
+        }
+    }
+
+    /// Admits a request to a public path: the per-IP budget only.
+    pub async fn check_public(&self, route: &CompiledRoute, caller: &Caller<'_>) -> Result<(), Denied> {
+        match self.limit(&ip_rate_key(caller.ip), &self.per_ip, 1, caller.now).await {
+            Some(Decision::Allow { .. }) => Ok(()),
+            Some(Decision::Deny { retry_after, .. }) => {
+                Err(Denied::rate_limited(route.dialect, retry_after.as_secs_ceil()))
+            }
+            None => Err(Denied::unavailable(route.dialect)),
         }
     }
 

@@ -76,12 +76,24 @@ pub async fn handle(state: &AppState, route: &CompiledRoute, client: ClientCtx, 
     let headers = raw_headers(&parts.headers);
     let raw = RawRequest { method: parts.method.as_str(), target, authority, headers: &headers, body: &body };
     let caller = Caller { ip: client.ip, user_agent: client.user_agent.as_deref(), now: state.clock.now() };
-    let granted = match gw.check(route, &raw, &caller, state.store.as_ref(), &state.keyring).await {
-        Ok(g) => g,
-        Err(d) => return d.into_response(),
+    let inner = route.inner_path(parts.uri.path());
+    let granted = if parts.method == axum::http::Method::GET && route.public.iter().any(|p| p == inner) {
+        if let Err(d) = gw.check_public(route, &caller).await {
+            return d.into_response();
+        }
+        None
+    } else {
+        match gw.check(route, &raw, &caller, state.store.as_ref(), &state.keyring).await {
+            Ok(g) => Some(g),
+            Err(d) => return d.into_response(),
+        }
+    };
+    let (path, identity, extra_headers) = match granted {
+        Some(g) => (g.path, Some(g.identity), g.headers),
+        None => (inner.to_owned(), None, vec![]),
     };
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let uri: Uri = match format!("{}{}{}", route.upstream, granted.path, query).parse() {
+    let uri: Uri = match format!("{}{}{}", route.upstream, path, query).parse() {
         Ok(u) => u,
         Err(_) => return Denied::bad_path(route.dialect).into_response(),
     };
@@ -92,7 +104,7 @@ pub async fn handle(state: &AppState, route: &CompiledRoute, client: ClientCtx, 
                 h.append(name.clone(), value.clone());
             }
         }
-        if let Ok(v) = HeaderValue::from_str(&granted.identity) {
+        if let Some(Ok(v)) = identity.as_deref().map(HeaderValue::from_str) {
             h.insert(HeaderName::from_static(gatehouse_core::upstream::IDENTITY_HEADER), v);
         }
         if let Ok(v) = HeaderValue::from_str(&client.ip.to_string()) {
@@ -108,7 +120,7 @@ pub async fn handle(state: &AppState, route: &CompiledRoute, client: ClientCtx, 
         Err(e) => {
             tracing::warn!(request_id = %request_id(), error = %e, "upstream request failed");
             let mut d = Denied::upstream(route.dialect);
-            d.headers.extend(granted.headers);
+            d.headers.extend(extra_headers);
             return d.into_response();
         }
     };
@@ -117,7 +129,7 @@ pub async fn handle(state: &AppState, route: &CompiledRoute, client: ClientCtx, 
     for k in stripped {
         up_parts.headers.remove(&k);
     }
-    for (k, v) in granted.headers {
+    for (k, v) in extra_headers {
         if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
             up_parts.headers.insert(name, value);
         }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod upstream;
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub fn workspace() -> PathBuf {
@@ -177,6 +179,11 @@ pub struct Server {
 impl Server {
     /// Starts a server on `backend` with mail to `sink` and extra `GATEHOUSE_*` settings.
     pub async fn start(backend: Backend, sink: &SmtpSink, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with_config(backend, sink, "", extra_env).await
+    }
+
+    /// Same, with a TOML configuration file.
+    pub async fn start_with_config(backend: Backend, sink: &SmtpSink, toml: &str, extra_env: &[(&str, &str)]) -> Self {
         let dir = scratch("server");
         let database_url = match backend {
             Backend::Sqlite => None,
@@ -194,6 +201,11 @@ impl Server {
         }
         for (k, v) in extra_env {
             env.push(((*k).into(), (*v).into()));
+        }
+        if !toml.is_empty() {
+            let path = dir.join("gatehouse.toml");
+            std::fs::write(&path, toml).unwrap();
+            env.push(("GATEHOUSE_CONFIG".into(), path.display().to_string()));
         }
         Self::spawn(dir, database_url, env)
     }

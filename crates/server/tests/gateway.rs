@@ -1,0 +1,260 @@
+//! The gateway end to end: unmodified exchange clients (pyupbit, ccxt, python-binance and an
+//! RFC 9421 client from PyPI) through the gatehouse proxy to a test upstream, and the errors
+//! each receives for a bad signature, a replayed nonce, an expired key, a disallowed IP and a
+//! missing scope.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine as _;
+use common::upstream::Upstream;
+use common::{Backend, Device, Server, SmtpSink, register_verified, scratch};
+use serde_json::{Value, json};
+
+const PW: &str = "violet tram harbour 77";
+const SECRET: [u8; 32] = [7; 32];
+
+/// A fixed Ed25519 test key pair (RFC 8032 test 1 secret key), PEM-encoded.
+const ED25519_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
+const ED25519_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n";
+
+fn config(upstream: &str) -> String {
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET);
+    format!(
+        r#"
+[gateway]
+identity_secret = "{secret}"
+
+[[gateway.routes]]
+prefix = "/v1"
+dialect = "upbit"
+upstream = "{upstream}"
+table = "upbit"
+
+[[gateway.routes]]
+prefix = "/api"
+dialect = "binance"
+upstream = "{upstream}"
+table = "binance"
+public = ["/api/v3/ping", "/api/v3/time"]
+
+[[gateway.routes]]
+prefix = "/native"
+dialect = "rfc9421"
+upstream = "{upstream}"
+strip_prefix = true
+table = "upbit"
+"#
+    )
+}
+
+struct Env {
+    _sink: SmtpSink,
+    srv: Server,
+    upstream: Upstream,
+    owner: Device,
+}
+
+async fn setup(backend: Backend) -> Env {
+    let dir = scratch("gateway");
+    let sink = SmtpSink::start(&dir);
+    let upstream = Upstream::start(&SECRET).await;
+    let srv = Server::start_with_config(backend, &sink, &config(&upstream.base), &[]).await;
+    register_verified(&srv, &sink, "trader@example.com", PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(&srv, "trader@example.com", PW).await.0, 201);
+    Env { _sink: sink, srv, upstream, owner }
+}
+
+/// Creates a key through the owner's API; returns (id, secret or private PEM).
+async fn key(env: &Env, body: Value) -> (String, Value) {
+    let mut body = body;
+    body["password"] = json!(PW);
+    let (s, k) = env.owner.post(&env.srv.api("/api-keys"), body).await;
+    assert_eq!(s, 201, "{k}");
+    (k["id"].as_str().unwrap().to_owned(), k)
+}
+
+async fn hmac_key(env: &Env, scopes: Value, allow: Value) -> Value {
+    let (id, k) = key(env, json!({ "label": "bot", "kind": "hmac", "scopes": scopes, "allowlist": allow })).await;
+    json!({ "id": id, "secret": k["secret"] })
+}
+
+async fn ed_key(env: &Env, scopes: Value) -> Value {
+    let (id, _) =
+        key(env, json!({ "label": "ed", "kind": "ed25519", "scopes": scopes, "public_key": ED25519_PUBLIC_PEM })).await;
+    json!({ "id": id, "private_key_pem": ED25519_PRIVATE_PEM })
+}
+
+/// Runs one client call through the Python harness.
+fn client(env: &Env, client: &str, call: &str, key: &Value, repeat: u32) -> Vec<Value> {
+    let spec = json!({ "base": env.srv.base, "client": client, "call": call, "key": key, "repeat": repeat });
+    let out = std::process::Command::new(common::python())
+        .arg(common::workspace().join("tests/conformance/clients.py"))
+        .arg(spec.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!("{client} {call}: no result\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    v["results"].as_array().unwrap().clone()
+}
+
+fn ok(r: &Value) -> &Value {
+    assert_eq!(r["ok"], true, "expected success, got {r}");
+    &r["data"]
+}
+
+fn err(r: &Value) -> (String, String) {
+    assert_eq!(r["ok"], false, "expected an error, got {r}");
+    (r["error"].as_str().unwrap_or("").to_owned(), r["message"].as_str().unwrap_or("").to_owned())
+}
+
+fn trade() -> Value {
+    json!(["view_assets", "view_orders", "place_orders"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upbit_clients_succeed_and_get_the_right_errors() {
+    let env = setup(Backend::Sqlite).await;
+    let k = hmac_key(&env, trade(), json!([])).await;
+    // pyupbit: accounts (no params), orders (GET with a form body), POST order, DELETE order.
+    let r = client(&env, "pyupbit", "accounts", &k, 1);
+    let data = ok(&r[0]);
+    assert_eq!(data["balances"][0]["currency"], "KRW");
+    assert!(data["remaining_req"]["group"].is_string(), "Remaining-Req parsed by pyupbit: {data}");
+    ok(&client(&env, "pyupbit", "order_get", &k, 1)[0]);
+    ok(&client(&env, "pyupbit", "order_post", &k, 1)[0]);
+    ok(&client(&env, "pyupbit", "order_post_tricky", &k, 1)[0]);
+    ok(&client(&env, "pyupbit", "order_delete", &k, 1)[0]);
+    // ccxt upbit.
+    assert_eq!(ok(&client(&env, "ccxt_upbit", "accounts", &k, 1)[0])[0]["currency"], "KRW");
+    ok(&client(&env, "ccxt_upbit", "orders_closed", &k, 1)[0]);
+    ok(&client(&env, "ccxt_upbit", "order_post", &k, 1)[0]);
+    ok(&client(&env, "ccxt_upbit", "order_delete", &k, 1)[0]);
+    // Each forwarded request carried a verified identity for this key, and the client's
+    // credentials were not forwarded.
+    let seen = env.upstream.seen();
+    assert!(seen.len() >= 9);
+    for s in &seen {
+        let id = s.identity.as_ref().unwrap();
+        assert_eq!(id.key.to_string(), k["id"].as_str().unwrap());
+        assert!(!s.headers.iter().any(|(h, _)| h == "authorization"), "{s:?}");
+    }
+
+    // Bad signature.
+    let bad = json!({ "id": k["id"], "secret": "not-the-secret-0000000000000000000000000000" });
+    assert_eq!(err(&client(&env, "pyupbit", "accounts", &bad, 1)[0]).0, "JwtVerification");
+    assert_eq!(err(&client(&env, "ccxt_upbit", "accounts", &bad, 1)[0]).0, "AuthenticationError");
+    // Replayed nonce: the identical request twice.
+    let r = client(&env, "pyupbit", "accounts", &k, 2);
+    ok(&r[0]);
+    assert_eq!(err(&r[1]).0, "NonceUsed");
+    let r = client(&env, "ccxt_upbit", "accounts", &k, 2);
+    ok(&r[0]);
+    let (class, msg) = err(&r[1]);
+    assert!(class == "ExchangeError" && msg.contains("nonce_used"), "{class} {msg}");
+    // Missing scope: a read-only key placing an order.
+    let ro = hmac_key(&env, json!(["view_assets"]), json!([])).await;
+    assert_eq!(err(&client(&env, "pyupbit", "order_post", &ro, 1)[0]).0, "OutOfScope");
+    assert_eq!(err(&client(&env, "ccxt_upbit", "order_post", &ro, 1)[0]).0, "PermissionDenied");
+    // Disallowed IP: the client is 127.0.0.1.
+    let far = hmac_key(&env, trade(), json!(["10.0.0.0/24"])).await;
+    let r = client(&env, "pyupbit", "accounts", &far, 1);
+    // pyupbit does not know the current error name and returns the error as data.
+    assert_eq!(ok(&r[0])["balances"]["error"]["name"], "no_authorization_ip");
+    let (class, msg) = err(&client(&env, "ccxt_upbit", "accounts", &far, 1)[0]);
+    assert!(msg.contains("no_authorization_ip"), "{class} {msg}");
+    // Expired key: the minimum lifetime is one hour; move the server's clock past it.
+    let (eid, ek) = key(
+        &env,
+        json!({ "label": "short", "kind": "hmac", "scopes": trade(), "expires_at_ms": now_ms() + 3_600_000 + 60_000 }),
+    )
+    .await;
+    let expiring = json!({ "id": eid, "secret": ek["secret"] });
+    ok(&client(&env, "pyupbit", "accounts", &expiring, 1)[0]);
+    env.srv.advance(2 * 3_600_000).await;
+    assert_eq!(err(&client(&env, "pyupbit", "accounts", &expiring, 1)[0]).0, "ExpiredAccessKey");
+    assert_eq!(err(&client(&env, "ccxt_upbit", "accounts", &expiring, 1)[0]).0, "AuthenticationError");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_clients_succeed_and_get_the_right_errors() {
+    let env = setup(Backend::Sqlite).await;
+    let scopes = json!(["view_assets", "view_orders", "place_orders"]);
+    let hk = hmac_key(&env, scopes.clone(), json!([])).await;
+    let ek = ed_key(&env, scopes.clone()).await;
+    for (name, k) in [("hmac", &hk), ("ed25519", &ek)] {
+        for c in ["ccxt_binance", "python_binance"] {
+            let acct = ok(&client(&env, c, "account", k, 1)[0]).clone();
+            assert_eq!(acct["canTrade"], true, "{c} {name}");
+            ok(&client(&env, c, "order_post", k, 1)[0]);
+            // Replay: the identical signed request twice (timestamp pinned).
+            let r = client(&env, c, "order_post", k, 2);
+            ok(&r[0]);
+            let (class, msg) = err(&r[1]);
+            assert!(msg.contains("-1021"), "{c} {name}: {class} {msg}");
+        }
+    }
+    // Bad signature: −1022.
+    let bad = json!({ "id": hk["id"], "secret": "wrong-secret-00000000000000000000000000000" });
+    let (class, msg) = err(&client(&env, "ccxt_binance", "account", &bad, 1)[0]);
+    assert!(class == "AuthenticationError" && msg.contains("-1022"), "{class} {msg}");
+    let (class, msg) = err(&client(&env, "python_binance", "account", &bad, 1)[0]);
+    assert!(class == "BinanceAPIException" && msg.contains("-1022"), "{class} {msg}");
+    // Missing scope, disallowed IP and expired key: −2015 for all, as Binance does.
+    let ro = hmac_key(&env, json!(["view_assets"]), json!([])).await;
+    let far = hmac_key(&env, scopes.clone(), json!(["10.0.0.0/24"])).await;
+    for (k, call) in [(&ro, "order_post"), (&far, "account")] {
+        for c in ["ccxt_binance", "python_binance"] {
+            let (class, msg) = err(&client(&env, c, call, k, 1)[0]);
+            assert!(msg.contains("-2015"), "{c} {call}: {class} {msg}");
+        }
+    }
+    let (eid, body) = key(
+        &env,
+        json!({ "label": "short", "kind": "hmac", "scopes": scopes, "expires_at_ms": now_ms() + 3_600_000 + 60_000 }),
+    )
+    .await;
+    let expiring = json!({ "id": eid, "secret": body["secret"] });
+    env.srv.advance(2 * 3_600_000).await;
+    // The clients take their timestamp from the real clock; tell them the server's time.
+    for c in ["ccxt_binance", "python_binance"] {
+        let r = client(&env, c, "account", &expiring, 1);
+        let (class, msg) = err(&r[0]);
+        assert!(msg.contains("-2015") || msg.contains("-1021"), "{c}: {class} {msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9421_client_succeeds_and_gets_the_right_errors() {
+    let env = setup(Backend::Sqlite).await;
+    let hk = hmac_key(&env, trade(), json!([])).await;
+    let ek = ed_key(&env, trade()).await;
+    for k in [&hk, &ek] {
+        let data = ok(&client(&env, "rfc9421", "accounts", k, 1)[0]).clone();
+        assert_eq!(data[0]["currency"], "KRW");
+        ok(&client(&env, "rfc9421", "order_post", k, 1)[0]);
+        let r = client(&env, "rfc9421", "order_post", k, 2);
+        ok(&r[0]);
+        assert_eq!((r[1]["status"].as_i64(), r[1]["code"].as_str()), (Some(401), Some("replay")));
+    }
+    // The native dialect forwards without its prefix, with the identity bound to the path.
+    assert!(env.upstream.seen().iter().any(|s| s.path == "/v1/orders" && s.identity.is_some()));
+    let bad = json!({ "id": hk["id"], "secret": "wrong-secret-00000000000000000000000000000" });
+    let r = client(&env, "rfc9421", "accounts", &bad, 1);
+    assert_eq!((r[0]["status"].as_i64(), r[0]["code"].as_str()), (Some(401), Some("invalid_signature")));
+    let ro = hmac_key(&env, json!(["view_assets"]), json!([])).await;
+    let r = client(&env, "rfc9421", "order_post", &ro, 1);
+    assert_eq!((r[0]["status"].as_i64(), r[0]["code"].as_str()), (Some(403), Some("out_of_scope")));
+    let far = hmac_key(&env, trade(), json!(["10.0.0.0/24"])).await;
+    let r = client(&env, "rfc9421", "accounts", &far, 1);
+    assert_eq!((r[0]["status"].as_i64(), r[0]["code"].as_str()), (Some(403), Some("ip_not_allowed")));
+}
