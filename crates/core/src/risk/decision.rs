@@ -123,10 +123,10 @@ pub struct ActionThresholds {
 impl Default for ActionThresholds {
     fn default() -> Self {
         Self {
-            login: Thresholds { step_up: 50, deny: 97, freeze: 101 },
+            login: Thresholds { step_up: 40, deny: 97, freeze: 101 },
             session: Thresholds { step_up: 60, deny: 90, freeze: 99 },
-            sensitive: Thresholds { step_up: 35, deny: 90, freeze: 98 },
-            api_key: Thresholds { step_up: 45, deny: 90, freeze: 98 },
+            sensitive: Thresholds { step_up: 15, deny: 90, freeze: 98 },
+            api_key: Thresholds { step_up: 45, deny: 95, freeze: 99 },
         }
     }
 }
@@ -160,8 +160,8 @@ mod tests {
     fn scores_map_to_decisions_per_action() {
         let t = ActionThresholds::default();
         // The same score is a step-up before a withdrawal and a plain allow at login.
-        assert_eq!(t.for_action(RiskAction::Sensitive).decide(40), Decision::StepUp);
-        assert_eq!(t.for_action(RiskAction::Login).decide(40), Decision::Allow);
+        assert_eq!(t.for_action(RiskAction::Sensitive).decide(20), Decision::StepUp);
+        assert_eq!(t.for_action(RiskAction::Login).decide(20), Decision::Allow);
         assert_eq!(t.for_action(RiskAction::Login).decide(60), Decision::StepUp);
         assert_eq!(t.for_action(RiskAction::ApiKeyUse).decide(50), Decision::StepUp);
         assert_eq!(t.for_action(RiskAction::Session).decide(50), Decision::Allow);

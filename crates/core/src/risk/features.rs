@@ -66,6 +66,9 @@ impl Feature {
     }
 }
 
+/// The value recorded for a missing device id or user agent.
+pub const NO_VALUE: &str = "none";
+
 /// The network an address belongs to, as text: `203.0.113.0/24` or `2001:db8:1::/48`.
 pub fn network_prefix(ip: IpAddr) -> String {
     match canonical_ip(ip) {
@@ -98,11 +101,15 @@ pub fn hour_of_day(at: Timestamp) -> usize {
 /// [`Feature::Hour`] is not categorical text and is handled by the model directly.
 pub fn value_of(obs: &Observation, feature: Feature) -> Option<String> {
     match feature {
-        Feature::Device => obs.device.map(|d| d.to_string()),
+        // A missing device id is itself a value ("none"), so leaving the cookie out never
+        // removes the device term.
+        Feature::Device => Some(obs.device.map_or_else(|| NO_VALUE.to_owned(), |d| d.to_string())),
         Feature::Network => Some(network_prefix(obs.ip)),
         Feature::Asn => obs.geo.as_ref().and_then(|g| g.asn).map(|a| format!("AS{a}")),
         Feature::Country => obs.geo.as_ref().and_then(|g| g.country.clone()),
-        Feature::UaFamily => obs.ua_family.clone().filter(|s| !s.is_empty()),
+        Feature::UaFamily => {
+            Some(obs.ua_family.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| NO_VALUE.to_owned()))
+        }
         Feature::Hour => None,
     }
 }

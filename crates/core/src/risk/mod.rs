@@ -57,13 +57,13 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::apikey::Scope;
-use crate::clock::Timestamp;
+use crate::clock::{Span, Timestamp};
 use crate::ids::DeviceId;
 
 pub use decision::{ActionThresholds, Decision, RiskAction, Thresholds};
 pub use features::Feature;
 pub use geo::{GeoError, GeoInfo, GeoLookup, GeoPoint};
-pub use model::ModelParams;
+pub use model::{Mimicry, ModelParams};
 pub use profile::{GlobalStats, UserProfile};
 pub use signals::SignalWeights;
 pub use velocity::{Velocity, VelocityTracker};
@@ -150,6 +150,9 @@ pub enum Signal {
     UsualHour,
     /// An hour of day at which the account rarely or never logs in.
     UnusualHour,
+    /// The account logs in rarely, so the feature terms have little history to go on
+    /// (Freeman's account-activity factor).
+    RarelyActiveAccount,
     /// Farther from the last trusted login than an airliner could fly since.
     ImpossibleTravel,
     /// Many login attempts on the account.
@@ -280,7 +283,9 @@ impl RiskEngine {
                 out
             }
             RiskAction::Login | RiskAction::Session | RiskAction::Sensitive => {
-                let mut out = model::login_terms(profile, stats, obs, &p.model, now);
+                let probation =
+                    (action == RiskAction::Sensitive).then(|| Span::hours(p.model.sensitive_probation_hours));
+                let mut out = model::login_terms(profile, stats, obs, &p.model, probation, now);
                 signals::velocity_terms(obs, &p.signals, &mut out);
                 signals::session_terms(obs, &p.signals, &mut out);
                 signals::travel_terms(profile, obs, &p.signals, now, &mut out);

@@ -83,6 +83,8 @@ struct Entry {
     w: f64,
     /// When the value was last learned.
     last_seen: Timestamp,
+    /// When the value was first learned (for the probation of new values).
+    first_seen: Timestamp,
 }
 
 /// A bounded, exponentially decaying count of categorical values.
@@ -123,7 +125,7 @@ impl CountTable {
         }
         let inc = e.exp2();
         self.total += inc;
-        let entry = self.entries.entry(value.to_owned()).or_insert(Entry { w: 0.0, last_seen: now });
+        let entry = self.entries.entry(value.to_owned()).or_insert(Entry { w: 0.0, last_seen: now, first_seen: now });
         entry.w += inc;
         entry.last_seen = entry.last_seen.max(now);
         if self.entries.len() > self.cap {
@@ -175,6 +177,11 @@ impl CountTable {
     /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// When `value` was first counted (since it was last forgotten).
+    pub fn first_seen(&self, value: &str) -> Option<Timestamp> {
+        self.entries.get(value).map(|e| e.first_seen)
     }
 
     /// When `value` was last counted.
@@ -421,6 +428,11 @@ impl UserProfile {
     /// The hour-of-day histogram.
     pub fn hours(&self) -> &HourHistogram {
         &self.hours
+    }
+
+    /// Decayed number of trusted logins.
+    pub fn login_count(&self, now: Timestamp) -> f64 {
+        self.hours.total(now)
     }
 
     /// The remembered values of one categorical feature (heaviest first), e.g. for a

@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Timestamp;
+use crate::clock::{Span, Timestamp};
 
 use super::features::network_prefix;
 use super::model::{ModelParams, freeman_term, population_frequency};
@@ -261,11 +261,18 @@ pub fn api_terms(
     let Some(key) = profile.api_key(&api.key_id) else {
         return; // A key with no trusted history: no evidence either way.
     };
+    // Calls that move funds or trade do not trust a network or ASN the key met only recently.
+    let probation = (!api.scope.is_view()).then(|| Span::hours(params.sensitive_probation_hours));
+    let weight = |t: &super::profile::CountTable, v: &str| {
+        let recent = probation.is_some_and(|p| t.first_seen(v).is_some_and(|f| now.since(f) < p));
+        if recent { 0.0 } else { t.weight(v, now) }
+    };
+    let mimic = &params.mimicry;
     let net = network_prefix(obs.ip);
     let table = &key.networks;
     let p_a = population_frequency(&stats.networks, &net, params.beta, now);
-    let s =
-        freeman_term(table.total(now), table.distinct(now), table.weight(&net, now), p_a, params, w.key_network_bounds);
+    let (n, d) = (table.total(now), table.distinct(now));
+    let s = freeman_term(n, d, weight(table, &net), p_a, mimic.network, params, w.key_network_bounds);
     let signal = if s.seen { Signal::ApiKeyKnownNetwork } else { Signal::ApiKeyNewNetwork };
     out.push(Contribution::new(signal, s.log_lr, format!("key {} from {net}; λ={:.2}", api.key_id, s.lambda)));
 
@@ -273,7 +280,7 @@ pub fn api_terms(
         let asn = format!("AS{asn}");
         let t = &key.asns;
         let p_a = population_frequency(&stats.asns, &asn, params.beta, now);
-        let s = freeman_term(t.total(now), t.distinct(now), t.weight(&asn, now), p_a, params, w.key_asn_bounds);
+        let s = freeman_term(t.total(now), t.distinct(now), weight(t, &asn), p_a, mimic.asn, params, w.key_asn_bounds);
         let signal = if s.seen { Signal::ApiKeyKnownNetwork } else { Signal::ApiKeyNewNetwork };
         out.push(Contribution::new(signal, s.log_lr, format!("key {} from {asn}; λ={:.2}", api.key_id, s.lambda)));
     }
@@ -281,7 +288,7 @@ pub fn api_terms(
     let scope = api.scope.name();
     let t = &key.scopes;
     let uniform = 1.0 / crate::apikey::Scope::ALL.len() as f64;
-    let s = freeman_term(t.total(now), t.distinct(now), t.weight(scope, now), uniform, params, w.key_scope_bounds);
+    let s = freeman_term(t.total(now), t.distinct(now), t.weight(scope, now), uniform, 0.0, params, w.key_scope_bounds);
     let signal = if s.log_lr > 0.0 { Signal::ApiKeyRareScope } else { Signal::ApiKeyUsualScope };
     out.push(Contribution::new(
         signal,
