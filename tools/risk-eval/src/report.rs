@@ -26,7 +26,12 @@ fn pct(n: u32, d: u32) -> String {
 impl Report {
     /// Attacks stepped up or blocked before the sensitive action, over all attacks.
     pub fn detection_rate(&self) -> f64 {
-        let (c, n) = self.outcome.attacks.values().fold((0, 0), |(c, n), a| (c + a.caught(), n + a.instances));
+        let (c, n) = self
+            .outcome
+            .attacks
+            .iter()
+            .filter(|(k, _)| k.in_model())
+            .fold((0, 0), |(c, n), (_, a)| (c + a.caught(), n + a.instances));
         if n == 0 { 0.0 } else { f64::from(c) / f64::from(n) }
     }
 
@@ -55,7 +60,7 @@ impl Report {
         let (web, api): (Vec<_>, Vec<_>) = o.normal.iter().partition(|(b, _)| !b.is_api());
         let web_n: u32 = web.iter().map(|(_, n)| n.sessions).sum();
         let api_n: u32 = api.iter().map(|(_, n)| n.sessions).sum();
-        let attacks_n: u32 = o.attacks.values().map(|a| a.instances).sum();
+        let attacks_n: u32 = o.attacks.iter().filter(|(k, _)| k.in_model()).map(|(_, a)| a.instances).sum();
         let _ = writeln!(
             s,
             "{} users, {} days ({} warm-up, {} measured); {} measured legitimate sessions and {} API batches; \
@@ -103,6 +108,17 @@ impl Report {
             tot.frozen,
             tot.at_first_request,
             pct(tot.caught(), tot.instances)
+        );
+        let k = AttackKind::ClonedSessionReplay;
+        let a = o.attacks.get(&k).copied().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "Outside the threat model and the total (a limit, shown so it is not hidden): {} — {} instances, \
+             {} caught ({}).\n",
+            k.label(),
+            a.instances,
+            a.caught(),
+            pct(a.caught(), a.instances)
         );
         let _ = writeln!(s, "### Legitimate sessions challenged (target ≤ 2 %)\n");
         let _ = writeln!(s, "| behaviour | sessions | challenged | rate |");

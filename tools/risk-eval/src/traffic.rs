@@ -78,6 +78,9 @@ pub enum AttackKind {
     /// A correct password (and phished second factor) from attacker infrastructure, then a
     /// withdrawal-address change.
     AccountTakeover,
+    /// Out of model, reported apart: a session replayed with the victim's whole cookie jar
+    /// (device cookie included) from a browser of the same family (an infostealer kit).
+    ClonedSessionReplay,
 }
 
 impl AttackKind {
@@ -89,6 +92,11 @@ impl AttackKind {
         AttackKind::AccountTakeover,
     ];
 
+    /// Whether the attack is inside the engine's threat model (and counted in the totals).
+    pub fn in_model(self) -> bool {
+        self != AttackKind::ClonedSessionReplay
+    }
+
     /// Report label.
     pub fn label(self) -> &'static str {
         match self {
@@ -96,6 +104,9 @@ impl AttackKind {
             AttackKind::CredentialStuffing => "credential stuffing (botnet), successful logins → withdrawal",
             AttackKind::ApiKeyLeak => "leaked API key from a new network → withdraw/orders",
             AttackKind::AccountTakeover => "account takeover from attacker infrastructure → address change",
+            AttackKind::ClonedSessionReplay => {
+                "(out of model) session replayed with the cloned device cookie and browser"
+            }
         }
     }
 }
@@ -580,7 +591,7 @@ impl Gen<'_> {
         self.step(t.plus(dt), c, StepKind::Sensitive);
     }
 
-    fn replay(&mut self, ui: u32, u: &User) {
+    fn replay(&mut self, ui: u32, u: &User, cloned: bool) {
         if u.sessions.is_empty() {
             return;
         }
@@ -589,12 +600,17 @@ impl Gen<'_> {
             return;
         };
         let victim_ua = self.chains.get(victim as usize).map_or("Chrome/Windows", |c| c.ua);
-        let ua = self.attacker_ua(victim_ua, 0.6);
-        let device = if self.r.chance(0.7) { Some(self.device(ua, 0).id) } else { None };
+        let (ua, device) = if cloned {
+            (victim_ua, Some(binding.device))
+        } else {
+            let ua = self.attacker_ua(victim_ua, 0.6);
+            (ua, if self.r.chance(0.7) { Some(self.device(ua, 0).id) } else { None })
+        };
+        let kind = if cloned { AttackKind::ClonedSessionReplay } else { AttackKind::SessionReplay };
         let net = self.attacker_net(u.country);
         let host = self.host();
         let c = self.chain(Chain {
-            actor: Actor::Attack(AttackKind::SessionReplay),
+            actor: Actor::Attack(kind),
             user: ui,
             measured: true,
             device,
@@ -717,7 +733,11 @@ pub fn generate(cfg: &Config, world: &World) -> Traffic {
     }
     for _ in 0..share(0.04) {
         let ui = g.r.below(n);
-        g.replay(ui as u32, &users[ui]);
+        g.replay(ui as u32, &users[ui], false);
+    }
+    for _ in 0..share(0.02) {
+        let ui = g.r.below(n);
+        g.replay(ui as u32, &users[ui], true);
     }
     for (ui, k) in keys.clone() {
         if g.r.chance(0.3) {
