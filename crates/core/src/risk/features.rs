@@ -1,6 +1,6 @@
 //! The features the likelihood model compares, and how they are read off an observation.
 //!
-//! Freeman et al. (NDSS 2016, §III) score a login by a handful of categorical features treated
+//! Freeman et al. (NDSS 2016) score a login by a handful of categorical features treated
 //! as independent. Ours are the same kinds of value, chosen so that each one is cheap to read,
 //! stable for a legitimate user and costly for an attacker to copy:
 //!
@@ -27,7 +27,7 @@ use super::Observation;
 
 /// Prefix length that stands for "one IPv4 network" (a home, an office, a carrier pool).
 pub const IPV4_PREFIX_LEN: u8 = 24;
-/// Prefix length that stands for "one IPv6 network" (RIPE-690: one site gets a /48).
+/// Prefix length that stands for "one IPv6 network" (the usual allocation to one customer site).
 pub const IPV6_PREFIX_LEN: u8 = 48;
 
 /// One categorical feature of the login model.

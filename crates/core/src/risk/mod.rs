@@ -4,8 +4,7 @@
 //! **Model.** The core is the likelihood-ratio model of Freeman et al., "Who Are You? A
 //! Statistical Approach to Measuring User Authenticity" (NDSS 2016), which Wiefling et al.
 //! ("Pump Up Password Security! Evaluating and Enhancing Risk-Based Authentication on a
-//! Real-World Large-Scale Online Service", ACM TOPS 2022) found to be the best-performing
-//! published RBA model: the observed device, network, ASN, country, user-agent family and hour
+//! Real-World Large-Scale Online Service", ACM TOPS 2022) evaluated on real traffic: the observed device, network, ASN, country, user-agent family and hour
 //! are compared with the account's own history (smoothed towards the population for values
 //! it has never shown) and with the population (the attacker model) — see [`model`]. The
 //! attacks that model does not see (velocity, credential stuffing, stolen sessions,

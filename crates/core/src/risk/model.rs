@@ -9,9 +9,9 @@
 //!          p(x | user u)       k=1  p̃(x_k | u)
 //! ```
 //!
-//! with the features treated as independent (§III-A of the paper). The **attacker model**
-//! p_A is the population frequency of the value over trusted logins (§III-B: an attacker is a
-//! draw from the population), add-β smoothed so unseen values keep a little mass:
+//! with the features treated as independent, as in the paper. The **attacker model**
+//! p_A is the population frequency of the value over trusted logins (as in the paper, an attacker
+//! is a draw from the population), add-β smoothed so unseen values keep a little mass:
 //!
 //! ```text
 //!   p_A(x) = (G(x) + β) / (N + β (V + 1))       G: population count, N: total, V: distinct
@@ -40,7 +40,7 @@
 //! model against a targeted attacker.
 //!
 //! The **user model** is the user's own frequency, smoothed by backing off to the population
-//! (Freeman's answer to values the user has never shown; §III-C):
+//! (Freeman's answer to values the user has never shown):
 //!
 //! ```text
 //!   p̃(x | u) = λ_u · c_u(x) / n_u + (1 − λ_u) · p_A(x),     λ_u = n_u / (n_u + d_u + α)

@@ -14,8 +14,7 @@
 //!   must only see events the owner has proven: a login that passed every factor (including
 //!   any step-up the engine asked for) or an API call the engine allowed. Learning from
 //!   attempts would let an attacker *teach* the profile his device and network with a few
-//!   failed logins and then log in "from a known place" (profile poisoning; Freeman et al.
-//!   §VI-C discuss the same feedback loop), and learning population frequencies from a
+//!   failed logins and then log in "from a known place" (profile poisoning), and learning population frequencies from a
 //!   botnet would make its values look ordinary.
 
 use std::collections::BTreeMap;
@@ -453,7 +452,7 @@ impl UserProfile {
 }
 
 /// Population frequencies of feature values over trusted logins: the attacker model
-/// (Freeman et al. §III-B: an attacker is modelled as a draw from the whole population).
+/// (Freeman et al.: an attacker is modelled as a draw from the whole population).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GlobalStats {
     /// Schema version of this JSON document.
