@@ -10,7 +10,7 @@
 //! denial, never an allowance.
 //!
 //! Modules are concerns: [`account`], [`session`], [`throttle`], [`audit`], [`password`],
-//! [`crypto`], [`secret`].
+//! [`crypto`], [`secret`], [`risk`].
 
 pub mod account;
 pub mod apikey;
@@ -24,6 +24,7 @@ pub mod password;
 pub mod phishing;
 pub mod ratelimit;
 pub mod replay;
+pub mod risk;
 pub mod rng;
 pub mod secret;
 pub mod session;
