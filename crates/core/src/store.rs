@@ -54,6 +54,20 @@ pub struct QueuedMail {
     pub created_at: Timestamp,
 }
 
+/// A webhook to the security team (or the exchange back end), queued durably and delivered
+/// with retries; `id` doubles as the idempotency key the receiver deduplicates on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedWebhook {
+    /// Delivery id and idempotency key.
+    pub id: String,
+    /// Event topic, e.g. `api_key.new_network`.
+    pub topic: String,
+    /// JSON body (never secrets).
+    pub body: String,
+    /// When it was queued.
+    pub created_at: Timestamp,
+}
+
 /// What commits together with a state change.
 #[derive(Debug, Clone, Default)]
 pub struct SideEffects {
@@ -61,12 +75,14 @@ pub struct SideEffects {
     pub events: Vec<AuditEvent>,
     /// Mail to send once committed.
     pub mails: Vec<QueuedMail>,
+    /// Webhooks to deliver once committed.
+    pub webhooks: Vec<QueuedWebhook>,
 }
 
 impl SideEffects {
     /// Just one audit event.
     pub fn event(e: AuditEvent) -> Self {
-        Self { events: vec![e], mails: vec![] }
+        Self { events: vec![e], ..Default::default() }
     }
 
     /// Adds an event.
@@ -78,6 +94,12 @@ impl SideEffects {
     /// Adds a mail.
     pub fn mail(mut self, m: QueuedMail) -> Self {
         self.mails.push(m);
+        self
+    }
+
+    /// Adds a webhook.
+    pub fn webhook(mut self, w: QueuedWebhook) -> Self {
+        self.webhooks.push(w);
         self
     }
 }
@@ -336,6 +358,26 @@ pub trait ApiKeyStore: Send + Sync {
     async fn flush_key_usage(&self, usage: &[KeyUsage], last: &[KeyLastUse]) -> StoreResult<()>;
     /// Usage counts of one key.
     async fn key_usage(&self, id: crate::apikey::ApiKeyId) -> StoreResult<Vec<KeyUsage>>;
+    /// Records the networks keys were used from; returns the ones that are new for a key
+    /// that had been used from some other network before (first use is not "new").
+    async fn note_key_networks(
+        &self,
+        seen: &[(crate::apikey::ApiKeyId, String)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<(crate::apikey::ApiKeyId, String)>>;
+}
+
+/// The webhook outbox.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Claims up to `limit` webhooks due at `now`, leasing them for `lease`.
+    async fn claim_webhooks(&self, now: Timestamp, lease: Span, limit: u32) -> StoreResult<Vec<QueuedWebhook>>;
+    /// Marks a webhook delivered.
+    async fn mark_webhook_delivered(&self, id: &str, now: Timestamp) -> StoreResult<()>;
+    /// Records a failed attempt; the next one is at `retry_at`.
+    async fn mark_webhook_failed(&self, id: &str, error: &str, retry_at: Timestamp) -> StoreResult<()>;
+    /// Webhooks not yet delivered.
+    async fn pending_webhooks(&self) -> StoreResult<u64>;
 }
 
 /// The durable replay store: single-use nonces and signatures shared by every instance that
@@ -350,7 +392,15 @@ pub trait ReplayStore: Send + Sync {
 
 /// Everything the server needs, as one object.
 pub trait Store:
-    AccountStore + ThrottleStore + SessionStore + AuditStore + SecretStore + MailStore + ApiKeyStore + ReplayStore
+    AccountStore
+    + ThrottleStore
+    + SessionStore
+    + AuditStore
+    + SecretStore
+    + MailStore
+    + ApiKeyStore
+    + ReplayStore
+    + WebhookStore
 {
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;

@@ -135,6 +135,8 @@ pub struct Runtime {
     pub state: AppState,
     /// The mail worker, to be spawned.
     pub mailer: Mailer,
+    /// The webhook worker, to be spawned when webhooks are configured.
+    pub webhooks: crate::notify::WebhookWorker,
 }
 
 /// Assembles the server: keys, store, secrets, Redis, hasher, mailer.
@@ -191,7 +193,10 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         cfg.gateway.replay_store,
         cfg.gateway.instances,
     )?;
+    let webhook_wake = Arc::new(Notify::new());
+    let webhooks = crate::notify::WebhookWorker::new(&cfg.notify, store.clone(), clock.clone(), webhook_wake.clone());
     let state = AppState::new(Inner {
+        webhook_wake,
         gateway: Some(Arc::new(gateway)),
         trusted_proxies,
         config: cfg,
@@ -207,7 +212,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         hash_pool,
         mail_wake,
     });
-    Ok(Runtime { state, mailer })
+    Ok(Runtime { state, mailer, webhooks })
 }
 
 /// Binds, prints the bound address on stdout (tests read it) and serves until SIGINT/SIGTERM.
@@ -217,6 +222,10 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     println!("gatehouse listening on http://{addr}");
     tracing::info!(%addr, backend = ?rt.state.config.is_embedded(), "listening");
     tokio::spawn(rt.mailer.run());
+    if rt.state.config.notify.enabled() {
+        tokio::spawn(rt.webhooks.run());
+    }
+    tokio::spawn(crate::gateway::alerts::run(rt.state.clone(), std::time::Duration::from_secs(2)));
     let app = app(rt.state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown())

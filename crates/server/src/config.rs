@@ -40,6 +40,8 @@ pub struct Config {
     pub apikey: gatehouse_core::apikey::KeyPolicy,
     /// The verifying gateway (proxied routes and forward auth).
     pub gateway: crate::gateway::config::GatewayConfig,
+    /// Security webhooks.
+    pub notify: crate::notify::NotifyConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
 }
@@ -278,6 +280,7 @@ impl Config {
             return e("storage.redis_url must start with redis:// or rediss://");
         }
         self.apikey.validate().map_err(|m| ConfigError(m.into()))?;
+        self.notify.validate().map_err(|m| ConfigError(m.into()))?;
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

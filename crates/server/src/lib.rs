@@ -17,5 +17,6 @@ pub mod hashing;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod notify;
 pub mod routes;
 pub mod state;

@@ -50,6 +50,8 @@ pub struct Inner {
     pub gateway: Option<Arc<crate::gateway::Gateway>>,
     /// Wakes the mail worker after a commit that queued mail.
     pub mail_wake: Arc<Notify>,
+    /// Wakes the webhook worker.
+    pub webhook_wake: Arc<Notify>,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,6 +71,16 @@ impl AppState {
     pub fn mail(&self, to: &str, content: &MailContent) -> Result<QueuedMail, crate::error::ApiError> {
         mail::queue(&self.keyring, self.rng.as_ref(), to, content, self.clock.now())
             .map_err(|e| crate::error::ApiError::internal("mail sealing", e))
+    }
+
+    /// A webhook for the security team, or `None` when webhooks are not configured.
+    pub fn webhook(&self, topic: &str, body: serde_json::Value) -> Option<gatehouse_core::store::QueuedWebhook> {
+        self.config.notify.enabled().then(|| crate::notify::webhook(topic, body, self.clock.now(), self.rng.as_ref()))
+    }
+
+    /// Tells the webhook worker there is something to deliver.
+    pub fn wake_webhooks(&self) {
+        self.webhook_wake.notify_one();
     }
 
     /// Tells the mail worker there is something to send.

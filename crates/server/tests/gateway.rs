@@ -258,3 +258,147 @@ async fn rfc9421_client_succeeds_and_gets_the_right_errors() {
     let r = client(&env, "rfc9421", "accounts", &far, 1);
     assert_eq!((r[0]["status"].as_i64(), r[0]["code"].as_str()), (Some(403), Some("ip_not_allowed")));
 }
+
+/// A Binance HMAC-signed `GET /api/v3/account`, built the way ccxt does.
+fn binance_get(base: &str, key_id: &str, secret: &str, ts_ms: i64, extra: &str) -> reqwest::RequestBuilder {
+    use hmac::{Hmac, KeyInit, Mac};
+    let query = format!("timestamp={ts_ms}&recvWindow=10000{extra}");
+    let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(query.as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    reqwest::Client::new().get(format!("{base}/api/v3/account?{query}&signature={sig}")).header("x-mbx-apikey", key_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_log_alerts_and_denials_are_recorded() {
+    let hook_secret = "webhook-secret-0123456789abcdef-0123";
+    let hooks = common::upstream::WebhookSink::start(hook_secret).await;
+    let dir = scratch("usage");
+    let sink = SmtpSink::start(&dir);
+    let upstream = Upstream::start(&SECRET).await;
+    let cfg = format!(
+        "{}\n[notify]\nsecurity_webhook_url = \"{}\"\nsecurity_webhook_secret = \"{hook_secret}\"\n\n[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        config(&upstream.base),
+        hooks.url
+    );
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, &cfg, &[]).await;
+    register_verified(&srv, &sink, "trader@example.com", PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(&srv, "trader@example.com", PW).await.0, 201);
+    let env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner };
+    let k = hmac_key(&env, trade(), json!([])).await;
+    let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
+    let now = now_ms();
+    // Three good calls from one network, then one from another network.
+    for i in 0..3 {
+        let r = binance_get(&env.srv.base, id, secret, now + i, "")
+            .header("x-forwarded-for", "203.0.113.5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = binance_get(&env.srv.base, id, secret, now + 10, "")
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let alert = hooks.wait_for("api_key.new_network").await;
+    assert_eq!(alert["key"], id);
+    assert_eq!(alert["network"], "198.51.100.0/24");
+    sink.wait_for("trader@example.com", "used from a new network");
+    // Ten bad signatures: one alert.
+    for i in 0..10 {
+        let r = binance_get(&env.srv.base, id, "wrong-secret", now + 100 + i, "").send().await.unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    hooks.wait_for("api_key.bad_signatures").await;
+    // A scope violation (read-only key placing an order is easier through a client; here a
+    // read-only key calling the account endpoint of another scope).
+    let ro = hmac_key(&env, json!(["view_orders"]), json!([])).await;
+    let r = binance_get(&env.srv.base, ro["id"].as_str().unwrap(), ro["secret"].as_str().unwrap(), now + 200, "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    hooks.wait_for("api_key.scope_violation").await;
+    // Last use and counts per route and outcome; denials in the security history.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, detail) = env.owner.get(&env.srv.api(&format!("/api-keys/{id}"))).await;
+        let ok_count =
+            detail["usage"].as_array().unwrap().iter().find(|u| u["outcome"] == "ok").map(|u| u["count"].clone());
+        if ok_count == Some(json!(4)) {
+            assert_eq!(detail["last_used"]["ip"], "198.51.100.7");
+            let bad = detail["usage"].as_array().unwrap().iter().find(|u| u["outcome"] == "bad_signature").unwrap();
+            assert_eq!(bad["count"], 10);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "usage never flushed: {detail}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, hist) = env.owner.get(&env.srv.api("/account/security-history?limit=200")).await;
+    let kinds: Vec<_> =
+        hist["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+    assert!(kinds.contains(&"api_key_denied".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"api_key_new_network".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"api_key_created".to_owned()), "{kinds:?}");
+    // A key in the URL is refused without being processed (R73).
+    let r = reqwest::get(format!("{}/api/v3/account?apiKey={id}&timestamp=1", env.srv.base)).await.unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_redis_accept_a_signed_request_once() {
+    let dir = scratch("two");
+    let sink = SmtpSink::start(&dir);
+    let upstream = Upstream::start(&SECRET).await;
+    let cfg = config(&upstream.base);
+    let a = Server::start_with_config(
+        Backend::Postgres,
+        &sink,
+        &cfg,
+        &[("GATEHOUSE_STORAGE__REDIS_URL", "redis://127.0.0.1:6379")],
+    )
+    .await;
+    // The second instance shares the first one's database, master key and Redis.
+    let mut env_b: Vec<(&str, &str)> = vec![("GATEHOUSE_STORAGE__REDIS_URL", "redis://127.0.0.1:6379")];
+    let url = a.database_url.clone().unwrap();
+    env_b.push(("GATEHOUSE_STORAGE__DATABASE_URL", &url));
+    env_b.push(("GATEHOUSE_SECRETS__MASTER_KEYS", common::TEST_MASTER_KEY));
+    let b = Server::start_with_config(Backend::Sqlite, &sink, &cfg, &env_b).await;
+    register_verified(&a, &sink, "shared@example.com", PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(&a, "shared@example.com", PW).await.0, 201);
+    let (_, k) = owner
+        .post(&a.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "scopes": trade(), "password": PW }))
+        .await;
+    let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
+    for round in 0..20 {
+        let ts = now_ms() + round;
+        let extra = format!("&n={round}");
+        let (ra, rb) = tokio::join!(
+            binance_get(&a.base, &id, &secret, ts, &extra).send(),
+            binance_get(&b.base, &id, &secret, ts, &extra).send()
+        );
+        let statuses = [ra.unwrap().status().as_u16(), rb.unwrap().status().as_u16()];
+        let mut sorted = statuses;
+        sorted.sort();
+        assert_eq!(sorted, [200, 400], "round {round}: exactly one instance accepts ({statuses:?})");
+    }
+    // A revocation on A is honoured by B within a second (F16; key records are cached 500 ms).
+    let (s, _) = owner.post(&a.api(&format!("/api-keys/{id}/revoke")), json!({ "password": PW })).await;
+    assert_eq!(s, 200);
+    let revoked_at = std::time::Instant::now();
+    let mut n = 1000;
+    loop {
+        n += 1;
+        let r = binance_get(&b.base, &id, &secret, now_ms(), &format!("&n={n}")).send().await.unwrap();
+        if r.status() == 401 {
+            break;
+        }
+        assert!(revoked_at.elapsed() < std::time::Duration::from_millis(1000), "B still accepts a revoked key");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

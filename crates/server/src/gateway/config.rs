@@ -51,7 +51,7 @@ pub struct GatewayConfig {
     /// bytes). Required when routes are configured.
     pub identity_secret: SecretString,
     /// How long a key record is cached, in ms (revocations reach every instance within it;
-    /// F16 needs ≤ 1000).
+    /// F16 needs ≤ 1000; capped at 1000).
     pub key_cache_ms: u64,
     /// Largest proxied body, in bytes.
     pub max_body_bytes: usize,
@@ -74,7 +74,7 @@ impl Default for GatewayConfig {
             limits: Default::default(),
             signing: SigningPolicy::default(),
             identity_secret: SecretString::default(),
-            key_cache_ms: 1000,
+            key_cache_ms: 500,
             max_body_bytes: 64 * 1024,
             per_ip_per_second: 200,
             upstream_timeout_ms: 10_000,

@@ -15,6 +15,7 @@
 //! Every outcome for a known key is counted in the usage log; denials are audited in
 //! aggregated events; the request, once granted, carries a signed `X-Gatehouse-Identity`.
 
+pub mod alerts;
 pub mod config;
 pub mod deny;
 pub mod forward;

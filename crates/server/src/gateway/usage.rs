@@ -30,7 +30,7 @@ pub struct Flush {
     pub last: Vec<KeyLastUse>,
     /// Aggregated denial events.
     pub events: Vec<AuditEvent>,
-    /// Successful uses per key with their IPs (for new-network alerts).
+    /// Successful uses per key with their IPs, oldest first (for new-network alerts).
     pub ips: Vec<(ApiKeyId, UserId, String)>,
     /// Bad-signature counts per key in this window.
     pub bad_signatures: Vec<(ApiKeyId, UserId, u64)>,
@@ -60,6 +60,8 @@ pub struct Use<'a> {
 pub struct UsageLog {
     counts: Mutex<HashMap<(ApiKeyId, String, &'static str), Counter>>,
     last: Mutex<HashMap<ApiKeyId, (UserId, KeyLastUse)>>,
+    /// First successful use of each (key, IP) in this window, to order new-network checks.
+    first_ok: Mutex<HashMap<(ApiKeyId, String), (UserId, Timestamp)>>,
 }
 
 impl UsageLog {
@@ -76,6 +78,12 @@ impl UsageLog {
             }
         }
         if outcome == "ok"
+            && let Ok(mut m) = self.first_ok.lock()
+            && m.len() < 100_000
+        {
+            m.entry((key, ip.to_owned())).or_insert((owner, now));
+        }
+        if outcome == "ok"
             && let Ok(mut l) = self.last.lock()
         {
             let ua = user_agent.map(|u| u.chars().filter(|c| !c.is_control()).take(256).collect());
@@ -87,7 +95,11 @@ impl UsageLog {
     pub fn drain(&self) -> Flush {
         let counts = self.counts.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
         let last = self.last.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+        let first_ok = self.first_ok.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
         let mut f = Flush::default();
+        let mut ips: Vec<_> = first_ok.into_iter().collect();
+        ips.sort_by_key(|((k, ip), (_, at))| (*at, *k, ip.clone()));
+        f.ips = ips.into_iter().map(|((k, ip), (owner, _))| (k, owner, ip)).collect();
         for ((key, route, outcome), c) in counts {
             let (Some(at), Some(owner)) = (c.last_at, c.owner) else { continue };
             f.usage.push(KeyUsage {
@@ -98,9 +110,6 @@ impl UsageLog {
                 last_at: at,
             });
             if outcome == "ok" {
-                for ip in &c.ips {
-                    f.ips.push((key, owner, ip.clone()));
-                }
                 continue;
             }
             if outcome == "bad_signature" {

@@ -87,3 +87,65 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> impl IntoResponse {
     };
     (StatusCode::OK, axum::Json(body))
 }
+
+/// A webhook receiver that records deliveries and checks their signature.
+pub struct WebhookSink {
+    pub url: String,
+    got: Arc<Mutex<Vec<(String, Value, bool)>>>,
+}
+
+#[derive(Clone)]
+struct HookCtx {
+    secret: Arc<Vec<u8>>,
+    got: Arc<Mutex<Vec<(String, Value, bool)>>>,
+}
+
+impl WebhookSink {
+    pub async fn start(secret: &str) -> Self {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let ctx = HookCtx { secret: Arc::new(secret.as_bytes().to_vec()), got: got.clone() };
+        let app = axum::Router::new().fallback(hook).with_state(ctx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, got }
+    }
+
+    /// (topic, body, signature valid) of every delivery so far.
+    pub fn deliveries(&self) -> Vec<(String, Value, bool)> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Polls for a delivery of `topic`.
+    pub async fn wait_for(&self, topic: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some((_, body, valid)) = self.deliveries().into_iter().find(|(t, _, _)| t == topic) {
+                assert!(valid, "webhook signature must verify");
+                return body;
+            }
+            assert!(std::time::Instant::now() < deadline, "no webhook {topic}: {:?}", self.deliveries());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn hook(State(ctx): State<HookCtx>, req: Request) -> impl IntoResponse {
+    use hmac::{Hmac, KeyInit, Mac};
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (topic, id, sig) = (h("x-gatehouse-event"), h("x-gatehouse-delivery"), h("x-gatehouse-signature"));
+    let valid = (|| {
+        let (t, v1) = sig.split_once(",v1=")?;
+        let t = t.strip_prefix("t=")?;
+        let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(&ctx.secret).ok()?;
+        mac.update(format!("{t}.{id}.").as_bytes());
+        mac.update(&body);
+        mac.verify_slice(&hex::decode(v1).ok()?).ok()
+    })()
+    .is_some();
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    ctx.got.lock().unwrap().push((topic, v, valid));
+    StatusCode::OK
+}

@@ -174,6 +174,40 @@ impl ApiKeyStore for SqlStore {
         w.tx.commit().await.map_err(map_err)
     }
 
+    async fn note_key_networks(
+        &self,
+        seen: &[(ApiKeyId, String)],
+        now: gatehouse_core::clock::Timestamp,
+    ) -> StoreResult<Vec<(ApiKeyId, String)>> {
+        if seen.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut w = self.begin().await?;
+        let mut fresh = Vec::new();
+        for (key, network) in seen {
+            let had_any = sqlx::query("SELECT network FROM api_key_networks WHERE key_id = $1 LIMIT 1")
+                .bind(key.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await
+                .map_err(map_err)?
+                .is_some();
+            let r = sqlx::query(
+                "INSERT INTO api_key_networks (key_id, network, first_seen) VALUES ($1, $2, $3) ON CONFLICT (key_id, network) DO NOTHING",
+            )
+            .bind(key.to_string())
+            .bind(network.clone())
+            .bind(now.as_millis())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+            if r.rows_affected() == 1 && had_any {
+                fresh.push((*key, network.clone()));
+            }
+        }
+        w.tx.commit().await.map_err(map_err)?;
+        Ok(fresh)
+    }
+
     async fn key_usage(&self, id: ApiKeyId) -> StoreResult<Vec<KeyUsage>> {
         let rows = sqlx::query(
             "SELECT route, outcome, count, last_at FROM api_key_usage WHERE key_id = $1 ORDER BY route, outcome",

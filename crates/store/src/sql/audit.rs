@@ -33,7 +33,7 @@ fn record(row: &AnyRow) -> StoreResult<AuditRecord> {
 impl AuditStore for SqlStore {
     async fn append(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
         let w = self.begin().await?;
-        self.finish(w, SideEffects { events, mails: vec![] }).await
+        self.finish(w, SideEffects { events, ..Default::default() }).await
     }
 
     async fn history(&self, user: UserId, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditRecord>> {

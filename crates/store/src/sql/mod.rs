@@ -9,6 +9,7 @@ mod replay;
 mod rows;
 mod sessions;
 mod throttle;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -241,6 +242,18 @@ impl SqlStore {
         }
         for m in fx.mails {
             insert_mail(tx, &m).await?;
+        }
+        for h in fx.webhooks {
+            sqlx::query(
+                "INSERT INTO webhook_outbox (id, topic, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)",
+            )
+            .bind(h.id)
+            .bind(h.topic)
+            .bind(h.body)
+            .bind(h.created_at.as_millis())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
         }
         Ok(())
     }

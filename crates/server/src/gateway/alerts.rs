@@ -1,0 +1,126 @@
+//! The periodic flush of the usage log, and the alerts it raises (R72, issue 3 §9): a key used
+//! from a network it had not been used from, a burst of bad signatures, scope violations. Each
+//! alert is an audit event, an email to the owner and a signed webhook to the security team,
+//! committed together.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
+use gatehouse_core::risk::features::network_prefix;
+use gatehouse_core::store::{SideEffects, StoreError};
+use serde_json::json;
+
+use crate::mail::templates;
+use crate::state::AppState;
+
+/// Bad signatures per key within one flush window that raise an alert.
+pub const BAD_SIGNATURE_ALERT: u64 = 10;
+
+/// Flushes once; returns how many alerts were raised.
+pub async fn flush(state: &AppState) -> Result<usize, StoreError> {
+    let Some(gw) = state.gateway.as_ref() else { return Ok(0) };
+    let f = gw.usage.drain();
+    if f.usage.is_empty() && f.last.is_empty() {
+        return Ok(0);
+    }
+    let now = state.clock.now();
+    state.store.flush_key_usage(&f.usage, &f.last).await?;
+    // In the order they were first seen, once each: the first network a key ever uses is not
+    // "new", the next ones are.
+    let mut networks: Vec<_> = Vec::new();
+    for (k, _, ip) in &f.ips {
+        if let Ok(ip) = ip.parse() {
+            let n = (*k, network_prefix(ip));
+            if !networks.contains(&n) {
+                networks.push(n);
+            }
+        }
+    }
+    let fresh = state.store.note_key_networks(&networks, now).await?;
+    let mut fx = SideEffects { events: f.events, ..Default::default() };
+    let mut alerts = 0;
+    for (key_id, network) in fresh {
+        let Some(owner) = f.ips.iter().find(|(k, _, _)| *k == key_id).map(|(_, o, _)| *o) else { continue };
+        let ip = f
+            .ips
+            .iter()
+            .find(|(k, _, ip)| *k == key_id && ip.parse().map(network_prefix).ok().as_ref() == Some(&network));
+        let ip = ip.map(|(_, _, ip)| ip.clone()).unwrap_or_default();
+        alerts += 1;
+        fx.events.push(
+            AuditEvent::new(EventKind::ApiKeyNewNetwork, Outcome::Success)
+                .about(owner)
+                .with("key", key_id.to_string())
+                .with("network", network.clone())
+                .with("ip", ip.clone()),
+        );
+        alert(state, &mut fx, owner, key_id, "api_key.new_network", json!({ "network": network, "ip": ip }), |label| {
+            templates::api_key_new_network(label, &ip)
+        })
+        .await?;
+    }
+    for (key_id, owner, count) in f.bad_signatures {
+        if count >= BAD_SIGNATURE_ALERT {
+            alerts += 1;
+            alert(state, &mut fx, owner, key_id, "api_key.bad_signatures", json!({ "count": count }), |label| {
+                templates::api_key_abuse(label, &format!("{count} requests with an invalid signature"))
+            })
+            .await?;
+        }
+    }
+    let mut scope_keys = BTreeSet::new();
+    for (key_id, owner, route) in f.scope_violations {
+        if scope_keys.insert(key_id) {
+            alerts += 1;
+            alert(state, &mut fx, owner, key_id, "api_key.scope_violation", json!({ "route": route }), |label| {
+                templates::api_key_abuse(label, &format!("calls to {route}, which the key may not use"))
+            })
+            .await?;
+        }
+    }
+    state.store.record(fx).await?;
+    state.wake_mailer();
+    state.wake_webhooks();
+    Ok(alerts)
+}
+
+async fn alert(
+    state: &AppState,
+    fx: &mut SideEffects,
+    owner: gatehouse_core::ids::UserId,
+    key_id: gatehouse_core::apikey::ApiKeyId,
+    topic: &str,
+    extra: serde_json::Value,
+    mail: impl FnOnce(&str) -> crate::mail::MailContent,
+) -> Result<(), StoreError> {
+    let label = state
+        .store
+        .find_api_key(key_id)
+        .await?
+        .map(|k| k.key.label.as_str().to_owned())
+        .unwrap_or_else(|| "API key".into());
+    if let Some(account) = state.store.find_account(owner).await?
+        && let Ok(m) = state.mail(account.email.as_str(), &mail(&label))
+    {
+        fx.mails.push(m);
+    }
+    let mut body = json!({ "topic": topic, "user": owner.to_string(), "key": key_id.to_string(), "at": state.clock.now().to_rfc3339() });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    if let Some(h) = state.webhook(topic, body) {
+        fx.webhooks.push(h);
+    }
+    Ok(())
+}
+
+/// Flushes every `period` until the process ends.
+pub async fn run(state: AppState, period: Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(e) = flush(&state).await {
+            tracing::warn!(error = %e, "API-key usage flush failed; counts kept for the next round");
+        }
+    }
+}
