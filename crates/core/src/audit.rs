@@ -99,6 +99,8 @@ event_kinds! {
     ApiKeyAllowlistChanged => "api_key_allowlist_changed",
     /// Signed requests with a known key were refused (aggregated per key, route and reason).
     ApiKeyDenied => "api_key_denied",
+    /// An API key's owner was reminded that it expires soon.
+    ApiKeyExpiryReminder => "api_key_expiry_reminder",
     /// An API key was used from a network it had not been used from before.
     ApiKeyNewNetwork => "api_key_new_network",
 }

@@ -358,6 +358,16 @@ pub trait ApiKeyStore: Send + Sync {
     async fn flush_key_usage(&self, usage: &[KeyUsage], last: &[KeyLastUse]) -> StoreResult<()>;
     /// Usage counts of one key.
     async fn key_usage(&self, id: crate::apikey::ApiKeyId) -> StoreResult<Vec<KeyUsage>>;
+    /// Keys that are not revoked and expire before `before`, with the last reminder stage
+    /// they received.
+    async fn keys_expiring_before(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(crate::apikey::ApiKey, u8)>>;
+    /// Moves a key to reminder `stage` if it is still below it, committing `fx` (the reminder
+    /// mail and its audit event) only then. False when another instance already did.
+    async fn mark_key_reminded(&self, id: crate::apikey::ApiKeyId, stage: u8, fx: SideEffects) -> StoreResult<bool>;
     /// Records the networks keys were used from; returns the ones that are new for a key
     /// that had been used from some other network before (first use is not "new").
     async fn note_key_networks(

@@ -225,7 +225,8 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     if rt.state.config.notify.enabled() {
         tokio::spawn(rt.webhooks.run());
     }
-    tokio::spawn(crate::gateway::alerts::run(rt.state.clone(), std::time::Duration::from_secs(2)));
+    let remind = std::time::Duration::from_secs(rt.state.config.gateway.reminder_check_secs);
+    tokio::spawn(crate::gateway::alerts::run(rt.state.clone(), std::time::Duration::from_secs(2), remind));
     let app = app(rt.state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown())

@@ -102,6 +102,17 @@ pub mod templates {
         )
     }
 
+    /// An API key expires soon.
+    pub fn api_key_expiring(label: &str, expires: &str) -> MailContent {
+        compose(
+            "Your API key expires soon",
+            &[format!(
+                "Your API key \"{label}\" expires at {expires}. Keys cannot be extended: rotate it in your security centre (the old key keeps working for a day after rotation) and move your software to the new one."
+            )],
+            None,
+        )
+    }
+
     /// An API key was used from a new network.
     pub fn api_key_new_network(label: &str, ip: &str) -> MailContent {
         compose(

@@ -402,3 +402,176 @@ async fn two_instances_sharing_redis_accept_a_signed_request_once() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// An Upbit-style JWT for a call without parameters (what pyupbit sends for /v1/accounts).
+fn upbit_token(key_id: &str, secret: &str, nonce: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = b64(json!({ "access_key": key_id, "nonce": nonce }).to_string().as_bytes());
+    let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{header}.{payload}").as_bytes());
+    format!("{header}.{payload}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+async fn upbit_call(
+    base: &str,
+    method: &str,
+    path: &str,
+    key_id: &str,
+    secret: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    use sha2::Digest;
+    let nonce = uuid_like();
+    let token = match &body {
+        None => upbit_token(key_id, secret, &nonce),
+        Some(b) => {
+            use hmac::{Hmac, KeyInit, Mac};
+            let pairs: Vec<String> =
+                b.as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap())).collect();
+            let qh = hex::encode(sha2::Sha512::digest(pairs.join("&").as_bytes()));
+            let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+            let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+            let payload =
+                b64(json!({ "access_key": key_id, "nonce": nonce, "query_hash": qh, "query_hash_alg": "SHA512" })
+                    .to_string()
+                    .as_bytes());
+            let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("{header}.{payload}").as_bytes());
+            format!("{header}.{payload}.{}", b64(&mac.finalize().into_bytes()))
+        }
+    };
+    let c = reqwest::Client::new();
+    let mut r = c.request(method.parse().unwrap(), format!("{base}{path}")).bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    assert!(r.headers().contains_key("remaining-req"), "Remaining-Req on every Upbit answer");
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst) + now_ms() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_overlaps_and_withdraw_keys_start_locked() {
+    let mut env = setup(Backend::Sqlite).await;
+    let base = env.srv.base.clone();
+    // Rotation: both keys work during the overlap; the old one stops after the grace.
+    let k = hmac_key(&env, trade(), json!([])).await;
+    let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
+    let (s, next) = env.owner.post(&env.srv.api(&format!("/api-keys/{id}/rotate")), json!({ "password": PW })).await;
+    assert_eq!(s, 201, "{next}");
+    let (nid, nsecret) = (next["id"].as_str().unwrap().to_owned(), next["secret"].as_str().unwrap().to_owned());
+    assert_ne!(nid, id);
+    assert_eq!(upbit_call(&base, "GET", "/v1/accounts", &id, &secret, None).await.0, 200);
+    assert_eq!(upbit_call(&base, "GET", "/v1/accounts", &nid, &nsecret, None).await.0, 200);
+    env.srv.advance(24 * 3_600_000 + 1000).await;
+    let (s, body) = upbit_call(&base, "GET", "/v1/accounts", &id, &secret, None).await;
+    assert_eq!((s, body["error"]["name"].as_str()), (401, Some("expired_access_key")));
+    assert_eq!(upbit_call(&base, "GET", "/v1/accounts", &nid, &nsecret, None).await.0, 200);
+    // The owner's own session has ended by now (12 h); sign in again.
+    assert_eq!(env.owner.login(&env.srv, "trader@example.com", PW).await.0, 201);
+    // The list never shows a secret.
+    let (_, list) = env.owner.get(&env.srv.api("/api-keys")).await;
+    assert!(!list.to_string().contains(&nsecret));
+
+    // Withdraw needs an allowlist…
+    let all = json!(["view_assets", "withdraw"]);
+    let (s, body) = env
+        .owner
+        .post(&env.srv.api("/api-keys"), json!({ "label": "w", "kind": "hmac", "scopes": all, "password": PW }))
+        .await;
+    assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid_key_request")), "{body}");
+    // …starts locked (403 open_api_withdraw_locked)…
+    let (wid, wk) =
+        key(&env, json!({ "label": "w", "kind": "hmac", "scopes": all, "allowlist": ["127.0.0.1/32"] })).await;
+    assert_eq!(wk["status"], "locked");
+    let wsecret = wk["secret"].as_str().unwrap().to_owned();
+    let coin = json!({ "currency": "BTC", "net_type": "BTC", "amount": "0.01", "address": "bc1qexample" });
+    let (s, body) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin.clone())).await;
+    assert_eq!((s, body["error"]["name"].as_str()), (403, Some("open_api_withdraw_locked")), "{body}");
+    // …and after the owner unlocks it, still waits out the 24 h cooling-off (R74).
+    let (s, _) =
+        env.owner.post(&env.srv.api(&format!("/api-keys/{wid}/unlock-withdraw")), json!({ "password": PW })).await;
+    assert_eq!(s, 200);
+    let (s, _) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin.clone())).await;
+    assert_eq!(s, 403);
+    env.srv.advance(24 * 3_600_000 + 1000).await;
+    let (s, body) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin)).await;
+    assert_eq!(s, 200, "{body}");
+    // The upstream saw the identity with the withdraw scope.
+    let seen = env.upstream.seen();
+    let w = seen.iter().find(|s| s.path == "/v1/withdraws/coin").unwrap();
+    assert!(w.identity.as_ref().unwrap().scopes.has_withdraw());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_keys_get_one_reminder_per_stage() {
+    let dir = scratch("remind");
+    let sink = SmtpSink::start(&dir);
+    let upstream = Upstream::start(&SECRET).await;
+    let cfg = config(&upstream.base).replacen("[gateway]\n", "[gateway]\nreminder_check_secs = 1\n", 1);
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, &cfg, &[]).await;
+    register_verified(&srv, &sink, "soon@example.com", PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(&srv, "soon@example.com", PW).await.0, 201);
+    let (s, _) = owner
+        .post(&srv.api("/api-keys"), json!({ "label": "short-lived", "kind": "hmac", "password": PW, "expires_at_ms": now_ms() + 2 * 86_400_000 }))
+        .await;
+    assert_eq!(s, 201);
+    sink.wait_for("soon@example.com", "expires soon");
+    // The 1-day stage sends the next one; the checks in between (one a second) sent nothing.
+    srv.advance(86_400_000 + 60_000).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sink.count_for("soon@example.com", "expires soon") < 2 {
+        assert!(std::time::Instant::now() < deadline, "no second reminder");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    while srv.metric("gatehouse_mail_outbox_pending").await > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "mail outbox never drained");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sink.count_for("soon@example.com", "expires soon"), 2, "one reminder per stage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_cli_manages_keys_with_json_output() {
+    let env = setup(Backend::Sqlite).await;
+    let data = env.srv.data_dir();
+    let out = env.srv.cli(
+        &["apikey", "create", "--email", "trader@example.com", "--label", "cli", "--scopes", "view_assets", "--json"],
+        &data,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (id, secret) = (created["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned());
+    assert_eq!(secret.len(), 43, "256-bit secret");
+    assert_eq!(upbit_call(&env.srv.base, "GET", "/v1/accounts", &id, &secret, None).await.0, 200);
+    let out = env.srv.cli(&["apikey", "list", "--email", "trader@example.com", "--json"], &data);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret), "list never shows secrets");
+    let out = env.srv.cli(&["apikey", "rotate", "--email", "trader@example.com", "--id", &id, "--json"], &data);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["rotated_from"], id.as_str());
+    let out = env.srv.cli(&["apikey", "revoke", "--email", "trader@example.com", "--id", &id, "--json"], &data);
+    assert!(out.status.success());
+    // The revocation is visible to the running server within the key-cache time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let (s, _) = upbit_call(&env.srv.base, "GET", "/v1/accounts", &id, &secret, None).await;
+        if s == 401 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "revocation never seen");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -463,6 +463,23 @@ mod keys_and_replay {
         assert_eq!((last.at, last.ip.map(|i| i.to_string())), (T0, Some("10.0.0.1".into())));
     });
 
+    on_every_backend!(expiry_reminders_advance_once_per_stage, |store, _clock| {
+        let rng = rng();
+        let a = registered(&store, "remind@example.com", &rng).await;
+        let k = StoredApiKey { key: new_key(a.id, 0, &rng), secret_sealed: None, public_key: Some(vec![1; 32]) };
+        assert!(store.create_api_key(&k, 10, SideEffects::default()).await.unwrap());
+        let due = store.keys_expiring_before(k.key.expires_at.plus(Span::secs(1)), 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1, 0);
+        let ev = || SideEffects::event(AuditEvent::new(EventKind::ApiKeyExpiryReminder, Outcome::Success));
+        let (x, y) =
+            tokio::join!(store.mark_key_reminded(k.key.id, 2, ev()), store.mark_key_reminded(k.key.id, 2, ev()));
+        assert_eq!([x.unwrap(), y.unwrap()].iter().filter(|b| **b).count(), 1, "exactly one instance sends it");
+        assert!(!store.mark_key_reminded(k.key.id, 1, ev()).await.unwrap(), "stages only move forward");
+        assert!(store.mark_key_reminded(k.key.id, 3, ev()).await.unwrap());
+        assert!(store.keys_expiring_before(k.key.expires_at, 10).await.unwrap().is_empty());
+    });
+
     on_every_backend!(replay_store_accepts_each_key_once_under_concurrency, |store, _clock| {
         let key = ReplayKey::derive("test", &[b"nonce-1"]);
         let mut tasks = Vec::new();

@@ -115,12 +115,80 @@ async fn alert(
     Ok(())
 }
 
-/// Flushes every `period` until the process ends.
-pub async fn run(state: AppState, period: Duration) {
+/// The reminder stage due for a key expiring in `left`: 1 within 30 days, 2 within 7, 3
+/// within 1.
+pub fn reminder_stage(left: gatehouse_core::clock::Span) -> u8 {
+    use gatehouse_core::clock::Span;
+    if left <= Span::days(1) {
+        3
+    } else if left <= Span::days(7) {
+        2
+    } else if left <= Span::days(30) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Sends expiry reminders that are due; returns how many.
+pub async fn remind_expiring(state: &AppState) -> Result<usize, StoreError> {
+    use gatehouse_core::clock::Span;
+    let now = state.clock.now();
+    let mut sent = 0;
+    for (key, stage) in state.store.keys_expiring_before(now.plus(Span::days(30)), 500).await? {
+        let due = reminder_stage(key.expires_at.since(now));
+        if due <= stage || key.expires_at <= now {
+            continue;
+        }
+        let Some(account) = state.store.find_account(key.owner).await? else { continue };
+        let Ok(mail) = state.mail(
+            account.email.as_str(),
+            &templates::api_key_expiring(key.label.as_str(), &key.expires_at.to_rfc3339()),
+        ) else {
+            continue;
+        };
+        let e = AuditEvent::new(EventKind::ApiKeyExpiryReminder, Outcome::Success)
+            .about(key.owner)
+            .with("key", key.id.to_string())
+            .with("expires_at", key.expires_at.to_rfc3339());
+        if state.store.mark_key_reminded(key.id, due, SideEffects::event(e).mail(mail)).await? {
+            sent += 1;
+        }
+    }
+    if sent > 0 {
+        state.wake_mailer();
+    }
+    Ok(sent)
+}
+
+/// Flushes every `period` (and checks expiry reminders every `remind_every`) until the process
+/// ends.
+pub async fn run(state: AppState, period: Duration, remind_every: Duration) {
+    let mut last_reminder: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(period).await;
         if let Err(e) = flush(&state).await {
             tracing::warn!(error = %e, "API-key usage flush failed; counts kept for the next round");
         }
+        if last_reminder.is_none_or(|t| t.elapsed() >= remind_every) {
+            last_reminder = Some(std::time::Instant::now());
+            if let Err(e) = remind_expiring(&state).await {
+                tracing::warn!(error = %e, "API-key expiry reminders failed; will retry");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::clock::Span;
+
+    #[test]
+    fn reminder_stages() {
+        assert_eq!(reminder_stage(Span::days(31)), 0);
+        assert_eq!(reminder_stage(Span::days(30)), 1);
+        assert_eq!(reminder_stage(Span::days(7)), 2);
+        assert_eq!(reminder_stage(Span::hours(23)), 3);
     }
 }

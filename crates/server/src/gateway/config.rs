@@ -64,6 +64,8 @@ pub struct GatewayConfig {
     pub replay_store: super::ReplayMode,
     /// How many instances share the limits; when Redis fails, each enforces 1/N (F4).
     pub instances: u32,
+    /// How often expiry reminders are checked, in seconds (reminders at 30, 7 and 1 days).
+    pub reminder_check_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -80,6 +82,7 @@ impl Default for GatewayConfig {
             upstream_timeout_ms: 10_000,
             replay_store: super::ReplayMode::Auto,
             instances: 1,
+            reminder_check_secs: 3600,
         }
     }
 }

@@ -19,3 +19,7 @@ CREATE TABLE api_key_networks (
     first_seen BIGINT NOT NULL,
     PRIMARY KEY (key_id, network)
 );
+
+-- Which expiry reminder an API key last received (0 none, 1 at 30 days, 2 at 7 days, 3 at 1 day).
+ALTER TABLE api_keys ADD COLUMN reminded_stage BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX api_keys_expiry ON api_keys(expires_at);

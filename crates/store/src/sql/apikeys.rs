@@ -174,6 +174,40 @@ impl ApiKeyStore for SqlStore {
         w.tx.commit().await.map_err(map_err)
     }
 
+    async fn keys_expiring_before(
+        &self,
+        before: gatehouse_core::clock::Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(ApiKey, u8)>> {
+        let sql = format!(
+            "SELECT {COLS}, reminded_stage FROM api_keys WHERE status <> 'revoked' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(before.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((decode(r)?.key, u8::try_from(rows::i64_col(r, "reminded_stage")?).unwrap_or(u8::MAX))))
+            .collect()
+    }
+
+    async fn mark_key_reminded(&self, id: ApiKeyId, stage: u8, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query("UPDATE api_keys SET reminded_stage = $1 WHERE id = $2 AND reminded_stage < $1")
+            .bind(i64::from(stage))
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
     async fn note_key_networks(
         &self,
         seen: &[(ApiKeyId, String)],
