@@ -59,6 +59,28 @@ fn op(summary: &str, body: Option<&str>, ok: (u16, &str, Value), errs: &[u16], s
     o
 }
 
+fn key_action(summary: &str) -> Value {
+    json!({
+        "summary": summary,
+        "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/KeyChangeRequest" } } } },
+        "security": [{ "bearer": [] }, { "cookie": [] }],
+        "responses": {
+            "200": { "description": "Done", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ApiKey" } } } },
+            "201": { "description": "Successor created", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ApiKey" } } } },
+            "400": error_response("Malformed or against the key rules"),
+            "401": error_response("Not authenticated"),
+            "403": error_response("Re-authentication needed or failed"),
+            "404": error_response("No such key"),
+            "413": error_response("Too large"),
+            "415": error_response("Not JSON"),
+            "429": error_response("Throttled"),
+            "500": error_response("Internal"),
+            "503": error_response("Unavailable")
+        }
+    })
+}
+
 /// The document.
 pub fn document() -> Value {
     let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
@@ -91,6 +113,20 @@ pub fn document() -> Value {
                 "security": [{ "bearer": [] }, { "cookie": [] }],
                 "responses": { "204": { "description": "Revoked" }, "400": error_response("Malformed"), "401": error_response("Not authenticated"), "403": error_response("Re-authentication needed or failed"), "404": error_response("No such session"), "413": error_response("Too large"), "415": error_response("Not JSON"), "429": error_response("Throttled"), "500": error_response("Internal"), "503": error_response("Unavailable") }
             } },
+            format!("{p}/api/v1/api-keys"): {
+                "post": op("Create an API key (the HMAC secret is in this answer only)", Some("CreateKeyRequest"), (201, "Created", json!({"$ref": "#/components/schemas/ApiKey"})), &[400, 401, 403, 413, 415, 429, 503], true),
+                "get": op("List API keys (never secrets)", None, (200, "Keys", any_obj.clone()), &[401, 403, 503], true)
+            },
+            format!("{p}/api/v1/api-keys/{{id}}"): { "get": {
+                "summary": "An API key with its usage counts",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "security": [{ "bearer": [] }, { "cookie": [] }],
+                "responses": { "200": { "description": "Key", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ApiKey" } } } }, "401": error_response("Not authenticated"), "403": error_response("Forbidden"), "404": error_response("No such key"), "500": error_response("Internal"), "503": error_response("Unavailable") }
+            } },
+            format!("{p}/api/v1/api-keys/{{id}}/revoke"): { "post": key_action("Revoke an API key") },
+            format!("{p}/api/v1/api-keys/{{id}}/rotate"): { "post": key_action("Rotate: issue a successor; this key keeps working for the overlap") },
+            format!("{p}/api/v1/api-keys/{{id}}/unlock-withdraw"): { "post": key_action("Lift the withdraw safety lock") },
+            format!("{p}/api/v1/api-keys/{{id}}/allowlist"): { "post": key_action("Replace the IP allowlist (widening a withdraw key waits)") },
             format!("{p}/api/v1/account"): { "get": op("The signed-in account", None, (200, "Account", any_obj.clone()), &[401, 403, 503], true) },
             format!("{p}/api/v1/account/password"): { "post": op("Change the password", Some("ChangePasswordRequest"), (200, "Changed; other sessions revoked", any_obj.clone()), &[400, 401, 403, 413, 415, 429, 503], true) },
             format!("{p}/api/v1/account/security-history"): { "get": {
@@ -121,6 +157,29 @@ pub fn document() -> Value {
                 "RefreshRequest": { "type": "object", "additionalProperties": false, "required": ["refresh_token"], "properties": { "refresh_token": { "type": "string" } } },
                 "ReauthRequest": { "type": "object", "additionalProperties": false, "properties": { "password": { "type": "string", "maxLength": 4096 } } },
                 "ChangePasswordRequest": { "type": "object", "additionalProperties": false, "required": ["new_password"], "properties": { "current_password": { "type": "string", "maxLength": 4096 }, "new_password": { "type": "string", "maxLength": 4096 } } },
+                "CreateKeyRequest": { "type": "object", "additionalProperties": false, "required": ["label", "kind"], "properties": {
+                    "password": { "type": "string", "maxLength": 4096 },
+                    "label": { "type": "string", "minLength": 1, "maxLength": 64 },
+                    "kind": { "type": "string", "enum": ["hmac", "ed25519", "rsa"] },
+                    "scopes": { "type": "array", "items": { "type": "string", "enum": ["view_assets", "view_orders", "place_orders", "view_withdrawals", "withdraw", "view_deposits", "deposit"] } },
+                    "allowlist": { "type": "array", "maxItems": 10, "items": { "type": "string" } },
+                    "expires_at_ms": { "type": "integer" },
+                    "public_key": { "type": "string", "maxLength": 8192 }
+                } },
+                "KeyChangeRequest": { "type": "object", "additionalProperties": false, "properties": {
+                    "password": { "type": "string", "maxLength": 4096 },
+                    "allowlist": { "type": "array", "maxItems": 10, "items": { "type": "string" } },
+                    "kind": { "type": "string", "enum": ["hmac", "ed25519", "rsa"] },
+                    "public_key": { "type": "string", "maxLength": 8192 }
+                } },
+                "ApiKey": { "type": "object", "required": ["id", "label", "kind", "scopes", "status", "expires_at"], "properties": {
+                    "id": { "type": "string" }, "label": { "type": "string" }, "kind": { "type": "string" },
+                    "scopes": { "type": "array", "items": { "type": "string" } }, "allowlist": { "type": "array", "items": { "type": "string" } },
+                    "status": { "type": "string", "enum": ["active", "locked", "suspended", "revoked"] },
+                    "secret": { "type": "string", "description": "HMAC keys only, in the create/rotate answer only" },
+                    "expires_at": { "type": "string" }, "valid_until": { "type": ["string", "null"] },
+                    "usage": { "type": "array", "items": { "type": "object" } }
+                } },
                 "TokenResponse": { "type": "object", "required": ["status", "session_id", "device_id", "expires_in"], "properties": {
                     "status": { "type": "string" }, "session_id": { "type": "string" }, "device_id": { "type": "string" },
                     "expires_in": { "type": "integer" }, "session_expires_at": { "type": "string" },
