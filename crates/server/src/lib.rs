@@ -6,6 +6,8 @@
 //! `gatehouse-core`; this crate only moves bytes, reads the clock once per request and
 //! renders errors.
 
+#![recursion_limit = "512"]
+
 pub mod apikeys;
 pub mod app;
 pub mod auth;
