@@ -575,3 +575,41 @@ async fn operator_cli_manages_keys_with_json_output() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_fails_verification_does_not_burn_its_nonce() {
+    let mut env = setup(Backend::Sqlite).await;
+    let k = hmac_key(&env, trade(), json!([])).await;
+    let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
+    let token = upbit_token(id, secret, "9d1c2b7a-0000-4000-8000-00000000abcd");
+    // The attacker replays the token with a forged signature segment: refused…
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let c = reqwest::Client::new();
+    let r = c.get(format!("{}/v1/accounts", env.srv.base)).bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // …and the nonce is still fresh for the legitimate request, which works exactly once.
+    let r = c.get(format!("{}/v1/accounts", env.srv.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(format!("{}/v1/accounts", env.srv.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "nonce_used");
+    // Even after a crash and restart, the nonce stays used (database replay store).
+    env.srv.restart();
+    let r = c.get(format!("{}/v1/accounts", env.srv.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "nonce_used");
+    let parameters_token = upbit_token(id, secret, "9d1c2b7a-0000-4000-8000-00000000abce");
+    let r = c
+        .get(format!("{}/v1/accounts?market=KRW-BTC", env.srv.base))
+        .bearer_auth(&parameters_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "parameters without a query_hash are refused");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "invalid_query_payload");
+}

@@ -267,6 +267,14 @@ impl Server {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
+    /// Stops the process (SIGKILL, like a crash) and starts it again on the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut again = Self::spawn(self.dir.clone(), self.database_url.clone(), self.env.clone());
+        // `again` now holds the stopped process and is dropped (a no-op kill).
+        std::mem::swap(self, &mut again);
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
