@@ -29,7 +29,24 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PW = "violet tram harbour 77"
 
-FLOOD_LUA = r"""
+# wrk runs request/response in per-thread Lua states and done() in the main one: collect the
+# per-thread tables through setup()/thread:get().
+COLLECT_LUA = r"""
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
+function report_statuses()
+  local total = {}
+  for _, t in ipairs(threads) do
+    local s = t:get("statuses")
+    if s then for k, v in pairs(s) do total[k] = (total[k] or 0) + v end end
+  end
+  local parts = {}
+  for k, v in pairs(total) do table.insert(parts, string.format('"%d":%d', k, v)) end
+  io.write("STATUSES {" .. table.concat(parts, ",") .. "}\n")
+end
+"""
+
+FLOOD_LUA = COLLECT_LUA + r"""
 counter = 0
 statuses = {}
 request = function()
@@ -41,13 +58,11 @@ response = function(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
 end
 done = function(summary, latency, requests)
-  local parts = {}
-  for k, v in pairs(statuses) do table.insert(parts, string.format('"%d":%d', k, v)) end
-  io.write("STATUSES {" .. table.concat(parts, ",") .. "}\n")
+  report_statuses()
 end
 """
 
-ACCOUNT_LUA = r"""
+ACCOUNT_LUA = COLLECT_LUA.replace("%", "%%") + r"""
 wrk.method = "GET"
 wrk.headers["Authorization"] = "Bearer %s"
 wrk.headers["Gatehouse-Device"] = "%s"
@@ -57,9 +72,7 @@ response = function(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
 end
 done = function(summary, latency, requests)
-  local parts = {}
-  for k, v in pairs(statuses) do table.insert(parts, string.format('"%%d":%%d', k, v)) end
-  io.write("STATUSES {" .. table.concat(parts, ",") .. "}\n")
+  report_statuses()
   io.write(string.format("P50 %%d\nP90 %%d\nP99 %%d\n", latency:percentile(50), latency:percentile(90), latency:percentile(99)))
 end
 """

@@ -61,7 +61,7 @@ pub struct ServerConfig {
     pub instance: String,
     /// Largest request body for gatehouse's own JSON endpoints, in bytes.
     pub max_body_bytes: usize,
-    /// Bounded Argon2 worker pool: concurrent hashes (default: number of CPUs).
+    /// Bounded Argon2 worker pool: concurrent hashes (default: CPUs − 1, at least 1).
     pub hash_workers: usize,
     /// Hash requests that may wait for a worker; beyond this, logins get 503 at once (F10).
     pub hash_queue: usize,
@@ -76,7 +76,9 @@ impl Default for ServerConfig {
             trusted_proxies: vec![],
             instance: String::new(),
             max_body_bytes: 16 * 1024,
-            hash_workers: cpus,
+            // Leave a core for everything else: Argon2 at full tilt on every core would starve
+            // token checks and signed-request verification during a login flood.
+            hash_workers: cpus.saturating_sub(1).max(1),
             hash_queue: 2 * cpus,
         }
     }

@@ -35,15 +35,22 @@ impl HashPool {
         }
     }
 
+    /// Takes a place in the pool or its queue, or refuses at once when both are full. Take
+    /// it *before* any other work for a request that will need a hash (database lookups,
+    /// throttle checks), so a flood is shed for nearly nothing (F10).
+    pub fn admit(&self) -> Result<Admission, Overloaded> {
+        match self.admission.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Admission { pool: self.clone(), _permit: permit }),
+            Err(_) => {
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                Err(Overloaded)
+            }
+        }
+    }
+
     /// Runs `f` on a worker, or refuses at once if the pool and its queue are full.
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Overloaded> {
-        let Ok(_admitted) = self.admission.clone().try_acquire_owned() else {
-            self.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(Overloaded);
-        };
-        let _worker = self.workers.clone().acquire_owned().await.map_err(|_| Overloaded)?;
-        self.hashes.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(f).await.map_err(|_| Overloaded)
+        self.admit()?.run(f).await
     }
 
     /// Password-hash operations started so far (metric `gatehouse_password_hashes_total`).
@@ -54,6 +61,22 @@ impl HashPool {
     /// Requests refused because the pool was full.
     pub fn shed(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
+    }
+}
+
+/// A place in the hashing pool, held for the whole of a request's password work.
+#[derive(Debug)]
+pub struct Admission {
+    pool: HashPool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Admission {
+    /// Runs `f` on a worker (waiting for one if all are busy).
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Overloaded> {
+        let _worker = self.pool.workers.clone().acquire_owned().await.map_err(|_| Overloaded)?;
+        self.pool.hashes.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(f).await.map_err(|_| Overloaded)
     }
 }
 

@@ -27,6 +27,7 @@ use super::accounts::password_field;
 use super::event;
 use crate::auth::{Authenticated, Via};
 use crate::error::{ApiError, ApiResult, ErrorCode, request_id};
+use crate::hashing::Admission;
 use crate::http::{
     ApiJson, COOKIE_ACCESS, COOKIE_DEVICE, COOKIE_REFRESH, ClientCtx, clear_cookie, cookie, csrf_ok, set_cookie,
 };
@@ -61,12 +62,16 @@ enum PasswordCheck {
 
 /// Runs Argon2 on the pool: against the account's hash, or against the dummy hash when there
 /// is no usable account, so both take the same time.
-async fn run_verify(state: &AppState, account: Option<&Account>, password: &Password) -> ApiResult<Verification> {
+async fn run_verify(
+    state: &AppState,
+    admission: &Admission,
+    account: Option<&Account>,
+    password: &Password,
+) -> ApiResult<Verification> {
     let hasher = state.hasher.clone();
     let password = password.clone();
     let stored = account.map(|a| a.password_hash.clone());
-    state
-        .hash_pool
+    admission
         .run(move || match stored {
             Some(h) => hasher.verify(&password, &h),
             None => {
@@ -89,6 +94,7 @@ pub fn throttle_keys(email: &Email, client: &ClientCtx) -> Vec<String> {
 /// `purpose` names the flow in audit events (`login`, `reauth`).
 async fn check_password(
     state: &AppState,
+    admission: &Admission,
     client: &ClientCtx,
     email: &Email,
     account: Option<&Account>,
@@ -118,7 +124,7 @@ async fn check_password(
         ThrottleDecision::Locked => {
             // Same work and same answer as a wrong password; not counted, so the lock stays
             // time-based.
-            run_verify(state, None, password).await?;
+            run_verify(state, admission, None, password).await?;
             let e = subject(event(EventKind::LoginFailed, Outcome::Denied, client)).with("reason", "locked");
             state.store.append(vec![e]).await?;
             return Ok(PasswordCheck::Failed);
@@ -126,7 +132,7 @@ async fn check_password(
         ThrottleDecision::Allow => {}
     }
     let usable = account.filter(|a| a.can_sign_in());
-    let verdict = run_verify(state, usable, password).await?;
+    let verdict = run_verify(state, admission, usable, password).await?;
     if let Verification::Match { needs_rehash } = verdict {
         return Ok(PasswordCheck::Ok { needs_rehash });
     }
@@ -203,10 +209,13 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let password = password_field(&req.password)?;
+    // A place in the hashing pool first: when it is full, answer 503 before touching the
+    // database (F10).
+    let admission = state.hash_pool.admit().map_err(|_| ApiError::new(ErrorCode::Overloaded))?;
     // An address that cannot exist is answered like an unknown one (same work, same body).
     let email = Email::parse(&req.email).unwrap_or_else(|_| Email::from_stored(req.email.trim().to_ascii_lowercase()));
     let account = state.store.find_account_by_email(&email).await?;
-    let check = check_password(&state, &client, &email, account.as_ref(), &password, "login").await?;
+    let check = check_password(&state, &admission, &client, &email, account.as_ref(), &password, "login").await?;
     let (PasswordCheck::Ok { needs_rehash }, Some(account)) = (check, account) else {
         return Err(invalid_credentials());
     };
@@ -214,8 +223,9 @@ pub async fn login(
         return Err(ApiError::new(ErrorCode::EmailUnverified));
     }
     if needs_rehash {
-        rehash(&state, &account, &password, &client).await?;
+        rehash(&state, &admission, &account, &password, &client).await?;
     }
+    drop(admission);
     let now = state.clock.now();
     let rng = state.rng.as_ref();
     let device_id = client.device.unwrap_or_else(|| DeviceId::generate(now, rng));
@@ -260,12 +270,17 @@ pub async fn login(
     Ok(token_response(StatusCode::CREATED, &session, &issued, now, extra))
 }
 
-async fn rehash(state: &AppState, account: &Account, password: &Password, client: &ClientCtx) -> ApiResult<()> {
+async fn rehash(
+    state: &AppState,
+    admission: &Admission,
+    account: &Account,
+    password: &Password,
+    client: &ClientCtx,
+) -> ApiResult<()> {
     let hasher = state.hasher.clone();
     let rng = state.rng.clone();
     let password = password.clone();
-    let new = state
-        .hash_pool
+    let new = admission
         .run(move || hasher.hash(&password, rng.as_ref()))
         .await
         .map_err(|_| ApiError::new(ErrorCode::Overloaded))?
@@ -452,7 +467,10 @@ pub async fn reauthenticate(state: &AppState, auth: &Authenticated, password: Op
         return Err(ApiError::new(ErrorCode::ReauthRequired));
     };
     let password = password_field(raw)?;
-    match check_password(state, &auth.client, &auth.account.email, Some(&auth.account), &password, "reauth").await? {
+    let admission = state.hash_pool.admit().map_err(|_| ApiError::new(ErrorCode::Overloaded))?;
+    match check_password(state, &admission, &auth.client, &auth.account.email, Some(&auth.account), &password, "reauth")
+        .await?
+    {
         PasswordCheck::Ok { .. } => {
             state.store.set_auth_time(auth.session.id, state.clock.now()).await?;
             Ok(())
