@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
             ApiError::new(ErrorCode::Internal).into_response()
         }))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
@@ -106,6 +107,26 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
     }
+    resp
+}
+
+/// Counts every request by route template (never the raw path: bounded labels), method and
+/// status, with its latency.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(p) => p.as_str().to_owned(),
+        None => match state.gateway.as_ref().and_then(|g| g.route_for(req.uri().path())) {
+            Some(r) => format!("gateway:{}", r.prefix),
+            None => "unmatched".into(),
+        },
+    };
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "other".into(),
+    };
+    let resp = next.run(req).await;
+    state.metrics.request(&route, &method, resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -186,7 +207,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     let trusted_proxies =
         gatehouse_core::apikey::TrustedProxies::parse(cfg.server.trusted_proxies.iter().map(|n| n.to_string()))
             .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
-    let gateway = crate::gateway::Gateway::new(
+    let mut gateway = crate::gateway::Gateway::new(
         &cfg.gateway,
         cfg.apikey,
         redis.clone(),
@@ -195,7 +216,10 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     )?;
     let webhook_wake = Arc::new(Notify::new());
     let webhooks = crate::notify::WebhookWorker::new(&cfg.notify, store.clone(), clock.clone(), webhook_wake.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    gateway.metrics = Some(metrics.clone());
     let state = AppState::new(Inner {
+        metrics,
         webhook_wake,
         gateway: Some(Arc::new(gateway)),
         trusted_proxies,

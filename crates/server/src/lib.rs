@@ -19,6 +19,7 @@ pub mod hashing;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod notify;
 pub mod routes;
 pub mod state;

@@ -52,6 +52,8 @@ pub struct Inner {
     pub mail_wake: Arc<Notify>,
     /// Wakes the webhook worker.
     pub webhook_wake: Arc<Notify>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::ops::Deref for AppState {

@@ -134,6 +134,8 @@ pub struct Gateway {
     pub client: proxy::HttpClient,
     /// Group named in `Remaining-Req` before a route is known.
     pub default_group: RateGroup,
+    /// Metrics sink (set by the server).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A request that passed every check.
@@ -263,6 +265,7 @@ impl Gateway {
             max_body: cfg.max_body_bytes,
             client: proxy::client(Duration::from_millis(cfg.upstream_timeout_ms)),
             default_group: RateGroup::new("default").map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            metrics: None,
         })
     }
 
@@ -272,6 +275,19 @@ impl Gateway {
     }
 
     async fn limit(&self, key: &str, gcra: &Gcra, cost: u32, now: Timestamp) -> Option<Decision> {
+        let d = self.limit_inner(key, gcra, cost, now).await;
+        if let Some(m) = &self.metrics {
+            let result = match &d {
+                Some(Decision::Allow { .. }) => "allow",
+                Some(Decision::Deny { .. }) => "deny",
+                None => "unavailable",
+            };
+            m.inc("gatehouse_rate_limit_total", &[("result", result)]);
+        }
+        d
+    }
+
+    async fn limit_inner(&self, key: &str, gcra: &Gcra, cost: u32, now: Timestamp) -> Option<Decision> {
         match &self.limiter {
             LimiterBackend::Local(l) => l.check(key, gcra, cost, now).ok(),
             LimiterBackend::Redis { redis, local, instances } => match redis.gcra(key, gcra, cost).await {
@@ -285,6 +301,19 @@ impl Gateway {
     }
 
     async fn insert_replay(&self, store: &dyn Store, key: &ReplayKey, now: Timestamp, ttl: Span) -> Option<bool> {
+        let r = self.insert_replay_inner(store, key, now, ttl).await;
+        if let Some(m) = &self.metrics {
+            let result = match r {
+                Some(true) => "fresh",
+                Some(false) => "replayed",
+                None => "unavailable",
+            };
+            m.inc("gatehouse_replay_inserts_total", &[("result", result)]);
+        }
+        r
+    }
+
+    async fn insert_replay_inner(&self, store: &dyn Store, key: &ReplayKey, now: Timestamp, ttl: Span) -> Option<bool> {
         match &self.replay {
             ReplayBackend::Memory(c) => match c.insert_if_absent(key, now, ttl) {
                 gatehouse_core::replay::InsertOutcome::Fresh => Some(true),
@@ -313,8 +342,27 @@ impl Gateway {
         }
     }
 
-    /// Runs the whole pipeline for one request.
+    /// Runs the whole pipeline for one request, counting the decision.
     pub async fn check(
+        &self,
+        route: &CompiledRoute,
+        req: &RawRequest<'_>,
+        caller: &Caller<'_>,
+        store: &dyn Store,
+        keyring: &gatehouse_core::crypto::envelope::Keyring,
+    ) -> Result<Granted, Denied> {
+        let result = self.check_inner(route, req, caller, store, keyring).await;
+        if let Some(m) = &self.metrics {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(d) => d.reason,
+            };
+            m.inc("gatehouse_gateway_decisions_total", &[("dialect", route.dialect.as_str()), ("outcome", outcome)]);
+        }
+        result
+    }
+
+    async fn check_inner(
         &self,
         route: &CompiledRoute,
         req: &RawRequest<'_>,

@@ -37,18 +37,23 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let pending = state.store.pending_mail().await.ok();
-    let mut out = String::new();
-    out.push_str("# HELP gatehouse_password_hashes_total Argon2 operations started (hash or verify).\n");
-    out.push_str("# TYPE gatehouse_password_hashes_total counter\n");
-    out.push_str(&format!("gatehouse_password_hashes_total {}\n", state.hash_pool.hashes()));
-    out.push_str("# HELP gatehouse_password_hash_shed_total Requests refused because the hashing pool was full.\n");
-    out.push_str("# TYPE gatehouse_password_hash_shed_total counter\n");
-    out.push_str(&format!("gatehouse_password_hash_shed_total {}\n", state.hash_pool.shed()));
-    if let Some(n) = pending {
-        out.push_str("# HELP gatehouse_mail_outbox_pending Messages waiting for delivery.\n");
-        out.push_str("# TYPE gatehouse_mail_outbox_pending gauge\n");
-        out.push_str(&format!("gatehouse_mail_outbox_pending {n}\n"));
-    }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+    let mail = state.store.pending_mail().await.ok().map(|n| n as f64).unwrap_or(-1.0);
+    let hooks = state.store.pending_webhooks().await.ok().map(|n| n as f64).unwrap_or(-1.0);
+    let extra = [
+        (
+            "gatehouse_password_hashes_total",
+            "counter",
+            "Argon2 operations started (hash or verify).",
+            state.hash_pool.hashes() as f64,
+        ),
+        (
+            "gatehouse_password_hash_shed_total",
+            "counter",
+            "Requests refused because the hashing pool was full.",
+            state.hash_pool.shed() as f64,
+        ),
+        ("gatehouse_mail_outbox_pending", "gauge", "Messages waiting for delivery (-1: store unavailable).", mail),
+        ("gatehouse_webhook_outbox_pending", "gauge", "Webhooks waiting for delivery (-1: store unavailable).", hooks),
+    ];
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&extra))
 }
