@@ -3,7 +3,6 @@
 //! `app(state)` is a plain function so tests can drive it in process with `oneshot`; `serve`
 //! binds a socket and adds the background workers.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -239,22 +238,67 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     Ok(Runtime { state, mailer, webhooks })
 }
 
+/// Largest request head (request line + headers) accepted; larger heads get 431 (F11).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
 /// Binds, prints the bound address on stdout (tests read it) and serves until SIGINT/SIGTERM.
+///
+/// The accept loop is hyper's own (not `axum::serve`) so the request-head limit can be set:
+/// a head over [`MAX_HEAD_BYTES`] is answered 431 by hyper before any of our code runs. On
+/// shutdown the listener closes at once and in-flight requests get up to 10 s to finish, so a
+/// rolling restart behind a load balancer fails no request (F19).
 pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
+    use hyper_util::rt::TokioIo;
+    use tower::ServiceExt as _;
     let listener = tokio::net::TcpListener::bind(rt.state.config.server.listen).await?;
     let addr = listener.local_addr()?;
     println!("gatehouse listening on http://{addr}");
-    tracing::info!(%addr, backend = ?rt.state.config.is_embedded(), "listening");
+    tracing::info!(%addr, embedded = rt.state.config.is_embedded(), "listening");
     tokio::spawn(rt.mailer.run());
     if rt.state.config.notify.enabled() {
         tokio::spawn(rt.webhooks.run());
     }
     let remind = std::time::Duration::from_secs(rt.state.config.gateway.reminder_check_secs);
     tokio::spawn(crate::gateway::alerts::run(rt.state.clone(), std::time::Duration::from_secs(2), remind));
-    let app = app(rt.state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let router = app(rt.state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.max_buf_size(MAX_HEAD_BYTES.max(8192)).max_headers(100).timer(hyper_util::rt::TokioTimer::new());
+    builder.header_read_timeout(std::time::Duration::from_secs(10));
+    let stop = shutdown();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+            tracing::warn!("in-flight connections did not finish within 10 s");
+        }
+    }
     Ok(())
 }
 
