@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod relay;
 pub mod upstream;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);

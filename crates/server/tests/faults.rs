@@ -1,0 +1,144 @@
+//! Fault scenarios: a database or Redis that stops answering (F1, F3). Security decisions fail
+//! closed with 503 and `Retry-After`, nothing is issued, readiness goes false, and the service
+//! recovers by itself once the dependency is back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::relay::Relay;
+use common::upstream::Upstream;
+use common::{Backend, Device, Server, SmtpSink, register_verified, scratch};
+use serde_json::json;
+
+const PW: &str = "violet tram harbour 77";
+
+async fn until(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !f().await {
+        assert!(Instant::now() < end, "{what} did not happen within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_means_503_nothing_issued_and_recovery() {
+    let dir = scratch("pgdown");
+    let sink = SmtpSink::start(&dir);
+    let relay = Relay::start("127.0.0.1:5432").await;
+    // A fresh schema reached through the relay.
+    let direct = common::fresh_pg_url().await;
+    let through = direct.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port), 1);
+    let srv = Server::start(
+        Backend::Sqlite,
+        &sink,
+        &[
+            ("GATEHOUSE_STORAGE__DATABASE_URL", &through),
+            ("GATEHOUSE_SECRETS__MASTER_KEYS", common::TEST_MASTER_KEY),
+            ("GATEHOUSE_STORAGE__DB_ACQUIRE_TIMEOUT_MS", "500"),
+        ],
+    )
+    .await;
+    register_verified(&srv, &sink, "pg@example.com", PW).await;
+    let mut d = Device::new("python-requests/2.34.2");
+    assert_eq!(d.login(&srv, "pg@example.com", PW).await.0, 201);
+    let c = reqwest::Client::new();
+    assert_eq!(c.get(srv.url("/readyz")).send().await.unwrap().status(), 200);
+
+    relay.cut();
+    until("readiness false", Duration::from_secs(10), async || {
+        c.get(srv.url("/readyz")).send().await.unwrap().status() == 503
+    })
+    .await;
+    // Liveness is unaffected; every decision that needs the database fails closed.
+    assert_eq!(c.get(srv.url("/healthz")).send().await.unwrap().status(), 200);
+    let r =
+        c.post(srv.api("/sessions")).json(&json!({ "email": "pg@example.com", "password": PW })).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(body.get("access_token").is_none());
+    let (s, _) = d.get(&srv.api("/account")).await;
+    assert_eq!(s, 503, "a token cannot be checked, so it is not accepted");
+    let (s, _) = d.refresh(&srv).await;
+    assert_eq!(s, 503);
+    let (s, _) =
+        Device::new("x").post(&srv.api("/accounts"), json!({ "email": "new@example.com", "password": PW })).await;
+    assert_eq!(s, 503);
+
+    relay.restore();
+    until("recovery", Duration::from_secs(30), async || {
+        c.get(srv.url("/readyz")).send().await.unwrap().status() == 200
+    })
+    .await;
+    let mut again = Device::new("python-requests/2.34.2");
+    assert_eq!(again.login(&srv, "pg@example.com", PW).await.0, 201);
+    assert_eq!(d.get(&srv.api("/account")).await.0, 200, "the old session survived the outage");
+    // The audit chain is intact.
+    let out = srv.cli(&["audit", "verify"], &srv.data_dir());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_fails_signed_requests_closed() {
+    use base64::Engine as _;
+    let dir = scratch("redisdown");
+    let sink = SmtpSink::start(&dir);
+    let relay = Relay::start("127.0.0.1:6379").await;
+    let secret = [9u8; 32];
+    let upstream = Upstream::start(&secret).await;
+    let cfg = format!(
+        "[gateway]\nidentity_secret = \"{}\"\n[[gateway.routes]]\nprefix = \"/api\"\ndialect = \"binance\"\nupstream = \"{}\"\ntable = \"binance\"\n",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        upstream.base
+    );
+    let redis = format!("redis://127.0.0.1:{}", relay.port);
+    let srv =
+        Server::start_with_config(Backend::Sqlite, &sink, &cfg, &[("GATEHOUSE_STORAGE__REDIS_URL", &redis)]).await;
+    register_verified(&srv, &sink, "r@example.com", PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(&srv, "r@example.com", PW).await.0, 201);
+    let (s, k) = owner
+        .post(
+            &srv.api("/api-keys"),
+            json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "password": PW }),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (id, key_secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
+    let sign = |ts: i64| {
+        use hmac::{Hmac, KeyInit, Mac};
+        let q = format!("timestamp={ts}&recvWindow=10000");
+        let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(key_secret.as_bytes()).unwrap();
+        mac.update(q.as_bytes());
+        format!("{}/api/v3/account?{q}&signature={}", srv.base, hex::encode(mac.finalize().into_bytes()))
+    };
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let c = reqwest::Client::new();
+    assert_eq!(c.get(sign(now())).header("x-mbx-apikey", &id).send().await.unwrap().status(), 200);
+    relay.cut();
+    let mut n = 0;
+    until("signed requests refused", Duration::from_secs(10), async || {
+        n += 1;
+        c.get(sign(now() - n)).header("x-mbx-apikey", &id).send().await.unwrap().status() == 503
+    })
+    .await;
+    assert_eq!(c.get(srv.url("/readyz")).send().await.unwrap().status(), 503);
+    // Never "unlimited", never "unchecked": no signed request reaches the upstream meanwhile.
+    let before = upstream.seen().len();
+    for i in 0..5 {
+        let r = c.get(sign(now() - 100 - i)).header("x-mbx-apikey", &id).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    assert_eq!(upstream.seen().len(), before);
+    relay.restore();
+    until("recovery", Duration::from_secs(30), async || {
+        n += 1;
+        c.get(sign(now() - 200 - n)).header("x-mbx-apikey", &id).send().await.unwrap().status() == 200
+    })
+    .await;
+}
