@@ -400,6 +400,11 @@ pub trait ReplayStore: Send + Sync {
     async fn sweep_replay(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
+/// The database server's own clock, for detecting skew between instances (F5). `None` when
+/// the database shares this process's clock (SQLite).
+pub type DbTimeFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Option<Timestamp>>> + Send + 'a>>;
+
 /// Everything the server needs, as one object.
 pub trait Store:
     AccountStore
@@ -414,6 +419,8 @@ pub trait Store:
 {
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;
+    /// The database server's clock.
+    fn db_time(&self) -> DbTimeFuture<'_>;
 }
 
 /// A boxed readiness future (kept free of an async-trait to stay object-safe and cheap).

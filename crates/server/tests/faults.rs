@@ -142,3 +142,69 @@ async fn redis_unreachable_fails_signed_requests_closed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_instance_reports_unready_and_still_refuses_replays() {
+    use base64::Engine as _;
+    let dir = scratch("skew");
+    let sink = SmtpSink::start(&dir);
+    let secret = [5u8; 32];
+    let upstream = Upstream::start(&secret).await;
+    let cfg = format!(
+        "[gateway]\nidentity_secret = \"{}\"\n[[gateway.routes]]\nprefix = \"/api\"\ndialect = \"binance\"\nupstream = \"{}\"\ntable = \"binance\"\n",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        upstream.base
+    );
+    let redis = [("GATEHOUSE_STORAGE__REDIS_URL", "redis://127.0.0.1:6379")];
+    let a = Server::start_with_config(Backend::Postgres, &sink, &cfg, &redis).await;
+    let url = a.database_url.clone().unwrap();
+    let b = Server::start_with_config(
+        Backend::Sqlite,
+        &sink,
+        &cfg,
+        &[
+            redis[0],
+            ("GATEHOUSE_STORAGE__DATABASE_URL", &url),
+            ("GATEHOUSE_SECRETS__MASTER_KEYS", common::TEST_MASTER_KEY),
+        ],
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let ready = |s: &Server| c.get(s.url("/readyz")).send();
+    assert_eq!(ready(&a).await.unwrap().status(), 200);
+    assert_eq!(ready(&b).await.unwrap().status(), 200);
+    // B's clock falls two seconds behind.
+    b.advance(-2000).await;
+    let r = ready(&b).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["clock"], "skewed");
+    assert!(body["clock_skew_ms"].as_i64().unwrap() <= -1000, "{body}");
+    assert_eq!(ready(&a).await.unwrap().status(), 200);
+    // A request accepted by A is still a replay at B: retention covers the skew (F5).
+    register_verified(&a, &sink, "skew@example.com", PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(&a, "skew@example.com", PW).await.0, 201);
+    let (_, k) = owner
+        .post(&a.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "password": PW }))
+        .await;
+    let (id, key_secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 2500;
+    let q = format!("timestamp={ts}&recvWindow=10000");
+    let sig = {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(key_secret.as_bytes()).unwrap();
+        mac.update(q.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let path = format!("/api/v3/account?{q}&signature={sig}");
+    assert_eq!(c.get(a.url(&path)).header("x-mbx-apikey", id).send().await.unwrap().status(), 200);
+    let r = c.get(b.url(&path)).header("x-mbx-apikey", id).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], -1021, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("already used"),
+        "refused as a replay, not for its timestamp: {body}"
+    );
+}

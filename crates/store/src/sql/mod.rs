@@ -354,6 +354,21 @@ impl Store for SqlStore {
             Ok(())
         })
     }
+
+    fn db_time(&self) -> gatehouse_core::store::DbTimeFuture<'_> {
+        Box::pin(async move {
+            match self.backend {
+                Backend::Sqlite => Ok(None),
+                Backend::Postgres => {
+                    let row = sqlx::query("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS ms")
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(map_err)?;
+                    Ok(Some(Timestamp::from_millis(row.try_get::<i64, _>("ms").map_err(map_err)?)))
+                }
+            }
+        })
+    }
 }
 
 impl FromStr for Backend {
