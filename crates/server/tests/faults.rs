@@ -208,3 +208,111 @@ async fn a_skewed_instance_reports_unready_and_still_refuses_replays() {
         "refused as a replay, not for its timestamp: {body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_flows_leaves_no_change_without_its_audit_event() {
+    let dir = scratch("kill9");
+    let sink = SmtpSink::start(&dir);
+    let mut srv = Server::start(Backend::Sqlite, &sink, &[]).await;
+    register_verified(&srv, &sink, "kill@example.com", PW).await;
+    for round in 0..5u64 {
+        let base = srv.base.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for w in 0..3u64 {
+            let base = base.clone();
+            let stop = stop.clone();
+            workers.push(tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    i += 1;
+                    let email = format!("r{round}w{w}i{i}@example.com");
+                    // Registrations, logins, failures and refreshes, all racing the kill.
+                    let _ = c.post(format!("{base}/_gh/api/v1/accounts")).json(&json!({ "email": email, "password": PW })).send().await;
+                    let login = c
+                        .post(format!("{base}/_gh/api/v1/sessions"))
+                        .header("user-agent", "killer/1.0")
+                        .json(&json!({ "email": "kill@example.com", "password": if i % 3 == 0 { "wrong password!!" } else { PW } }))
+                        .send()
+                        .await;
+                    if let Ok(r) = login
+                        && let Ok(v) = r.json::<serde_json::Value>().await
+                        && let (Some(rt), Some(dev)) = (v["refresh_token"].as_str(), v["device_id"].as_str())
+                    {
+                        let _ = c
+                            .post(format!("{base}/_gh/api/v1/sessions/refresh"))
+                            .header("user-agent", "killer/1.0")
+                            .header("gatehouse-device", dev)
+                            .json(&json!({ "refresh_token": rt }))
+                            .send()
+                            .await;
+                    }
+                }
+            }));
+        }
+        // Kill at a different moment each round (deterministic, no sleep-as-synchronisation:
+        // we wait for the server to have done some work, observed through its metrics).
+        let target = 5.0 + 7.0 * round as f64;
+        let end = Instant::now() + Duration::from_secs(30);
+        while srv.metric("gatehouse_password_hashes_total").await < target {
+            assert!(Instant::now() < end, "no progress");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        srv.restart();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for w in workers {
+            let _ = w.await;
+        }
+        // After the crash: the chain verifies…
+        let out = srv.cli(&["audit", "verify"], &srv.data_dir());
+        assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        // …and every account and every session has its audit event.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", srv.data_dir().join("gatehouse.db").display()))
+            .await
+            .unwrap();
+        let orphans: i64 = sqlx::Row::get(
+            &sqlx::query(
+                "SELECT COUNT(*) AS n FROM accounts a WHERE NOT EXISTS \
+                 (SELECT 1 FROM audit_events e WHERE e.subject = a.id AND e.kind = 'account_registered')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+            "n",
+        );
+        assert_eq!(orphans, 0, "round {round}: accounts without their registration event");
+        let sessions_without_event: i64 = sqlx::Row::get(
+            &sqlx::query(
+                "SELECT COUNT(*) AS n FROM sessions s WHERE NOT EXISTS \
+                 (SELECT 1 FROM audit_events e WHERE e.kind = 'login_succeeded' AND e.details LIKE '%' || s.id || '%')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+            "n",
+        );
+        assert_eq!(sessions_without_event, 0, "round {round}: sessions without their login event");
+        pool.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailer_outage_delays_mail_but_never_loses_it() {
+    let dir = scratch("maildown");
+    // The SMTP server refuses the first three deliveries (451), as during an outage.
+    let sink = SmtpSink::start_failing(&dir, 3);
+    let srv = Server::start(Backend::Sqlite, &sink, &[]).await;
+    let (s, _) =
+        Device::new("x").post(&srv.api("/accounts"), json!({ "email": "late@example.com", "password": PW })).await;
+    assert_eq!(s, 202, "the operation completes although mail cannot go out yet");
+    // Retried every 5 s of server time: move the clock instead of waiting.
+    let end = Instant::now() + Duration::from_secs(30);
+    while sink.count_for("late@example.com", "Verify") == 0 {
+        assert!(Instant::now() < end, "mail never delivered");
+        srv.advance(5_000).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sink.count_for("late@example.com", "Verify"), 1, "delivered exactly once");
+}
