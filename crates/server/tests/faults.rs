@@ -233,7 +233,7 @@ async fn kill_9_during_flows_leaves_no_change_without_its_audit_event() {
                     let login = c
                         .post(format!("{base}/_gh/api/v1/sessions"))
                         .header("user-agent", "killer/1.0")
-                        .json(&json!({ "email": "kill@example.com", "password": if i % 3 == 0 { "wrong password!!" } else { PW } }))
+                        .json(&json!({ "email": "kill@example.com", "password": if i.is_multiple_of(3) { "wrong password!!" } else { PW } }))
                         .send()
                         .await;
                     if let Ok(r) = login
