@@ -125,12 +125,20 @@ pub struct Account {
     pub created_at: Timestamp,
     /// Last password change.
     pub password_changed_at: Timestamp,
+    /// Set while the account is frozen: sessions revoked, API keys suspended, withdrawals
+    /// blocked until the owner recovers.
+    pub frozen_at: Option<Timestamp>,
 }
 
 impl Account {
     /// Whether the account may complete a login (status and verified email).
     pub fn can_sign_in(&self) -> bool {
         self.status == AccountStatus::Active
+    }
+
+    /// Whether the account is frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen_at.is_some()
     }
 }
 

@@ -99,6 +99,12 @@ event_kinds! {
     ApiKeyAllowlistChanged => "api_key_allowlist_changed",
     /// Signed requests with a known key were refused (aggregated per key, route and reason).
     ApiKeyDenied => "api_key_denied",
+    /// The account was frozen (by its owner, the security team or the risk engine).
+    AccountFrozen => "account_frozen",
+    /// A freeze was lifted.
+    AccountUnfrozen => "account_unfrozen",
+    /// The risk engine assessed a request (score, decision and reasons in the details).
+    RiskDecision => "risk_decision",
     /// An API key's owner was reminded that it expires soon.
     ApiKeyExpiryReminder => "api_key_expiry_reminder",
     /// An API key was used from a network it had not been used from before.

@@ -158,6 +158,26 @@ pub trait AccountStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Sets the staff flag (operator CLI).
     async fn set_admin(&self, user: UserId, is_admin: bool, fx: SideEffects) -> StoreResult<()>;
+    /// Freezes an account in one transaction: marks it frozen, revokes every session and
+    /// refresh family, suspends every API key that is not revoked. Idempotent; returns
+    /// false when it was already frozen (nothing written then).
+    async fn freeze_account(&self, user: UserId, reason: &str, now: Timestamp, fx: SideEffects) -> StoreResult<bool>;
+    /// Lifts a freeze (after the owner re-verified or recovery); keys stay suspended until
+    /// their owner resumes them.
+    async fn unfreeze_account(&self, user: UserId, fx: SideEffects) -> StoreResult<bool>;
+}
+
+/// Behavioural risk profiles, persisted as JSON written by the risk engine.
+#[async_trait]
+pub trait RiskStore: Send + Sync {
+    /// The user's profile JSON.
+    async fn load_risk_profile(&self, user: UserId) -> StoreResult<Option<String>>;
+    /// Saves profiles (upserts).
+    async fn save_risk_profiles(&self, profiles: &[(UserId, String)], now: Timestamp) -> StoreResult<()>;
+    /// The population statistics JSON.
+    async fn load_risk_global(&self) -> StoreResult<Option<String>>;
+    /// Saves the population statistics.
+    async fn save_risk_global(&self, stats: &str, now: Timestamp) -> StoreResult<()>;
 }
 
 /// Shared login-failure counters (F4: the database is the source of truth).
@@ -416,6 +436,7 @@ pub trait Store:
     + ApiKeyStore
     + ReplayStore
     + WebhookStore
+    + RiskStore
 {
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;

@@ -313,6 +313,7 @@ async fn admin_create(common: &Common, email: &str) -> Result<(), String> {
         high_value: true,
         created_at: now,
         password_changed_at: now,
+        frozen_at: None,
     };
     // The token row is required by the schema's creation path; it is already consumed.
     let token = EmailToken {

@@ -37,6 +37,7 @@ fn account(email: &str, rng: &dyn SecureRng) -> Account {
         high_value: false,
         created_at: T0,
         password_changed_at: T0,
+        frozen_at: None,
     }
 }
 
@@ -478,6 +479,32 @@ mod keys_and_replay {
         assert!(!store.mark_key_reminded(k.key.id, 1, ev()).await.unwrap(), "stages only move forward");
         assert!(store.mark_key_reminded(k.key.id, 3, ev()).await.unwrap());
         assert!(store.keys_expiring_before(k.key.expires_at, 10).await.unwrap().is_empty());
+    });
+
+    on_every_backend!(freezing_revokes_sessions_and_suspends_keys_once, |store, _clock| {
+        use gatehouse_core::store::RiskStore;
+        let rng = rng();
+        let a = registered(&store, "freeze@example.com", &rng).await;
+        let l = login(&store, &a, T0, &rng).await;
+        let k = StoredApiKey { key: new_key(a.id, 0, &rng), secret_sealed: None, public_key: Some(vec![1; 32]) };
+        assert!(store.create_api_key(&k, 10, SideEffects::default()).await.unwrap());
+        let fx = || SideEffects::event(AuditEvent::new(EventKind::AccountFrozen, Outcome::Success).about(a.id));
+        let (x, y) =
+            tokio::join!(store.freeze_account(a.id, "test", T0, fx()), store.freeze_account(a.id, "test", T0, fx()));
+        assert_eq!([x.unwrap(), y.unwrap()].iter().filter(|b| **b).count(), 1);
+        assert!(store.find_account(a.id).await.unwrap().unwrap().is_frozen());
+        assert!(store.find_by_access(l.access.hash()).await.unwrap().is_none(), "sessions revoked");
+        assert_eq!(store.find_api_key(k.key.id).await.unwrap().unwrap().key.status, ApiKeyStatus::Suspended);
+        assert!(store.unfreeze_account(a.id, SideEffects::default()).await.unwrap());
+        assert!(!store.find_account(a.id).await.unwrap().unwrap().is_frozen());
+        assert_eq!(chain_ok(&store).await, 3, "registration, login and exactly one freeze event");
+        // Risk profiles round-trip.
+        assert_eq!(store.load_risk_profile(a.id).await.unwrap(), None);
+        store.save_risk_profiles(&[(a.id, "{\"v\":1}".into())], T0).await.unwrap();
+        store.save_risk_profiles(&[(a.id, "{\"v\":2}".into())], T0).await.unwrap();
+        assert_eq!(store.load_risk_profile(a.id).await.unwrap().as_deref(), Some("{\"v\":2}"));
+        store.save_risk_global("{}", T0).await.unwrap();
+        assert_eq!(store.load_risk_global().await.unwrap().as_deref(), Some("{}"));
     });
 
     on_every_backend!(replay_store_accepts_each_key_once_under_concurrency, |store, _clock| {

@@ -89,6 +89,7 @@ pub async fn register(
         high_value: false,
         created_at: now,
         password_changed_at: now,
+        frozen_at: None,
     };
     let token = Token::generate(state.rng.as_ref());
     let et = EmailToken {

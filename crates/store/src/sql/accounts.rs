@@ -148,6 +148,41 @@ impl AccountStore for SqlStore {
         Ok(true)
     }
 
+    async fn freeze_account(&self, user: UserId, reason: &str, now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r =
+            sqlx::query("UPDATE accounts SET frozen_at = $1, frozen_reason = $2 WHERE id = $3 AND frozen_at IS NULL")
+                .bind(now.as_millis())
+                .bind(reason.to_owned())
+                .bind(user.to_string())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        revoke_where(&mut w.tx, user, None, "account_frozen", now).await?;
+        super::apikeys::suspend_all(&mut w.tx, user, now).await?;
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn unfreeze_account(&self, user: UserId, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE accounts SET frozen_at = NULL, frozen_reason = NULL WHERE id = $1 AND frozen_at IS NOT NULL",
+        )
+        .bind(user.to_string())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
     async fn set_admin(&self, user: UserId, is_admin: bool, fx: SideEffects) -> StoreResult<()> {
         let mut w = self.begin().await?;
         sqlx::query("UPDATE accounts SET is_admin = $1 WHERE id = $2")

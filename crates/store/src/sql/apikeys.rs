@@ -83,6 +83,24 @@ async fn update(
     Ok(r.rows_affected() == 1)
 }
 
+/// Suspends every API key of `user` that is not revoked, inside `tx` (account freeze).
+pub(crate) async fn suspend_all(
+    tx: &mut Transaction<'static, Any>,
+    user: UserId,
+    now: gatehouse_core::clock::Timestamp,
+) -> StoreResult<()> {
+    let sql = format!("SELECT {COLS} FROM api_keys WHERE owner = $1 AND status <> 'revoked'");
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.to_string()).fetch_all(&mut **tx).await.map_err(map_err)?;
+    for row in &rows {
+        let mut key = decode(row)?.key;
+        if key.suspend().is_ok() {
+            update(tx, &key, now).await?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ApiKeyStore for SqlStore {
     async fn create_api_key(&self, k: &StoredApiKey, max_live: u32, fx: SideEffects) -> StoreResult<bool> {

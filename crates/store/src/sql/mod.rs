@@ -6,6 +6,7 @@ mod apikeys;
 mod audit;
 mod mail;
 mod replay;
+mod risk;
 mod rows;
 mod sessions;
 mod throttle;

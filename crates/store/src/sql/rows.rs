@@ -55,7 +55,7 @@ pub(crate) fn user_id(row: &AnyRow, col: &str) -> StoreResult<UserId> {
 /// Account columns with an `a_` alias prefix, for joins.
 pub(crate) const ACCOUNT_COLS: &str = "a.id AS a_id, a.email AS a_email, a.email_verified_at AS a_email_verified_at, \
      a.password_hash AS a_password_hash, a.status AS a_status, a.is_admin AS a_is_admin, a.high_value AS a_high_value, \
-     a.created_at AS a_created_at, a.password_changed_at AS a_password_changed_at";
+     a.created_at AS a_created_at, a.password_changed_at AS a_password_changed_at, a.frozen_at AS a_frozen_at";
 
 /// Session columns with an `s_` alias prefix.
 pub(crate) const SESSION_COLS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.device_id AS s_device_id, \
@@ -74,6 +74,7 @@ pub(crate) fn account(row: &AnyRow) -> StoreResult<Account> {
         high_value: i64_col(row, "a_high_value")? != 0,
         created_at: ts(row, "a_created_at")?,
         password_changed_at: ts(row, "a_password_changed_at")?,
+        frozen_at: opt_ts(row, "a_frozen_at")?,
     })
 }
 
