@@ -4,7 +4,8 @@
 -- MODE "path":    GET <target>                        (nginx, gatehouse reverse proxy)
 -- MODE "forward": GET /_gh/auth/forward with X-Original-Method/X-Original-URI = <target>
 --                 (gatehouse forward auth answering the check alone, as nginx would ask it)
--- No response() callback: wrk then skips handing headers and bodies to Lua, and still counts
+-- Requests are built by plain concatenation (wrk.format per request costs the generator
+-- about twice as much). No response() callback: wrk then skips handing headers and bodies to Lua, and still counts
 -- non-2xx answers itself. If the file runs out, the walk wraps (those requests are replays and
 -- show up as non-2xx) and WRAPPED is printed.
 
@@ -12,23 +13,29 @@ local targets = {}
 local n = 0
 local i = 0
 wrapped = 0 -- global: done() reads it from each thread's Lua state
-local mode = "path"
 local threads = {}
+local head, tail -- the request is head .. target .. tail (cheaper than wrk.format per request)
 
 setup = function(thread)
   table.insert(threads, thread)
 end
 
 init = function(args)
-  mode = args[2] or "path"
+  local mode = args[2] or "path"
   for line in io.lines(args[1]) do
     n = n + 1
     targets[n] = line
   end
-  wrk.headers["User-Agent"] = "python-requests/2.34.2"
-  wrk.headers["Accept"] = "*/*"
+  local h = "Host: " .. wrk.headers["Host"] .. "\r\nUser-Agent: python-requests/2.34.2\r\nAccept: */*\r\n"
   if args[3] and args[3] ~= "" then
-    wrk.headers["X-MBX-APIKEY"] = args[3]
+    h = h .. "X-MBX-APIKEY: " .. args[3] .. "\r\n"
+  end
+  if mode == "forward" then
+    head = "GET /_gh/auth/forward HTTP/1.1\r\n" .. h .. "X-Original-Method: GET\r\nX-Original-URI: "
+    tail = "\r\n\r\n"
+  else
+    head = "GET "
+    tail = " HTTP/1.1\r\n" .. h .. "\r\n"
   end
 end
 
@@ -38,15 +45,7 @@ request = function()
     i = 1
     wrapped = wrapped + 1
   end
-  if mode == "forward" then
-    -- wrk.format uses either the given headers or wrk.headers, never both: copy them in.
-    local h = { ["X-Original-Method"] = "GET", ["X-Original-URI"] = targets[i] }
-    for k, v in pairs(wrk.headers) do
-      h[k] = v
-    end
-    return wrk.format("GET", "/_gh/auth/forward", h)
-  end
-  return wrk.format("GET", targets[i])
+  return head .. targets[i] .. tail
 end
 
 done = function(summary, latency, requests)
