@@ -119,7 +119,18 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM to the master (nginx's fast shutdown: it stops its workers, then exits); SIGKILL
+    /// only if it has not exited by a deadline. A SIGKILLed master would leave its workers
+    /// running, still listening.
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
