@@ -217,7 +217,16 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     let webhooks = crate::notify::WebhookWorker::new(&cfg.notify, store.clone(), clock.clone(), webhook_wake.clone());
     let metrics = Arc::new(crate::metrics::Metrics::default());
     gateway.metrics = Some(metrics.clone());
+    let risk = if cfg.risk.enabled {
+        let r = Arc::new(crate::risk::RiskService::new(&cfg.risk)?);
+        r.load(store.as_ref()).await.map_err(|e| anyhow::anyhow!("risk statistics: {e}"))?;
+        Some(r)
+    } else {
+        None
+    };
+    gateway.risk = risk.clone();
     let state = AppState::new(Inner {
+        risk,
         metrics,
         webhook_wake,
         gateway: Some(Arc::new(gateway)),

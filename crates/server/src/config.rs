@@ -42,6 +42,8 @@ pub struct Config {
     pub gateway: crate::gateway::config::GatewayConfig,
     /// Security webhooks.
     pub notify: crate::notify::NotifyConfig,
+    /// Behavioural risk scoring.
+    pub risk: crate::risk::RiskConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
 }

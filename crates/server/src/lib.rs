@@ -21,5 +21,6 @@ pub mod keys;
 pub mod mail;
 pub mod metrics;
 pub mod notify;
+pub mod risk;
 pub mod routes;
 pub mod state;

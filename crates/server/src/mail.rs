@@ -102,6 +102,25 @@ pub mod templates {
         )
     }
 
+    /// The risk engine challenged or refused something on the account.
+    pub fn risk_alert(what: &str, decision: gatehouse_core::risk::Decision) -> MailContent {
+        use gatehouse_core::risk::Decision;
+        let action = match decision {
+            Decision::Allow => "was allowed",
+            Decision::StepUp => "needed extra verification",
+            Decision::Deny => "was refused",
+            Decision::Freeze => "was refused and your account was frozen to protect your funds",
+        };
+        compose(
+            "Unusual activity on your account",
+            &[
+                format!("We noticed {what}. It did not match how your account is usually used, so it {action}."),
+                "If this was you, there is nothing to do. If it was not, change your password and revoke your API keys now.".into(),
+            ],
+            None,
+        )
+    }
+
     /// An API key expires soon.
     pub fn api_key_expiring(label: &str, expires: &str) -> MailContent {
         compose(

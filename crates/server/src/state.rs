@@ -54,6 +54,8 @@ pub struct Inner {
     pub webhook_wake: Arc<Notify>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The risk engine, when enabled.
+    pub risk: Option<Arc<crate::risk::RiskService>>,
 }
 
 impl std::ops::Deref for AppState {

@@ -613,3 +613,92 @@ async fn a_request_that_fails_verification_does_not_burn_its_nonce() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["name"], "invalid_query_payload");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_key_used_from_a_new_network_is_stopped_before_trading() {
+    let hook_secret = "webhook-secret-0123456789abcdef-0123";
+    let hooks = common::upstream::WebhookSink::start(hook_secret).await;
+    let dir = scratch("risk-key");
+    let sink = SmtpSink::start(&dir);
+    let upstream = Upstream::start(&SECRET).await;
+    let cfg = format!(
+        "{}\n[notify]\nsecurity_webhook_url = \"{}\"\nsecurity_webhook_secret = \"{hook_secret}\"\n\n[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        config(&upstream.base),
+        hooks.url
+    );
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, &cfg, &[]).await;
+    register_verified(&srv, &sink, "bot@example.com", PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(&srv, "bot@example.com", PW).await.0, 201);
+    let mut env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner };
+    let k = hmac_key(&env, trade(), json!([])).await;
+    let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
+    let order =
+        json!({ "market": "KRW-BTC", "side": "bid", "volume": "0.001", "price": "1000000", "ord_type": "limit" });
+    let call = |ip: &'static str, method: &'static str, path: &'static str, body: Option<Value>| {
+        let (id, secret, base) = (id.clone(), secret.clone(), env.srv.base.clone());
+        async move {
+            use sha2::Digest;
+            let nonce = uuid_like();
+            let token = match &body {
+                None => upbit_token(&id, &secret, &nonce),
+                Some(b) => {
+                    use hmac::{Hmac, KeyInit, Mac};
+                    let pairs: Vec<String> =
+                        b.as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap())).collect();
+                    let qh = hex::encode(sha2::Sha512::digest(pairs.join("&").as_bytes()));
+                    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+                    let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+                    let payload =
+                        b64(json!({ "access_key": id, "nonce": nonce, "query_hash": qh }).to_string().as_bytes());
+                    let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret.as_bytes()).unwrap();
+                    mac.update(format!("{header}.{payload}").as_bytes());
+                    format!("{header}.{payload}.{}", b64(&mac.finalize().into_bytes()))
+                }
+            };
+            let c = reqwest::Client::new();
+            let mut r = c
+                .request(method.parse().unwrap(), format!("{base}{path}"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", ip)
+                .header("user-agent", "trading-bot/1.0");
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let r = r.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // The bot's habits over a few days: its own server, mostly reading, an order a day.
+    for day in 0..5 {
+        assert_eq!(call("203.0.113.10", "POST", "/v1/orders", Some(order.clone())).await.0, 200);
+        for _ in 0..15 {
+            assert_eq!(call("203.0.113.10", "GET", "/v1/accounts", None).await.0, 200);
+        }
+        if day < 4 {
+            env.srv.advance(86_400_000).await;
+            // Let the flush loop persist what was learned.
+            tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        }
+    }
+    // The leaked key, from somebody else's network, tries to trade: scored step-up (an API
+    // client cannot answer a challenge, so trading is refused) before the upstream sees it,
+    // audited with its reasons, and the security team and the owner are told.
+    let before = env.upstream.seen().len();
+    let (s, body) = call("198.51.100.7", "POST", "/v1/orders", Some(order.clone())).await;
+    assert_eq!(s, 401, "{body}");
+    assert_eq!(env.upstream.seen().len(), before);
+    let hook = hooks.wait_for("risk.decision").await;
+    assert!(hook["user"].is_string());
+    assert!(
+        hook["reasons"].as_array().unwrap().iter().any(|r| r["signal"].as_str().unwrap_or("").contains("network")),
+        "{hook}"
+    );
+    sink.wait_for("bot@example.com", "Unusual activity");
+    assert_eq!(env.owner.login(&env.srv, "bot@example.com", PW).await.0, 201);
+    let (_, hist) = env.owner.get(&env.srv.api("/account/security-history?limit=200")).await;
+    assert!(hist["events"].as_array().unwrap().iter().any(|e| e["kind"] == "risk_decision"), "{hist}");
+    // The owner's own server keeps working.
+    assert_eq!(call("203.0.113.10", "POST", "/v1/orders", Some(order)).await.0, 200);
+}

@@ -20,9 +20,14 @@ pub const BAD_SIGNATURE_ALERT: u64 = 10;
 /// Flushes once; returns how many alerts were raised.
 pub async fn flush(state: &AppState) -> Result<usize, StoreError> {
     let Some(gw) = state.gateway.as_ref() else { return Ok(0) };
+    let risk_alerts = gw.risk_alerts.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default();
+    let mut alerts = handle_risk(state, risk_alerts).await?;
+    if let Some(r) = &state.risk {
+        r.flush(state.store.as_ref(), state.clock.now()).await?;
+    }
     let f = gw.usage.drain();
     if f.usage.is_empty() && f.last.is_empty() {
-        return Ok(0);
+        return Ok(alerts);
     }
     let now = state.clock.now();
     state.store.flush_key_usage(&f.usage, &f.last).await?;
@@ -39,7 +44,6 @@ pub async fn flush(state: &AppState) -> Result<usize, StoreError> {
     }
     let fresh = state.store.note_key_networks(&networks, now).await?;
     let mut fx = SideEffects { events: f.events, ..Default::default() };
-    let mut alerts = 0;
     for (key_id, network) in fresh {
         let Some(owner) = f.ips.iter().find(|(k, _, _)| *k == key_id).map(|(_, o, _)| *o) else { continue };
         let ip = f
@@ -83,6 +87,50 @@ pub async fn flush(state: &AppState) -> Result<usize, StoreError> {
     state.wake_mailer();
     state.wake_webhooks();
     Ok(alerts)
+}
+
+/// Audits, notifies and (for `freeze`) acts on the risk challenges of API-key requests; one
+/// notification per key and decision per flush window.
+async fn handle_risk(state: &AppState, alerts: Vec<crate::gateway::RiskAlert>) -> Result<usize, StoreError> {
+    use gatehouse_core::risk::{Decision, RiskAction};
+    let mut seen = BTreeSet::new();
+    let mut n = 0;
+    for a in alerts {
+        let mut fx = SideEffects::event(
+            crate::risk::decision_event(a.owner, RiskAction::ApiKeyUse, &a.assessment, a.ip)
+                .with("key", a.key.to_string())
+                .with("route", a.route.clone()),
+        );
+        if !seen.insert((a.key, a.assessment.decision)) {
+            state.store.record(fx).await?;
+            continue;
+        }
+        n += 1;
+        let what = format!("a request with your API key to {} from {}", a.route, a.ip);
+        crate::risk::notify_challenge(state, &mut fx, a.owner, RiskAction::ApiKeyUse, &a.assessment, &what).await?;
+        if a.assessment.decision == Decision::Freeze {
+            let e = AuditEvent::new(EventKind::AccountFrozen, Outcome::Success)
+                .about(a.owner)
+                .with("by", "risk_engine")
+                .with("score", a.assessment.score);
+            fx.events.push(e);
+            if !state.store.freeze_account(a.owner, "risk_engine", state.clock.now(), fx.clone()).await? {
+                state.store.record(fx).await?;
+            }
+            for k in state.store.list_api_keys(a.owner).await? {
+                if let Some(gw) = &state.gateway {
+                    gw.keys.invalidate(&k.id);
+                }
+            }
+        } else {
+            state.store.record(fx).await?;
+        }
+    }
+    if n > 0 {
+        state.wake_mailer();
+        state.wake_webhooks();
+    }
+    Ok(n)
 }
 
 async fn alert(

@@ -136,6 +136,26 @@ pub struct Gateway {
     pub default_group: RateGroup,
     /// Metrics sink (set by the server).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Risk engine (set by the server when enabled).
+    pub risk: Option<Arc<crate::risk::RiskService>>,
+    /// Risk challenges waiting to be audited, notified and (for `freeze`) acted on by the
+    /// flush loop, which owns the state needed for that.
+    pub risk_alerts: std::sync::Mutex<Vec<RiskAlert>>,
+}
+
+/// A risk decision on an API-key request, handled asynchronously by the flush loop.
+#[derive(Debug, Clone)]
+pub struct RiskAlert {
+    /// The key's owner.
+    pub owner: gatehouse_core::ids::UserId,
+    /// The key.
+    pub key: ApiKeyId,
+    /// The client IP.
+    pub ip: IpAddr,
+    /// The route.
+    pub route: String,
+    /// The assessment.
+    pub assessment: gatehouse_core::risk::Assessment,
 }
 
 /// A request that passed every check.
@@ -266,6 +286,8 @@ impl Gateway {
             client: proxy::client(Duration::from_millis(cfg.upstream_timeout_ms)),
             default_group: RateGroup::new("default").map_err(|e| anyhow::anyhow!("{e:?}"))?,
             metrics: None,
+            risk: None,
+            risk_alerts: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -432,12 +454,16 @@ impl Gateway {
             user_agent: caller.user_agent,
         };
         let record = |outcome: &'static str| self.usage.record(&fact, outcome);
+        let key_text = key.key.id.to_string();
         // 6. Verify.
         let verified = match signing::verify(&parsed, &key.verify, now, &self.signing) {
             Ok(v) => v,
             Err(e) => {
                 let reason = classify(&e);
                 record(reason);
+                if let Some(r) = &self.risk {
+                    r.record_bad_signature(&key_text, now);
+                }
                 return Err(fail(Denied::dialect(&e, reason)));
             }
         };
@@ -447,6 +473,52 @@ impl Gateway {
             record(denied.reason);
             return Err(fail(denied));
         }
+        // 7b. Behavioural risk of this key's use (R107): a new network, a rarely used scope, a
+        // burst of calls or of bad signatures. Trading and withdrawal routes are refused from
+        // "step-up" upwards (an API client cannot answer a challenge); reading from "deny".
+        let risk_obs = match &self.risk {
+            None => None,
+            Some(r) => {
+                let mut obs = gatehouse_core::risk::Observation::new(caller.ip);
+                obs.api = rule.access.required_scope().map(|scope| gatehouse_core::risk::ApiUse {
+                    key_id: key_text.clone(),
+                    scope,
+                    route: route_label.clone(),
+                });
+                obs.ua_family = caller.user_agent.map(|ua| gatehouse_core::device::UaFamily::parse(Some(ua)).key());
+                let obs = r.observe(obs, Some(&key.key.owner), Some(&key_text), now);
+                let a = r
+                    .assess(store, key.key.owner, &obs, gatehouse_core::risk::RiskAction::ApiKeyUse, now)
+                    .await
+                    .map_err(|_| fail(Denied::unavailable(dialect)))?;
+                use gatehouse_core::risk::Decision as D;
+                let sensitive = rule.access.required_scope().is_some_and(|s| !s.is_view());
+                let refuse = match a.decision {
+                    D::Allow => false,
+                    D::StepUp => sensitive,
+                    D::Deny | D::Freeze => true,
+                };
+                if a.decision != D::Allow
+                    && let Ok(mut q) = self.risk_alerts.lock()
+                    && q.len() < 10_000
+                {
+                    q.push(RiskAlert {
+                        owner: key.key.owner,
+                        key: key.key.id,
+                        ip: caller.ip,
+                        route: route_label.clone(),
+                        assessment: a.clone(),
+                    });
+                }
+                if refuse {
+                    record("risk_denied");
+                    let mut d = Denied::key(dialect, gatehouse_core::apikey::KeyDenied::Suspended);
+                    d.reason = "risk_denied";
+                    return Err(fail(d));
+                }
+                Some(obs)
+            }
+        };
         // 8. Replay (only after everything else passed).
         match self.insert_replay(store, verified.replay_key(), now, verified.retention()).await {
             Some(true) => {}
@@ -476,6 +548,10 @@ impl Gateway {
             headers.push(("x-mbx-used-weight-1m", value));
         }
         record("ok");
+        if let (Some(r), Some(obs)) = (&self.risk, &risk_obs) {
+            r.record_api_call(&key_text, now);
+            r.learn(key.key.owner, obs, now);
+        }
         let identity = Identity {
             user: key.key.owner,
             key: key.key.id,
