@@ -218,6 +218,11 @@ impl Gcra {
             return Err(RateLimitError::Parameters("count and period must be positive"));
         }
         let c = i64::from(count);
+        if c > period.as_millis() {
+            // The interval is kept in whole milliseconds (here and in the Redis script);
+            // refusing is better than silently capping the rate at 1000/s.
+            return Err(RateLimitError::Parameters("rates above one request per millisecond cannot be expressed"));
+        }
         let t = (period.as_millis() + c - 1) / c;
         Self::new(Span::millis(t), burst)
     }
@@ -641,8 +646,9 @@ mod tests {
         assert!(Gcra::per_period(1, Span::ZERO, 1).is_err());
         assert_eq!(Gcra::per_period(30, Span::secs(1), 30).map(|g| g.emission_interval()), Ok(Span::millis(34)));
         assert_eq!(Gcra::per_period(8, Span::secs(1), 8).map(|g| g.emission_interval()), Ok(Span::millis(125)));
-        // More than 1000/s cannot be expressed in whole ms and rounds to T = 1 ms.
-        assert_eq!(Gcra::per_period(5000, Span::secs(1), 1).map(|g| g.emission_interval()), Ok(Span::millis(1)));
+        // More than 1000/s cannot be expressed in whole ms: refused, never silently capped.
+        assert!(Gcra::per_period(5000, Span::secs(1), 1).is_err());
+        assert_eq!(Gcra::per_period(1000, Span::secs(1), 1).map(|g| g.emission_interval()), Ok(Span::millis(1)));
     }
 
     #[test]

@@ -87,7 +87,8 @@ async fn gateway_or_not_found(State(state): State<AppState>, client: crate::http
 /// Refuses a declared body above the limit with 413 before reading a byte of it. Proxied
 /// exchange paths have their own limit, enforced by the gateway in the dialect's format.
 async fn content_length_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with(PREFIX) && !req.uri().path().ends_with("z") {
+    let path = req.uri().path();
+    if !path.starts_with(PREFIX) && !matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return next.run(req).await;
     }
     let declared =

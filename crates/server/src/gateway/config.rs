@@ -55,7 +55,8 @@ pub struct GatewayConfig {
     pub key_cache_ms: u64,
     /// Largest proxied body, in bytes.
     pub max_body_bytes: usize,
-    /// Requests per second admitted from one client IP before any verification.
+    /// Requests per second admitted from one client IP before any verification (1..=1000;
+    /// 0 disables the per-IP budget — benchmarks only).
     pub per_ip_per_second: u32,
     /// Upstream connect + response-header timeout, in ms.
     pub upstream_timeout_ms: u64,
@@ -64,6 +65,10 @@ pub struct GatewayConfig {
     pub replay_store: super::ReplayMode,
     /// How many instances share the limits; when Redis fails, each enforces 1/N (F4).
     pub instances: u32,
+    /// Entries of the in-memory replay store (`replay_store = "memory"`): when full, signed
+    /// requests get 503 until entries expire (live nonces are never evicted). Size it for
+    /// the signed-request rate × the longest window (Binance: 62 s).
+    pub replay_memory_capacity: usize,
     /// How often expiry reminders are checked, in seconds (reminders at 30, 7 and 1 days).
     pub reminder_check_secs: u64,
 }
@@ -83,6 +88,7 @@ impl Default for GatewayConfig {
             replay_store: super::ReplayMode::Auto,
             instances: 1,
             reminder_check_secs: 3600,
+            replay_memory_capacity: 4_000_000,
         }
     }
 }

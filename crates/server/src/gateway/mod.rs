@@ -124,8 +124,8 @@ pub struct Gateway {
     pub replay: ReplayBackend,
     /// Rate limiter.
     pub limiter: LimiterBackend,
-    /// Per-IP budget.
-    pub per_ip: Gcra,
+    /// Per-IP budget (`None`: disabled).
+    pub per_ip: Option<Gcra>,
     /// Usage accumulator.
     pub usage: UsageLog,
     /// Largest body.
@@ -258,7 +258,9 @@ impl Gateway {
             anyhow::bail!("gateway.identity_secret must be at least 32 bytes of base64url when routes are configured");
         }
         let replay = match (replay_mode, &redis) {
-            (ReplayMode::Memory, _) => ReplayBackend::Memory(gatehouse_core::replay::ReplayCache::new(2_000_000)),
+            (ReplayMode::Memory, _) => {
+                ReplayBackend::Memory(gatehouse_core::replay::ReplayCache::new(cfg.replay_memory_capacity))
+            }
             (ReplayMode::Auto, Some(r)) => ReplayBackend::Redis(r.clone()),
             _ => ReplayBackend::Database,
         };
@@ -270,8 +272,12 @@ impl Gateway {
             },
             None => LimiterBackend::Local(LocalLimiter::new(200_000)),
         };
-        let per_ip = Gcra::per_period(cfg.per_ip_per_second.max(1), Span::secs(1), cfg.per_ip_per_second.max(1))
-            .map_err(|e| anyhow::anyhow!("gateway.per_ip_per_second: {e}"))?;
+        let per_ip = match cfg.per_ip_per_second {
+            0 => None,
+            n => Some(
+                Gcra::per_period(n, Span::secs(1), n).map_err(|e| anyhow::anyhow!("gateway.per_ip_per_second: {e}"))?,
+            ),
+        };
         Ok(Self {
             routes,
             signing: cfg.signing.clone(),
@@ -355,7 +361,8 @@ impl Gateway {
 
     /// Admits a request to a public path: the per-IP budget only.
     pub async fn check_public(&self, route: &CompiledRoute, caller: &Caller<'_>) -> Result<(), Denied> {
-        match self.limit(&ip_rate_key(caller.ip), &self.per_ip, 1, caller.now).await {
+        let Some(per_ip) = &self.per_ip else { return Ok(()) };
+        match self.limit(&ip_rate_key(caller.ip), per_ip, 1, caller.now).await {
             Some(Decision::Allow { .. }) => Ok(()),
             Some(Decision::Deny { retry_after, .. }) => {
                 Err(Denied::rate_limited(route.dialect, retry_after.as_secs_ceil()))
@@ -400,12 +407,14 @@ impl Gateway {
             d
         };
         // 1. Per-IP budget.
-        match self.limit(&ip_rate_key(caller.ip), &self.per_ip, 1, now).await {
-            Some(Decision::Allow { .. }) => {}
-            Some(Decision::Deny { retry_after, .. }) => {
-                return Err(with_upbit(Denied::rate_limited(dialect, retry_after.as_secs_ceil()), &default_group));
+        if let Some(per_ip) = &self.per_ip {
+            match self.limit(&ip_rate_key(caller.ip), per_ip, 1, now).await {
+                Some(Decision::Allow { .. }) => {}
+                Some(Decision::Deny { retry_after, .. }) => {
+                    return Err(with_upbit(Denied::rate_limited(dialect, retry_after.as_secs_ceil()), &default_group));
+                }
+                None => return Err(with_upbit(Denied::unavailable(dialect), &default_group)),
             }
-            None => return Err(with_upbit(Denied::unavailable(dialect), &default_group)),
         }
         // 2. Credentials never travel in the URL (R73).
         if let Some(q) = req.query() {
