@@ -70,16 +70,17 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::from_fn_with_state(state.clone(), request_id))
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
 
 /// Proxied exchange paths go to the gateway; anything else is a 404 in our format.
-async fn gateway_or_not_found(State(state): State<AppState>, client: crate::http::ClientCtx, req: Request) -> Response {
+async fn gateway_or_not_found(State(state): State<AppState>, req: Request) -> Response {
     if let Some(gw) = state.gateway.as_ref()
         && let Some(route) = gw.route_for(req.uri().path())
     {
-        return crate::gateway::proxy::handle(&state, route, client, req).await;
+        let ip = crate::http::client_ip_of(&req, &state.trusted_proxies);
+        return crate::gateway::proxy::handle(&state, route, ip, req).await;
     }
     ApiError::new(ErrorCode::NotFound).into_response()
 }
@@ -99,12 +100,31 @@ async fn content_length_limit(State(state): State<AppState>, req: Request, next:
     next.run(req).await
 }
 
+/// Request ids: a random per-process prefix and a counter. Unique and cheap (no system call
+/// per request); not secret — they only correlate an answer with log lines.
+struct RequestIds {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+static REQUEST_IDS: std::sync::OnceLock<RequestIds> = std::sync::OnceLock::new();
+
+fn next_request_id() -> String {
+    let ids = REQUEST_IDS.get_or_init(|| RequestIds {
+        prefix: hex::encode(gatehouse_core::rng::random_bytes::<4>(&OsRng)),
+        next: std::sync::atomic::AtomicU64::new(0),
+    });
+    let n = ids.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}{n:08x}", ids.prefix)
+}
+
 /// Assigns a request id (never taken from the client), exposes it to handlers through a
 /// task-local and returns it in `X-Request-Id`.
-async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let id = hex::encode(gatehouse_core::rng::random_bytes::<8>(state.rng.as_ref()));
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = next_request_id();
+    let header = HeaderValue::from_str(&id).ok();
+    let mut resp = REQUEST_ID.scope(id, next.run(req)).await;
+    if let Some(v) = header {
         resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
     }
     resp
@@ -114,19 +134,25 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
 /// status, with its latency.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let route = match req.extensions().get::<axum::extract::MatchedPath>() {
-        Some(p) => p.as_str().to_owned(),
+    let route: std::borrow::Cow<'static, str> = match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(p) => p.as_str().to_owned().into(),
         None => match state.gateway.as_ref().and_then(|g| g.route_for(req.uri().path())) {
-            Some(r) => format!("gateway:{}", r.prefix),
+            Some(r) => r.metric_label.clone().into(),
             None => "unmatched".into(),
         },
     };
-    let method = match req.method().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
-        _ => "other".into(),
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
     };
     let resp = next.run(req).await;
-    state.metrics.request(&route, &method, resp.status().as_u16(), started.elapsed());
+    state.metrics.request(&route, method, resp.status().as_u16(), started.elapsed());
     resp
 }
 

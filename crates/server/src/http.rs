@@ -54,6 +54,14 @@ pub fn clear_cookie(name: &str) -> String {
     set_cookie(name, "", 0)
 }
 
+/// Only the client IP of a request (the gateway needs nothing else from the client context).
+pub fn client_ip_of(req: &axum::extract::Request, trusted: &TrustedProxies) -> IpAddr {
+    let peer =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let xff = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    trusted.client_ip(peer, xff).ip
+}
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct ClientCtx {

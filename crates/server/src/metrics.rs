@@ -19,25 +19,37 @@ struct Histogram {
     count: u64,
 }
 
+/// Request counts of one route by (method, status).
+type ByMethodStatus = BTreeMap<(&'static str, u16), u64>;
+
 /// A counter's identity: its name and its label pairs.
 type CounterKey = (&'static str, Vec<(&'static str, String)>);
 
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    requests: Mutex<BTreeMap<String, ByMethodStatus>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     counters: Mutex<BTreeMap<CounterKey, u64>>,
 }
 
 impl Metrics {
     /// Records one HTTP request.
-    pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+    pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        // Look up by `&str` first so the hot path allocates nothing once a route is known.
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((route.to_owned(), method.to_owned(), status)).or_default() += 1;
+            match m.get_mut(route) {
+                Some(r) => *r.entry((method, status)).or_default() += 1,
+                None => {
+                    m.entry(route.to_owned()).or_default().insert((method, status), 1);
+                }
+            }
         }
-        if let Ok(mut h) = self.latency.lock() {
-            let h = h.entry(route.to_owned()).or_default();
+        if let Ok(mut all) = self.latency.lock() {
+            if !all.contains_key(route) {
+                all.insert(route.to_owned(), Histogram::default());
+            }
+            let Some(h) = all.get_mut(route) else { return };
             let secs = took.as_secs_f64();
             for (i, b) in BUCKETS.iter().enumerate() {
                 if secs <= *b {
@@ -63,13 +75,14 @@ impl Metrics {
         out.push_str("# HELP gatehouse_http_requests_total HTTP requests by route template, method and status.\n");
         out.push_str("# TYPE gatehouse_http_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
-            for ((route, method, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "gatehouse_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route),
-                    escape(method)
-                );
+            for (route, by) in m.iter() {
+                for ((method, status), n) in by {
+                    let _ = writeln!(
+                        out,
+                        "gatehouse_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
             }
         }
         out.push_str("# HELP gatehouse_http_request_duration_seconds Request latency by route template.\n");

@@ -43,6 +43,9 @@ impl Default for RiskConfig {
     }
 }
 
+/// (API key, network, scope) of a recent assessment.
+type ApiUseKey = (String, String, &'static str);
+
 struct Cached {
     profile: UserProfile,
     loaded: Instant,
@@ -57,7 +60,13 @@ pub struct RiskService {
     global: Mutex<(GlobalStats, bool)>,
     /// How long a cached profile is trusted before it is reloaded (other instances learn too).
     ttl: Duration,
+    /// Recent API-key assessments by (key, network, scope): a busy key is scored (and learned
+    /// from) at most once a second per network and scope, not on every request.
+    api_recent: Mutex<HashMap<ApiUseKey, (Decision, Timestamp)>>,
 }
+
+/// How long an API-key assessment stands for further calls from the same network and scope.
+const API_REASSESS: gatehouse_core::clock::Span = gatehouse_core::clock::Span::secs(1);
 
 impl RiskService {
     /// Builds the engine from configuration (opening the GeoIP databases if configured).
@@ -77,6 +86,7 @@ impl RiskService {
             profiles: Mutex::new(HashMap::new()),
             global: Mutex::new((GlobalStats::new(), false)),
             ttl: Duration::from_secs(60),
+            api_recent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -140,10 +150,38 @@ impl RiskService {
         }
     }
 
-    /// Counts a bad signature for a known key.
+    /// Counts a bad signature for a known key (and forgets its recent assessments, so the next
+    /// call is scored afresh with the burst in view).
     pub fn record_bad_signature(&self, key_id: &str, now: Timestamp) {
         if let Ok(mut v) = self.velocity.lock() {
             v.record_bad_signature(key_id, now);
+        }
+        if let Ok(mut m) = self.api_recent.lock() {
+            m.retain(|(k, _, _), _| k != key_id);
+        }
+    }
+
+    /// A decision made within the last second for this key, network and scope, if any.
+    pub fn recent_api_decision(
+        &self,
+        key_id: &str,
+        ip: IpAddr,
+        scope: &'static str,
+        now: Timestamp,
+    ) -> Option<Decision> {
+        let net = gatehouse_core::risk::features::network_prefix(ip);
+        let m = self.api_recent.lock().ok()?;
+        m.get(&(key_id.to_owned(), net, scope)).filter(|(_, at)| now.since(*at) < API_REASSESS).map(|(d, _)| *d)
+    }
+
+    /// Remembers a decision for [`recent_api_decision`](Self::recent_api_decision).
+    pub fn remember_api_decision(&self, key_id: &str, ip: IpAddr, scope: &'static str, d: Decision, now: Timestamp) {
+        if let Ok(mut m) = self.api_recent.lock() {
+            if m.len() > 100_000 {
+                m.retain(|_, (_, at)| now.since(*at) < API_REASSESS);
+            }
+            let net = gatehouse_core::risk::features::network_prefix(ip);
+            m.insert((key_id.to_owned(), net, scope), (d, now));
         }
     }
 

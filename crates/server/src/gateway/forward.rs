@@ -15,9 +15,7 @@ use gatehouse_core::signing::RawRequest;
 
 use super::Caller;
 use super::deny::Denied;
-use super::proxy::raw_headers;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::ClientCtx;
 use crate::state::AppState;
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -26,7 +24,8 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `GET /_gh/auth/forward`: reads `X-Original-Method` (or `X-Forwarded-Method`) and
 /// `X-Original-URI` (or `X-Forwarded-Uri`).
-pub async fn handle(State(state): State<AppState>, client: ClientCtx, req: Request) -> Response {
+pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let client_ip = crate::http::client_ip_of(&req, &state.trusted_proxies);
     let Some(gw) = state.gateway.as_ref() else { return ApiError::new(ErrorCode::NotFound).into_response() };
     let headers = req.headers();
     let method = header_str(headers, "x-original-method").or_else(|| header_str(headers, "x-forwarded-method"));
@@ -39,16 +38,18 @@ pub async fn handle(State(state): State<AppState>, client: ClientCtx, req: Reque
         return (StatusCode::FORBIDDEN, "no gateway route for this path").into_response();
     };
     let authority = header_str(headers, "x-forwarded-host").or_else(|| header_str(headers, "host")).unwrap_or("");
-    // The original request's headers, minus the forward-auth plumbing.
-    let mut original = HeaderMap::new();
-    for (k, v) in headers {
-        if !k.as_str().starts_with("x-original-") && !k.as_str().starts_with("x-forwarded-") && k != header::HOST {
-            original.append(k.clone(), v.clone());
-        }
-    }
-    let raw_h = raw_headers(&original);
+    // The original request's headers, minus the forward-auth plumbing (borrowed, not copied).
+    let raw_h: Vec<(&str, &[u8])> = headers
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.as_str();
+            !k.starts_with("x-original-") && !k.starts_with("x-forwarded-") && k != "host"
+        })
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
     let raw = RawRequest { method, target, authority, headers: &raw_h, body: &[] };
-    let caller = Caller { ip: client.ip, user_agent: client.user_agent.as_deref(), now: state.clock.now() };
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let caller = Caller { ip: client_ip, user_agent, now: state.clock.now() };
     match gw.check(route, &raw, &caller, state.store.as_ref(), &state.keyring).await {
         Ok(g) => {
             let mut resp = StatusCode::OK.into_response();

@@ -62,6 +62,8 @@ pub struct CompiledRoute {
     pub limits: GroupLimits,
     /// Public GET paths forwarded without a signature.
     pub public: Vec<String>,
+    /// Metrics label (`gateway:<prefix>`).
+    pub metric_label: String,
 }
 
 impl CompiledRoute {
@@ -250,6 +252,7 @@ impl Gateway {
                 table,
                 limits,
                 public: r.public.clone(),
+                metric_label: format!("gateway:{}", r.prefix),
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -485,8 +488,15 @@ impl Gateway {
         // 7b. Behavioural risk of this key's use (R107): a new network, a rarely used scope, a
         // burst of calls or of bad signatures. Trading and withdrawal routes are refused from
         // "step-up" upwards (an API client cannot answer a challenge); reading from "deny".
+        let scope_name = rule.access.required_scope().map(|s| s.name()).unwrap_or("none");
         let risk_obs = match &self.risk {
             None => None,
+            Some(r)
+                if r.recent_api_decision(&key_text, caller.ip, scope_name, now)
+                    == Some(gatehouse_core::risk::Decision::Allow) =>
+            {
+                None
+            }
             Some(r) => {
                 let mut obs = gatehouse_core::risk::Observation::new(caller.ip);
                 obs.api = rule.access.required_scope().map(|scope| gatehouse_core::risk::ApiUse {
@@ -525,6 +535,7 @@ impl Gateway {
                     d.reason = "risk_denied";
                     return Err(fail(d));
                 }
+                r.remember_api_decision(&key_text, caller.ip, scope_name, a.decision, now);
                 Some(obs)
             }
         };
@@ -557,9 +568,12 @@ impl Gateway {
             headers.push(("x-mbx-used-weight-1m", value));
         }
         record("ok");
-        if let (Some(r), Some(obs)) = (&self.risk, &risk_obs) {
+        if let Some(r) = &self.risk {
             r.record_api_call(&key_text, now);
-            r.learn(key.key.owner, obs, now);
+            // Learned once per assessment (at most once a second per network and scope).
+            if let Some(obs) = &risk_obs {
+                r.learn(key.key.owner, obs, now);
+            }
         }
         let identity = Identity {
             user: key.key.owner,

@@ -16,7 +16,6 @@ use hyper_util::rt::TokioExecutor;
 use super::deny::Denied;
 use super::{Caller, CompiledRoute};
 use crate::error::request_id;
-use crate::http::ClientCtx;
 use crate::state::AppState;
 
 /// The pooled upstream client.
@@ -64,7 +63,7 @@ pub fn raw_headers(headers: &HeaderMap) -> Vec<(&str, &[u8])> {
 }
 
 /// Handles one proxied request.
-pub async fn handle(state: &AppState, route: &CompiledRoute, client: ClientCtx, req: Request) -> Response {
+pub async fn handle(state: &AppState, route: &CompiledRoute, client_ip: std::net::IpAddr, req: Request) -> Response {
     let Some(gw) = state.gateway.as_ref() else { return Denied::no_route(route.dialect).into_response() };
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, gw.max_body).await {
@@ -75,7 +74,8 @@ pub async fn handle(state: &AppState, route: &CompiledRoute, client: ClientCtx, 
     let authority = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let headers = raw_headers(&parts.headers);
     let raw = RawRequest { method: parts.method.as_str(), target, authority, headers: &headers, body: &body };
-    let caller = Caller { ip: client.ip, user_agent: client.user_agent.as_deref(), now: state.clock.now() };
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let caller = Caller { ip: client_ip, user_agent, now: state.clock.now() };
     let inner = route.inner_path(parts.uri.path());
     let granted = if parts.method == axum::http::Method::GET && route.public.iter().any(|p| p == inner) {
         if let Err(d) = gw.check_public(route, &caller).await {
@@ -107,7 +107,7 @@ pub async fn handle(state: &AppState, route: &CompiledRoute, client: ClientCtx, 
         if let Some(Ok(v)) = identity.as_deref().map(HeaderValue::from_str) {
             h.insert(HeaderName::from_static(gatehouse_core::upstream::IDENTITY_HEADER), v);
         }
-        if let Ok(v) = HeaderValue::from_str(&client.ip.to_string()) {
+        if let Ok(v) = HeaderValue::from_str(&client_ip.to_string()) {
             h.insert(HeaderName::from_static("x-forwarded-for"), v);
         }
         if let Ok(v) = HeaderValue::from_str(&request_id()) {
