@@ -60,6 +60,9 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
+        .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
+        .route(&format!("{PREFIX}/check-url"), get(routes::phishing::check_page))
+        .route(&format!("{PREFIX}/official"), get(routes::phishing::official_page))
         .fallback(gateway_or_not_found)
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(limit))
@@ -70,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), host_allowlist))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -83,6 +87,19 @@ async fn gateway_or_not_found(State(state): State<AppState>, req: Request) -> Re
         return crate::gateway::proxy::handle(&state, route, ip, req).await;
     }
     ApiError::new(ErrorCode::NotFound).into_response()
+}
+
+/// Answers 421 to a request for a host this deployment does not serve (a DNS-rebinding or
+/// cache-poisoning attempt, or a misrouted request), when an allowlist is configured.
+async fn host_allowlist(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let allowed = &state.config.server.allowed_hosts;
+    if !allowed.is_empty() {
+        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !allowed.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return ApiError::new(ErrorCode::MisdirectedRequest).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Refuses a declared body above the limit with 413 before reading a byte of it. Proxied
@@ -252,7 +269,16 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         None
     };
     gateway.risk = risk.clone();
+    let url_checker = Some(
+        gatehouse_core::phishing::UrlChecker::new(gatehouse_core::phishing::OfficialConfig {
+            domains: cfg.phishing.official_domains.clone(),
+            brand_words: cfg.phishing.brand_words.clone(),
+            app_links: cfg.phishing.app_links.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("phishing: {e}"))?,
+    );
     let state = AppState::new(Inner {
+        url_checker,
         risk,
         metrics,
         webhook_wake,

@@ -64,6 +64,16 @@ enum Command {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
+    /// Is this link one of ours? Answers official, lookalike or unknown, with the reasons.
+    CheckUrl {
+        #[command(flatten)]
+        common: Common,
+        /// The link.
+        url: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// API keys of an account (operator tools; no re-authentication: the operator is trusted).
     Apikey {
         #[command(subcommand)]
@@ -224,6 +234,7 @@ pub fn main() -> ExitCode {
             Command::Audit { cmd: AuditCmd::Verify { common, checkpoint } } => audit_verify(&common, checkpoint).await,
             Command::Admin { cmd: AdminCmd::Create { common, email } } => admin_create(&common, &email).await,
             Command::Apikey { cmd } => apikey(cmd).await,
+            Command::CheckUrl { common, url, json } => check_url(&common, &url, json),
         }
     });
     match result {
@@ -470,6 +481,31 @@ async fn apikey(cmd: ApikeyCmd) -> Result<(), String> {
                 v["secret"] = serde_json::Value::from(s.expose());
             }
             print_key(&v, json);
+        }
+    }
+    Ok(())
+}
+
+fn check_url(common: &Common, url: &str, json_out: bool) -> Result<(), String> {
+    let cfg = load(common)?;
+    let checker = gatehouse_core::phishing::UrlChecker::new(gatehouse_core::phishing::OfficialConfig {
+        domains: cfg.phishing.official_domains.clone(),
+        brand_words: cfg.phishing.brand_words.clone(),
+        app_links: cfg.phishing.app_links.clone(),
+    })
+    .map_err(|e| format!("phishing configuration: {e}"))?;
+    let v = checker.check(url);
+    if json_out {
+        let reasons: Vec<_> =
+            v.reasons.iter().map(|r| serde_json::json!({ "code": r.code(), "explanation": r.explanation() })).collect();
+        println!(
+            "{}",
+            serde_json::json!({ "class": v.class.code(), "host": v.host, "unicode_host": v.unicode_host, "reasons": reasons })
+        );
+    } else {
+        println!("{}", v.summary());
+        for r in &v.reasons {
+            println!("  - {}: {}", r.code(), r.explanation());
         }
     }
     Ok(())

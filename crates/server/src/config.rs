@@ -44,6 +44,8 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// Behavioural risk scoring.
     pub risk: crate::risk::RiskConfig,
+    /// What is official (URL checker, official-channels page).
+    pub phishing: crate::routes::phishing::PhishingConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
 }
@@ -61,6 +63,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Name of this instance in audit records; defaults to the host name and process id.
     pub instance: String,
+    /// `Host` values gatehouse answers to (`host` or `host:port`); requests naming another
+    /// host get 421. Empty: any host (embedded use; set it in production).
+    pub allowed_hosts: Vec<String>,
     /// Largest request body for gatehouse's own JSON endpoints, in bytes.
     pub max_body_bytes: usize,
     /// Bounded Argon2 worker pool: concurrent hashes (default: CPUs − 1, at least 1).
@@ -77,6 +82,7 @@ impl Default for ServerConfig {
             public_origin: "http://localhost:8080".into(),
             trusted_proxies: vec![],
             instance: String::new(),
+            allowed_hosts: vec![],
             max_body_bytes: 16 * 1024,
             // Leave a core for everything else: Argon2 at full tilt on every core would starve
             // token checks and signed-request verification during a login flood.

@@ -59,6 +59,8 @@ pub enum ErrorCode {
     KeyLimit,
     /// 404: no such resource.
     NotFound,
+    /// 421: the request names a host this deployment does not serve.
+    MisdirectedRequest,
     /// 405: method not allowed.
     MethodNotAllowed,
     /// 413: the request body is too large.
@@ -96,6 +98,7 @@ impl ErrorCode {
             Self::InvalidKeyRequest => "invalid_key_request",
             Self::KeyLimit => "key_limit",
             Self::NotFound => "not_found",
+            Self::MisdirectedRequest => "misdirected_request",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -125,6 +128,7 @@ impl ErrorCode {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -154,6 +158,7 @@ impl ErrorCode {
             Self::InvalidKeyRequest => "The API key request is not valid.",
             Self::KeyLimit => "This account already has the maximum number of API keys.",
             Self::NotFound => "Not found.",
+            Self::MisdirectedRequest => "This server does not serve that host.",
             Self::MethodNotAllowed => "Method not allowed.",
             Self::PayloadTooLarge => "The request body is too large.",
             Self::UnsupportedMediaType => "Send the body as application/json.",
@@ -165,7 +170,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -183,6 +188,7 @@ impl ErrorCode {
         Self::InvalidKeyRequest,
         Self::KeyLimit,
         Self::NotFound,
+        Self::MisdirectedRequest,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,

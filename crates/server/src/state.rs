@@ -54,6 +54,8 @@ pub struct Inner {
     pub webhook_wake: Arc<Notify>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The URL checker (anti-phishing).
+    pub url_checker: Option<gatehouse_core::phishing::UrlChecker>,
     /// The risk engine, when enabled.
     pub risk: Option<Arc<crate::risk::RiskService>>,
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod keys;
 pub mod me;
 pub mod openapi;
+pub mod phishing;
 pub mod sessions;
 pub mod testing;
 
