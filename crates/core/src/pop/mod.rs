@@ -32,12 +32,14 @@
 //! header, taking the certificate from the TLS layer or from an allow-listed proxy only — is
 //! spelled out on each item.
 
+mod htu;
 pub mod jwk;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 
+pub use htu::normalize_htu;
 pub use jwk::{Jkt, JwkError, JwsAlg, PublicJwk};
 
 /// The `ath` value of an access token: base64url(SHA-256(token)) over the exact token string
