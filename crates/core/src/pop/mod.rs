@@ -34,6 +34,7 @@
 
 mod htu;
 pub mod jwk;
+mod nonce;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +42,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use htu::normalize_htu;
 pub use jwk::{Jkt, JwkError, JwsAlg, PublicJwk};
+pub use nonce::{DpopNonces, NonceConfigError};
 
 /// The `ath` value of an access token: base64url(SHA-256(token)) over the exact token string
 /// (RFC 9449 §4.2).
