@@ -34,15 +34,54 @@
 
 mod htu;
 pub mod jwk;
+pub mod mtls;
 mod nonce;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use htu::normalize_htu;
 pub use jwk::{Jkt, JwkError, JwsAlg, PublicJwk};
+pub use mtls::{CertBinding, MtlsError, cert_from_proxy_header, check_cert_binding};
 pub use nonce::{DpopNonces, NonceConfigError};
+
+/// The `cnf` (confirmation) claim of a sender-constrained token (RFC 7800 §3.1), with the two
+/// members gatehouse issues: `jkt` (RFC 9449 §6.1) and `x5t#S256` (RFC 8705 §3.1). Other
+/// members are ignored when read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 thumbprint of the DPoP public key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<Jkt>,
+    /// The SHA-256 thumbprint of the client certificate the token is bound to.
+    #[serde(default, rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<CertBinding>,
+}
+
+impl Confirmation {
+    /// `{"jkt": …}`: the token endpoint binds a token to the key of a verified proof.
+    pub fn dpop(jkt: Jkt) -> Self {
+        Self { jkt: Some(jkt), x5t_s256: None }
+    }
+
+    /// `{"x5t#S256": …}`: the token endpoint binds a token to the client certificate.
+    pub fn mtls(binding: CertBinding) -> Self {
+        Self { jkt: None, x5t_s256: Some(binding) }
+    }
+
+    /// Whether the token is bound to anything (R62: trading and withdrawal scopes require it).
+    pub fn is_sender_constrained(&self) -> bool {
+        self.jkt.is_some() || self.x5t_s256.is_some()
+    }
+
+    /// Whether the token is DPoP-bound, so it must be presented with the `DPoP` scheme and a
+    /// proof, never as `Bearer` (RFC 9449 §7.2, R60).
+    pub fn requires_dpop(&self) -> bool {
+        self.jkt.is_some()
+    }
+}
 
 /// The `ath` value of an access token: base64url(SHA-256(token)) over the exact token string
 /// (RFC 9449 §4.2).

@@ -71,6 +71,19 @@ impl TestKey {
     }
 }
 
+#[test]
+fn confirmation_claims_serialise_as_rfc_members() {
+    let jkt = must!(Jkt::parse("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
+    let cnf = Confirmation::dpop(jkt.clone());
+    assert_eq!(must!(serde_json::to_string(&cnf)), r#"{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}"#);
+    assert!(cnf.requires_dpop() && cnf.is_sender_constrained());
+    assert!(!Confirmation::default().is_sender_constrained());
+    let read: Confirmation =
+        must!(serde_json::from_str(r#"{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I","kid":"x"}"#));
+    assert_eq!(read.jkt, Some(jkt));
+    assert!(serde_json::from_str::<Confirmation>(r#"{"jkt":"not-a-thumbprint"}"#).is_err());
+}
+
 /// Wycheproof ECDSA P-256/SHA-256 with IEEE P1363 (`r ‖ s`) signatures — the JOSE ES256
 /// encoding — through the JWK parser (`publicKeyJwk`) and the ES256 verifier.
 #[test]
