@@ -32,6 +32,7 @@
 //! header, taking the certificate from the TLS layer or from an allow-listed proxy only — is
 //! spelled out on each item.
 
+pub mod dpop;
 mod htu;
 pub mod jwk;
 pub mod mtls;
@@ -42,6 +43,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use dpop::{DpopError, DpopPolicy, Endpoint, NonceRule, ProofContext, VerifiedProof, verify_proof};
 pub use htu::normalize_htu;
 pub use jwk::{Jkt, JwkError, JwsAlg, PublicJwk};
 pub use mtls::{CertBinding, MtlsError, cert_from_proxy_header, check_cert_binding};
