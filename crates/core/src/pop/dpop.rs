@@ -34,6 +34,8 @@
 //! Scoping the key by thumbprint means one client's `jti`s cannot collide with another's.
 //!
 //! ## Server usage
+//! * Build one [`DpopVerifier`] (policy + a bounded cache of validated client keys) and share
+//!   it; [`verify_proof`] is the same check without the cache.
 //! * Token endpoint: `access_token: None`; `expected_jkt: None` for a code grant, the refresh
 //!   token's `cnf.jkt` for a refresh grant (R60); bind the new tokens with
 //!   [`VerifiedProof::confirmation`].
@@ -51,7 +53,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::Confirmation;
 use super::htu::normalize_htu;
-use super::jwk::{Jkt, JwkError, JwsAlg, RawJwk, present};
+use super::jwk::{Jkt, JwkCache, JwkError, JwsAlg, RawJwk, present};
 use super::nonce::DpopNonces;
 use crate::clock::{Span, Timestamp};
 use crate::replay::ReplayKey;
@@ -456,10 +458,55 @@ fn check_nonce(rule: &NonceRule<'_>, nonce: Option<&str>, now: Timestamp) -> Res
 /// Verifies a DPoP proof: RFC 9449 §4.3 checks 1–12 (see the module table). `header_values`
 /// holds every `DPoP` header line of the request, in order. On success the server must still
 /// record [`VerifiedProof::jti_replay_key`] atomically and refuse a duplicate.
+///
+/// A server verifying many proofs should use a [`DpopVerifier`], which caches validated keys.
 pub fn verify_proof(
     header_values: &[&[u8]],
     ctx: &ProofContext<'_>,
     policy: &DpopPolicy,
+) -> Result<VerifiedProof, DpopError> {
+    verify(header_values, ctx, policy, None)
+}
+
+/// [`verify_proof`] with a policy and a cache of validated client keys, shared by all requests
+/// (`Arc<DpopVerifier>`). Same checks, same results; a repeat key skips its point validation
+/// and thumbprint.
+#[derive(Debug)]
+pub struct DpopVerifier {
+    policy: DpopPolicy,
+    keys: JwkCache,
+}
+
+impl DpopVerifier {
+    /// Default number of cached keys (about 3 MB).
+    pub const DEFAULT_KEY_CACHE: usize = 10_000;
+
+    /// A verifier applying `policy`, caching up to `key_cache` client keys.
+    pub fn new(policy: DpopPolicy, key_cache: usize) -> Self {
+        Self { policy, keys: JwkCache::new(key_cache) }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &DpopPolicy {
+        &self.policy
+    }
+
+    /// The key cache (for metrics).
+    pub fn key_cache(&self) -> &JwkCache {
+        &self.keys
+    }
+
+    /// As [`verify_proof`].
+    pub fn verify(&self, header_values: &[&[u8]], ctx: &ProofContext<'_>) -> Result<VerifiedProof, DpopError> {
+        verify(header_values, ctx, &self.policy, Some(&self.keys))
+    }
+}
+
+fn verify(
+    header_values: &[&[u8]],
+    ctx: &ProofContext<'_>,
+    policy: &DpopPolicy,
+    keys: Option<&JwkCache>,
 ) -> Result<VerifiedProof, DpopError> {
     use DpopError::{Malformed, MissingClaim};
 
@@ -500,10 +547,16 @@ pub fn verify_proof(
     }
 
     // 7. and 6. A public key of the right kind, and a valid signature over the received bytes.
-    let key = header.jwk.ok_or(Malformed("header has no jwk"))?.into_key().map_err(|e| match e {
+    let jwk_error = |e| match e {
         JwkError::PrivateMember(_) => DpopError::PrivateKey,
         e => DpopError::InvalidKey(e),
-    })?;
+    };
+    let coords = header.jwk.ok_or(Malformed("header has no jwk"))?.coords().map_err(jwk_error)?;
+    let (key, cached_jkt) = match keys {
+        Some(cache) => cache.get_or_validate(coords).map(|(key, jkt)| (key, Some(jkt))),
+        None => coords.key().map(|key| (key, None)),
+    }
+    .map_err(jwk_error)?;
     if key.alg() != alg {
         return Err(DpopError::InvalidKey(JwkError::AlgMismatch));
     }
@@ -559,7 +612,7 @@ pub fn verify_proof(
             return Err(DpopError::AthMismatch);
         }
     }
-    let jkt = key.thumbprint();
+    let jkt = cached_jkt.unwrap_or_else(|| key.thumbprint());
     let bound = match ctx.expected_jkt {
         Some(expected) => jkt.ct_eq_str(expected),
         // A token presented with a proof must be bound to a key (RFC 9449 §7.1): fail closed

@@ -15,7 +15,7 @@
 //!   60 s (check 11), is bound to one access token (`ath`, check 12) and is single-use: the
 //!   server records [`dpop::VerifiedProof::jti_replay_key`] atomically (the
 //!   [`crate::replay`] contract) **after** every check passed, so unauthenticated garbage can
-//!   never burn a legitimate `jti`. Server nonces ([`dpop::DpopNonces`], RFC 9449 §8) stop
+//!   never burn a legitimate `jti`. Server nonces ([`DpopNonces`], RFC 9449 §8) stop
 //!   proofs pre-computed by a client whose clock was set ahead.
 //! * **JOSE pitfalls** (RFC 8725): `alg: none`, HMAC algorithms (a public key used as an HMAC
 //!   secret), RSA, `crit` extensions, key-locating headers other than `jwk` (`jku`, `x5u`,
@@ -43,9 +43,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-pub use dpop::{DpopError, DpopPolicy, Endpoint, NonceRule, ProofContext, VerifiedProof, verify_proof};
+pub use dpop::{DpopError, DpopPolicy, DpopVerifier, Endpoint, NonceRule, ProofContext, VerifiedProof, verify_proof};
 pub use htu::normalize_htu;
-pub use jwk::{Jkt, JwkError, JwsAlg, PublicJwk};
+pub use jwk::{Jkt, JwkCache, JwkError, JwsAlg, PublicJwk};
 pub use mtls::{CertBinding, MtlsError, cert_from_proxy_header, check_cert_binding};
 pub use nonce::{DpopNonces, NonceConfigError};
 

@@ -8,7 +8,7 @@ use sha2::Sha256;
 use super::*;
 use crate::pop::tests::{HTU, NOW, NOW_S, TOKEN, TestKey, b64, ctx};
 use crate::pop::{Confirmation, ath_for};
-use crate::replay::{InsertOutcome, ReplayCache};
+use crate::replay::{InsertOutcome, ReplayCache, ReplayKey};
 use crate::secret::SecretBytes;
 use crate::signing::testdata::must;
 
@@ -16,12 +16,29 @@ fn policy() -> DpopPolicy {
     DpopPolicy::default()
 }
 
-/// Verifies `proof` against the default resource-server context for `key`, changed by `f`.
+type Summary = Result<(String, ReplayKey, Timestamp, JwsAlg), DpopError>;
+
+fn summary(r: &Result<VerifiedProof, DpopError>) -> Summary {
+    r.as_ref().map(|ok| (ok.jkt().to_string(), *ok.jti_replay_key(), ok.iat(), ok.alg())).map_err(Clone::clone)
+}
+
+thread_local! {
+    /// One caching verifier per test thread, shared by every check in it.
+    static VERIFIER: DpopVerifier = DpopVerifier::new(policy(), 64);
+}
+
+/// Verifies `proof` against the default resource-server context for `key`, changed by `f`;
+/// the caching [`DpopVerifier`] (cold, then warm) must give the same answer.
 fn check_with(key: &TestKey, proof: &str, f: impl FnOnce(&mut ProofContext<'_>)) -> Result<VerifiedProof, DpopError> {
     let jkt = key.jkt();
     let mut c = ctx(&jkt);
     f(&mut c);
-    verify_proof(&[proof.as_bytes()], &c, &policy())
+    let plain = verify_proof(&[proof.as_bytes()], &c, &policy());
+    for _ in 0..2 {
+        let cached = VERIFIER.with(|v| v.verify(&[proof.as_bytes()], &c));
+        assert_eq!(summary(&cached), summary(&plain), "cached and plain verification differ");
+    }
+    plain
 }
 
 fn check(key: &TestKey, proof: &str) -> Result<VerifiedProof, DpopError> {
@@ -509,4 +526,38 @@ fn policy_defaults_and_validation() {
     assert_eq!(parsed.allowed_algs, vec![JwsAlg::EdDsa]);
     assert!(serde_json::from_str::<DpopPolicy>(r#"{"allowed_algs":["none"]}"#).is_err());
     assert!(serde_json::from_str::<DpopPolicy>(r#"{"allowed_algs":["HS256"]}"#).is_err());
+}
+
+#[test]
+fn key_cache_holds_one_entry_per_valid_key_and_stays_bounded() {
+    let verifier = DpopVerifier::new(policy(), 3);
+    let run = |key: &TestKey, proof: &str| {
+        let jkt = key.jkt();
+        verifier.verify(&[proof.as_bytes()], &ctx(&jkt)).map(|ok| ok.jkt().to_string())
+    };
+    let (ec, ed) = (TestKey::ec(0x11), TestKey::ed(0x22));
+    for _ in 0..3 {
+        assert_eq!(run(&ec, &ec.proof()), Ok(ec.jkt()));
+        assert_eq!(run(&ed, &ed.proof()), Ok(ed.jkt()));
+    }
+    assert_eq!(verifier.key_cache().len(), 2);
+    // Invalid keys are not cached; a bad signature with a valid key still caches the key.
+    let bad_point = with_header(&ec, |h| h["jwk"]["y"] = h["jwk"]["x"].clone());
+    assert_eq!(run(&ec, &bad_point), Err(DpopError::InvalidKey(JwkError::InvalidPoint)));
+    assert_eq!(verifier.key_cache().len(), 2);
+    let other = TestKey::ec(0x33);
+    let forged = ec.jws(&other.header().to_string(), &other.claims().to_string());
+    assert_eq!(run(&other, &forged), Err(DpopError::BadSignature));
+    assert_eq!(verifier.key_cache().len(), 3);
+    // Full: emptied, then refilled.
+    let fourth = TestKey::ed(0x44);
+    assert_eq!(run(&fourth, &fourth.proof()), Ok(fourth.jkt()));
+    assert_eq!(verifier.key_cache().len(), 1);
+    assert_eq!(run(&ec, &ec.proof()), Ok(ec.jkt()));
+    // Capacity 0 caches nothing and still verifies.
+    let uncached = DpopVerifier::new(policy(), 0);
+    let jkt = ec.jkt();
+    assert!(uncached.verify(&[ec.proof().as_bytes()], &ctx(&jkt)).is_ok());
+    assert!(uncached.key_cache().is_empty());
+    assert_eq!(uncached.policy(), &policy());
 }
