@@ -10,7 +10,7 @@
 //! denial, never an allowance.
 //!
 //! Modules are concerns: [`account`], [`session`], [`throttle`], [`audit`], [`password`],
-//! [`crypto`], [`secret`], [`risk`].
+//! [`crypto`], [`secret`], [`risk`], [`pop`] (DPoP and mTLS-bound tokens).
 
 pub mod account;
 pub mod apikey;
@@ -22,6 +22,7 @@ pub mod ids;
 pub mod mfa;
 pub mod password;
 pub mod phishing;
+pub mod pop;
 pub mod ratelimit;
 pub mod replay;
 pub mod risk;
