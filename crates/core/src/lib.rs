@@ -30,6 +30,7 @@ pub mod rng;
 pub mod secret;
 pub mod session;
 pub mod signing;
+pub mod stepup;
 pub mod store;
 pub mod throttle;
 pub mod upstream;

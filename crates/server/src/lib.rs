@@ -24,3 +24,4 @@ pub mod notify;
 pub mod risk;
 pub mod routes;
 pub mod state;
+pub mod stepup;
