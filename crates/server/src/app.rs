@@ -63,6 +63,9 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
         .route(&format!("{PREFIX}/check-url"), get(routes::phishing::check_page))
         .route(&format!("{PREFIX}/official"), get(routes::phishing::official_page))
+        // risk: confirmation of a challenged sign-in
+        .route(&format!("{api}/sessions/confirm-sign-in"), post(routes::confirm::api))
+        .route(&format!("{PREFIX}/confirm-sign-in"), get(routes::confirm::page).post(routes::confirm::form))
         .fallback(gateway_or_not_found)
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(limit))
