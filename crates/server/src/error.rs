@@ -62,6 +62,8 @@ pub enum ErrorCode {
     SignInConfirmationRequired,
     /// 403: the risk engine refused this sign-in; the owner was emailed.
     SignInRefused,
+    /// 403: the risk engine refused this sensitive action; the owner was emailed.
+    ActionRefused,
     /// 404: no such resource.
     NotFound,
     /// 421: the request names a host this deployment does not serve.
@@ -104,6 +106,7 @@ impl ErrorCode {
             Self::KeyLimit => "key_limit",
             Self::SignInConfirmationRequired => "sign_in_confirmation_required",
             Self::SignInRefused => "sign_in_refused",
+            Self::ActionRefused => "action_refused",
             Self::NotFound => "not_found",
             Self::MisdirectedRequest => "misdirected_request",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -136,7 +139,8 @@ impl ErrorCode {
             | Self::ReauthFailed
             | Self::CsrfRejected
             | Self::SignInConfirmationRequired
-            | Self::SignInRefused => StatusCode::FORBIDDEN,
+            | Self::SignInRefused
+            | Self::ActionRefused => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -171,6 +175,7 @@ impl ErrorCode {
                 "We do not recognise this device. Confirm the sign-in with the link we emailed you, then sign in again."
             }
             Self::SignInRefused => "This sign-in was refused for your security. We have emailed the account owner.",
+            Self::ActionRefused => "This action was refused for your security. We have emailed the account owner.",
             Self::NotFound => "Not found.",
             Self::MisdirectedRequest => "This server does not serve that host.",
             Self::MethodNotAllowed => "Method not allowed.",
@@ -184,7 +189,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -203,6 +208,7 @@ impl ErrorCode {
         Self::KeyLimit,
         Self::SignInConfirmationRequired,
         Self::SignInRefused,
+        Self::ActionRefused,
         Self::NotFound,
         Self::MisdirectedRequest,
         Self::MethodNotAllowed,

@@ -351,15 +351,7 @@ pub async fn assess_login(
     let what = format!("a sign-in from {} ({})", client.ip, client.ua_family.display_name());
     notify_challenge(state, &mut fx, account.id, RiskAction::Login, &la.assessment, &what).await?;
     if decision == Decision::Freeze {
-        fx.events.push(
-            AuditEvent::new(EventKind::AccountFrozen, Outcome::Success)
-                .about(account.id)
-                .with("by", "risk_engine")
-                .with("score", la.assessment.score),
-        );
-        if !state.store.freeze_account(account.id, "risk_engine", now, fx.clone()).await? {
-            state.store.record(fx).await?;
-        }
+        freeze(state, account.id, &la.assessment, fx).await?;
     } else {
         state.store.record(fx).await?;
     }
@@ -464,6 +456,117 @@ pub async fn confirm_sign_in(
         let obs = r.observe(obs, Some(&user), None, now);
         r.learn(user, &obs, now);
         r.flush(state.store.as_ref(), now).await?;
+    }
+    Ok(())
+}
+
+/// Scores the use of an existing session (a refresh) from `client` (R107): `Deny` ends the
+/// session, `Freeze` freezes the account; `StepUp` is recorded and the owner told, and the
+/// next sensitive action asks for its proof anyway. Every non-`Allow` decision is audited.
+pub async fn assess_session(
+    state: &crate::state::AppState,
+    session: &gatehouse_core::session::Session,
+    client: &crate::http::ClientCtx,
+) -> crate::error::ApiResult<()> {
+    use crate::error::{ApiError, ErrorCode};
+    let Some(r) = &state.risk else { return Ok(()) };
+    let now = state.clock.now();
+    let mut obs = Observation::new(client.ip);
+    obs.device = client.device;
+    obs.ua_family = Some(client.ua_family.key());
+    obs.session =
+        Some(gatehouse_core::risk::SessionBinding { device: session.device_id, ua_family: session.ua_family.clone() });
+    let obs = r.observe(obs, Some(&session.user_id), None, now);
+    let a = r.assess(state.store.as_ref(), session.user_id, &obs, RiskAction::Session, now).await?;
+    if a.decision == Decision::Allow {
+        return Ok(());
+    }
+    let user = session.user_id;
+    let mut fx = SideEffects::event(
+        decision_event(user, RiskAction::Session, &a, client.ip).with("session", session.id.to_string()),
+    );
+    let what = format!("your session on {} used from {}", session.device_name, client.ip);
+    notify_challenge(state, &mut fx, user, RiskAction::Session, &a, &what).await?;
+    let refused = match a.decision {
+        Decision::Allow | Decision::StepUp => {
+            state.store.record(fx).await?;
+            false
+        }
+        Decision::Deny => {
+            state.store.revoke_session(user, session.id, "risk_engine", now, fx).await?;
+            true
+        }
+        Decision::Freeze => {
+            freeze(state, user, &a, fx).await?;
+            true
+        }
+    };
+    state.wake_mailer();
+    state.wake_webhooks();
+    if refused { Err(ApiError::new(ErrorCode::SessionExpired)) } else { Ok(()) }
+}
+
+/// Scores a sensitive action by a signed-in user before its step-up proof is checked (R107):
+/// `Deny` and `Freeze` refuse it (`action_refused`; `Freeze` freezes the account), `StepUp`
+/// is returned so the step-up flow can ask for a stronger proof. Non-`Allow` decisions are
+/// audited and the owner told.
+pub async fn assess_sensitive(
+    state: &crate::state::AppState,
+    auth: &crate::auth::Authenticated,
+    action: gatehouse_core::stepup::SensitiveAction,
+) -> crate::error::ApiResult<Decision> {
+    use crate::error::{ApiError, ErrorCode};
+    let Some(r) = &state.risk else { return Ok(Decision::Allow) };
+    let now = state.clock.now();
+    let client = &auth.client;
+    let mut obs = Observation::new(client.ip);
+    obs.device = client.device;
+    obs.ua_family = Some(client.ua_family.key());
+    obs.session = Some(gatehouse_core::risk::SessionBinding {
+        device: auth.session.device_id,
+        ua_family: auth.session.ua_family.clone(),
+    });
+    let user = auth.account.id;
+    let obs = r.observe(obs, Some(&user), None, now);
+    let a = r.assess(state.store.as_ref(), user, &obs, RiskAction::Sensitive, now).await?;
+    if a.decision == Decision::Allow {
+        return Ok(Decision::Allow);
+    }
+    let mut fx =
+        SideEffects::event(decision_event(user, RiskAction::Sensitive, &a, client.ip).with("what", action.as_str()));
+    let what = format!("an attempt to {} from {}", action.as_str().replace('_', " "), client.ip);
+    notify_challenge(state, &mut fx, user, RiskAction::Sensitive, &a, &what).await?;
+    match a.decision {
+        Decision::Freeze => freeze(state, user, &a, fx).await?,
+        _ => state.store.record(fx).await?,
+    }
+    state.wake_mailer();
+    state.wake_webhooks();
+    match a.decision {
+        Decision::Deny | Decision::Freeze => Err(ApiError::new(ErrorCode::ActionRefused)),
+        d => Ok(d),
+    }
+}
+
+async fn freeze(
+    state: &crate::state::AppState,
+    user: UserId,
+    a: &Assessment,
+    mut fx: SideEffects,
+) -> Result<(), StoreError> {
+    fx.events.push(
+        AuditEvent::new(EventKind::AccountFrozen, Outcome::Success)
+            .about(user)
+            .with("by", "risk_engine")
+            .with("score", a.score),
+    );
+    if !state.store.freeze_account(user, "risk_engine", state.clock.now(), fx.clone()).await? {
+        state.store.record(fx).await?;
+    }
+    if let Some(gw) = &state.gateway {
+        for k in state.store.list_api_keys(user).await? {
+            gw.keys.invalidate(&k.id);
+        }
     }
     Ok(())
 }

@@ -71,6 +71,8 @@ pub async fn require(
     binding: Option<[u8; 32]>,
     input: StepUpInput<'_>,
 ) -> ApiResult<StepUpProof> {
+    // The risk engine first: a refused action never reaches the factor check.
+    crate::risk::assess_sensitive(state, auth, action).await?;
     reauthenticate(state, auth, input.password).await?;
     Ok(StepUpProof {
         user: auth.account.id,

@@ -29,6 +29,7 @@ async fn login_from(d: &mut Device, srv: &Server, ip: &str, email: &str, passwor
     let body: Value = r.json().await.unwrap();
     if status == 201 {
         d.access = body["access_token"].as_str().map(String::from);
+        d.refresh = body["refresh_token"].as_str().map(String::from);
         d.device_id = body["device_id"].as_str().map(String::from);
     }
     (status, body)
@@ -112,8 +113,33 @@ async fn run(backend: Backend) {
     let (s, b) = login_from(&mut laptop, &srv, "192.0.2.55", email, PW).await;
     assert_eq!(s, 201, "the confirmed device signs in: {b}");
 
+    // The session used from a denylisted network is ended, not refreshed.
+    let r = laptop
+        .http
+        .post(srv.api("/sessions/refresh"))
+        .header("user-agent", &laptop.ua)
+        .header("x-forwarded-for", "203.0.113.77")
+        .header("gatehouse-device", laptop.device_id.clone().unwrap())
+        .json(&json!({ "refresh_token": laptop.refresh.clone().unwrap() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "session_expired");
+    let (s, _) = laptop.get(&srv.api("/account")).await;
+    assert_eq!(s, 401, "the session the refresh came from is revoked");
+    let (s, b) = login_from(&mut laptop, &srv, "192.0.2.55", email, PW).await;
+    assert_eq!(s, 201, "{b}");
+
     // Every decision is in the owner's history, with its score and reasons.
     let (s, hist) = laptop.get(&srv.api("/account/security-history?limit=200")).await;
+    assert!(
+        hist["events"].as_array().unwrap().iter().any(|e| e["kind"] == "risk_decision"
+            && e["details"]["action"] == "session"
+            && e["details"]["decision"] == "deny"),
+        "{hist}"
+    );
     assert_eq!(s, 200);
     let events = hist["events"].as_array().unwrap();
     let decisions: Vec<&Value> = events.iter().filter(|e| e["kind"] == "risk_decision").collect();

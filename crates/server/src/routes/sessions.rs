@@ -399,6 +399,7 @@ pub async fn refresh(
         // A browser refresh token sent as a bearer body, or the reverse: refuse.
         return Err(ApiError::new(ErrorCode::InvalidGrant));
     }
+    crate::risk::assess_session(&state, &session, &client).await?;
     let issued =
         Issued { access, refresh: successor, access_expires_at: req.access_expires_at.min(session.expires_at) };
     Ok(token_response(StatusCode::OK, &session, &issued, now, json!({})))
