@@ -64,6 +64,8 @@ pub enum ErrorCode {
     SignInRefused,
     /// 403: the risk engine refused this sensitive action; the owner was emailed.
     ActionRefused,
+    /// 403: the account is frozen; only recovery can lift it.
+    AccountFrozen,
     /// 404: no such resource.
     NotFound,
     /// 421: the request names a host this deployment does not serve.
@@ -107,6 +109,7 @@ impl ErrorCode {
             Self::SignInConfirmationRequired => "sign_in_confirmation_required",
             Self::SignInRefused => "sign_in_refused",
             Self::ActionRefused => "action_refused",
+            Self::AccountFrozen => "account_frozen",
             Self::NotFound => "not_found",
             Self::MisdirectedRequest => "misdirected_request",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -140,7 +143,8 @@ impl ErrorCode {
             | Self::CsrfRejected
             | Self::SignInConfirmationRequired
             | Self::SignInRefused
-            | Self::ActionRefused => StatusCode::FORBIDDEN,
+            | Self::ActionRefused
+            | Self::AccountFrozen => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -176,6 +180,7 @@ impl ErrorCode {
             }
             Self::SignInRefused => "This sign-in was refused for your security. We have emailed the account owner.",
             Self::ActionRefused => "This action was refused for your security. We have emailed the account owner.",
+            Self::AccountFrozen => "This account is frozen to protect it. Recover it to make changes.",
             Self::NotFound => "Not found.",
             Self::MisdirectedRequest => "This server does not serve that host.",
             Self::MethodNotAllowed => "Method not allowed.",
@@ -189,7 +194,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -209,6 +214,7 @@ impl ErrorCode {
         Self::SignInConfirmationRequired,
         Self::SignInRefused,
         Self::ActionRefused,
+        Self::AccountFrozen,
         Self::NotFound,
         Self::MisdirectedRequest,
         Self::MethodNotAllowed,
