@@ -372,12 +372,12 @@ pub fn headers(data: &[u8]) {
             }
         }
     }
-    if let Some(value) = text(authorization) {
-        if let Some(token) = bearer_credentials(value) {
-            assert_eq!(token, token.trim());
-            assert!(value.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")), "not the Bearer scheme");
-            assert_eq!(bearer_credentials(&format!("Bearer {token}")), Some(token));
-        }
+    if let Some(value) = text(authorization)
+        && let Some(token) = bearer_credentials(value)
+    {
+        assert_eq!(token, token.trim());
+        assert!(value.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")), "not the Bearer scheme");
+        assert_eq!(bearer_credentials(&format!("Bearer {token}")), Some(token));
     }
 }
 
