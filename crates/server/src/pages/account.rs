@@ -3,6 +3,7 @@
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use gatehouse_core::password::policy::MIN_CODE_POINTS;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,8 +39,9 @@ impl RegisterPage {
         Self {
             layout: Layout::public("Create your account"),
             email: Field::new("email", "Email address", "email", "email"),
-            password: Field::new("password", "Password", "password", "new-password")
-                .hint("At least 15 characters. A few unrelated words are easy to remember and hard to guess."),
+            password: Field::new("password", "Password", "password", "new-password").hint(format!(
+                "At least {MIN_CODE_POINTS} characters. A few unrelated words are easy to remember and hard to guess."
+            )),
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct Field {
     /// The error for this field, tied to it with `aria-describedby`.
     pub error: Option<String>,
     /// Help text, also tied with `aria-describedby`.
-    pub hint: Option<&'static str>,
+    pub hint: Option<String>,
     /// The `autocomplete` token.
     pub autocomplete: &'static str,
     /// Whether the browser should insist on a value.
@@ -54,7 +54,7 @@ impl Field {
     pub fn password_again(id_suffix: &str) -> Self {
         let mut f = Self::new("password", "Your password", "password", "current-password");
         f.id = format!("password-{id_suffix}");
-        f.hint = Some("Enter your password again to confirm.");
+        f.hint = Some("Enter your password again to confirm.".into());
         f
     }
 
@@ -71,8 +71,8 @@ impl Field {
     }
 
     /// Sets the hint.
-    pub fn hint(mut self, h: &'static str) -> Self {
-        self.hint = Some(h);
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
         self
     }
 
@@ -82,9 +82,9 @@ impl Field {
         self
     }
 
-    /// Sets the error.
+    /// Sets the error (as a sentence: the API's messages may start in lower case).
     pub fn error(mut self, e: impl Into<String>) -> Self {
-        self.error = Some(e.into());
+        self.error = Some(sentence(&e.into()));
         self
     }
 
@@ -103,6 +103,15 @@ impl Field {
             ids.push(format!("{}-error", self.id));
         }
         ids.join(" ")
+    }
+}
+
+/// `msg` with its first letter capitalised.
+pub fn sentence(msg: &str) -> String {
+    let mut c = msg.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use gatehouse_core::password::policy::MIN_CODE_POINTS;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -59,7 +60,7 @@ fn password_fields() -> (Field, Field) {
     (
         Field::new("current_password", "Current password", "password", "current-password"),
         Field::new("new_password", "New password", "password", "new-password")
-            .hint("At least 15 characters. Changing it signs out every other device."),
+            .hint(format!("At least {MIN_CODE_POINTS} characters. Changing it signs out every other device.")),
     )
 }
 
@@ -242,14 +243,11 @@ pub struct HistoryPage {
     older: Option<i64>,
 }
 
-/// `enum_name` → "Enum name".
+/// `api_key_created` → "API key created".
 fn humanise(kind: &str) -> String {
-    let s = kind.replace(['_', '.'], " ");
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => s,
-    }
+    let words = kind.replace(['_', '.'], " ");
+    let words = words.strip_prefix("api ").map(|r| format!("API {r}")).unwrap_or(words);
+    super::form::sentence(&words)
 }
 
 /// `GET /_gh/account/history?before=…`: the user's own audit events, newest first.
@@ -296,6 +294,7 @@ mod tests {
     #[test]
     fn event_kinds_read_as_words() {
         assert_eq!(humanise("login_succeeded"), "Login succeeded");
+        assert_eq!(humanise("api_key_created"), "API key created");
         assert_eq!(humanise(""), "");
     }
 }
