@@ -37,10 +37,6 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{PREFIX}/api/openapi.json"), get(routes::openapi::serve))
         .route(&format!("{api}/accounts"), post(routes::accounts::register))
         .route(&format!("{api}/accounts/verify-email"), post(routes::accounts::verify_email))
-        .route(
-            &format!("{PREFIX}/verify-email"),
-            get(routes::accounts::verify_page).post(routes::accounts::verify_form),
-        )
         .route(&format!("{api}/sessions"), post(routes::sessions::login).get(routes::sessions::list))
         .route(&format!("{api}/sessions/refresh"), post(routes::sessions::refresh))
         .route(&format!("{api}/sessions/current"), delete(routes::sessions::logout))
@@ -61,11 +57,11 @@ pub fn app(state: AppState) -> Router {
     router
         .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
         .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
-        .route(&format!("{PREFIX}/check-url"), get(routes::phishing::check_page))
-        .route(&format!("{PREFIX}/official"), get(routes::phishing::official_page))
         // risk: confirmation of a challenged sign-in
         .route(&format!("{api}/sessions/confirm-sign-in"), post(routes::confirm::api))
         .route(&format!("{PREFIX}/confirm-sign-in"), get(routes::confirm::page).post(routes::confirm::form))
+        // pages (issue 7): server-rendered pages under /_gh, see crate::pages.
+        .merge(crate::pages::router())
         .fallback(gateway_or_not_found)
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(limit))

@@ -5,10 +5,10 @@
 //! one gets a notice that someone tried to sign up with it. Password policy refusals come
 //! first and depend only on the password and the address typed, so they reveal nothing.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use axum::{Form, Json};
+use axum::response::{IntoResponse, Response};
 use gatehouse_core::account::{Account, AccountStatus, Email};
 use gatehouse_core::audit::{EventKind, Outcome};
 use gatehouse_core::clock::Span;
@@ -144,56 +144,4 @@ pub async fn verify_email(
 ) -> ApiResult<Json<serde_json::Value>> {
     consume_verification(&state, &client, &req.token).await?;
     Ok(Json(json!({ "status": "verified" })))
-}
-
-/// Query of the emailed link.
-#[derive(Debug, Deserialize)]
-pub struct LinkQuery {
-    #[serde(default)]
-    token: String,
-}
-
-/// `GET /_gh/verify-email?token=…`: a page with a button. The token is consumed only by the
-/// POST, so mail scanners that prefetch links cannot use it up.
-pub async fn verify_page(axum::extract::Query(q): axum::extract::Query<LinkQuery>) -> Response {
-    let token: String =
-        q.token.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect();
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Verify your email</title></head>\
-         <body><main><h1>Verify your email address</h1><form method=\"post\" action=\"{PREFIX}/verify-email\">\
-         <input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\">Verify</button></form></main></body></html>"
-    );
-    (
-        [
-            (axum::http::header::REFERRER_POLICY, "no-referrer"),
-            (
-                axum::http::header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-            ),
-        ],
-        Html(body),
-    )
-        .into_response()
-}
-
-/// Form body of the verification page.
-#[derive(Debug, Deserialize)]
-pub struct VerifyForm {
-    token: String,
-}
-
-/// `POST /_gh/verify-email` from the page.
-pub async fn verify_form(State(state): State<AppState>, client: ClientCtx, Form(f): Form<VerifyForm>) -> Response {
-    let (status, text) = match consume_verification(&state, &client, &f.token).await {
-        Ok(()) => (StatusCode::OK, "Your email address is verified. You can sign in now."),
-        Err(e) if e.code == ErrorCode::InvalidToken => {
-            (StatusCode::BAD_REQUEST, "This link is invalid or has expired.")
-        }
-        Err(e) => return e.into_response(),
-    };
-    (
-        status,
-        Html(format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Email verification</title></head><body><main><p>{text}</p></main></body></html>")),
-    )
-        .into_response()
 }

@@ -1,9 +1,8 @@
-//! Anti-phishing surfaces: the URL checker (API and page) and the official-channels page,
-//! linked from every page footer and every email.
+//! Anti-phishing surfaces: the URL checker API. Its page and the official-channels page are
+//! in [`crate::pages::phishing`].
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -67,74 +66,4 @@ pub async fn check_api(
         "reasons": reasons,
         "summary": v.summary(),
     })))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-/// A minimal accessible page (the full page set uses templates; these two are plain).
-pub fn page(title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{t} — gatehouse</title></head><body><main><h1>{t}</h1>{body}</main>\
-         <footer><p><a href=\"{p}/official\">Official channels</a> · <a href=\"{p}/check-url\">Check a link</a></p></footer></body></html>",
-        t = esc(title),
-        p = super::PREFIX,
-    );
-    (
-        [(
-            axum::http::header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        )],
-        Html(html),
-    )
-        .into_response()
-}
-
-/// `GET /_gh/check-url`: the checker as a page (a GET form; works without JavaScript).
-pub async fn check_page(State(state): State<AppState>, Query(q): Query<CheckQuery>) -> Response {
-    let mut body = format!(
-        "<p>Paste a link you received. We tell you whether it is one of our official addresses.</p>\
-         <form method=\"get\" action=\"{}/check-url\"><label for=\"url\">Link</label> \
-         <input id=\"url\" name=\"url\" type=\"text\" maxlength=\"2048\" size=\"60\" value=\"{}\"> \
-         <button type=\"submit\">Check</button></form>",
-        super::PREFIX,
-        esc(&q.url)
-    );
-    if !q.url.is_empty() {
-        match checker(&state) {
-            Ok(c) if q.url.len() <= 2048 => {
-                let v = c.check(&q.url);
-                body.push_str(&format!(
-                    "<section aria-live=\"polite\"><h2 id=\"verdict\" data-class=\"{}\">{}</h2><p>{}</p><ul>",
-                    v.class.code(),
-                    esc(&v.class.code().to_uppercase()),
-                    esc(v.class.advice())
-                ));
-                for r in &v.reasons {
-                    body.push_str(&format!("<li><code>{}</code> — {}</li>", r.code(), esc(&r.explanation())));
-                }
-                body.push_str("</ul></section>");
-            }
-            _ => body.push_str("<p>That link cannot be checked.</p>"),
-        }
-    }
-    page("Check a link", &body)
-}
-
-/// `GET /_gh/official`: the official domains, app links and support addresses.
-pub async fn official_page(State(state): State<AppState>) -> Response {
-    let c = &state.config.phishing;
-    let list = |items: &[String]| items.iter().map(|i| format!("<li><code>{}</code></li>", esc(i))).collect::<String>();
-    let body = format!(
-        "<p>These are the only addresses we use. We never ask for your password, codes or keys by email, chat or phone.</p>\
-         <h2>Web addresses</h2><ul>{}</ul><h2>Apps</h2><ul>{}</ul><h2>Support</h2><ul>{}</ul>\
-         <p>Not sure about a link? <a href=\"{}/check-url\">Check it here</a>.</p>",
-        list(&c.official_domains),
-        list(&c.app_links),
-        list(&c.support_addresses),
-        super::PREFIX
-    );
-    page("Official channels", &body)
 }

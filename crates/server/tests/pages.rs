@@ -1,0 +1,272 @@
+//! The web pages (issue 7) driven through every flow by a real headless Chromium
+//! (playwright-core, `tests/browser/pages.mjs`) against the spawned binary, on SQLite and on
+//! PostgreSQL, with the verification link read from the real SMTP sink. The browser script
+//! fails on any console error, failed request or unlabelled control and writes a screenshot
+//! of every page to `test-artifacts/screenshots/`; this side then checks through the JSON
+//! API that the pages changed what they claimed to change. A second test checks the page
+//! rules that need no browser: CSP and headers, CSRF on the form posts, no open redirect.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, workspace};
+use serde_json::Value;
+
+const PW: &str = "violet tram harbour 77";
+const PW2: &str = "amber kite lantern 31";
+
+fn chromium() -> PathBuf {
+    let p = std::env::var_os("GH_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    assert!(p.exists(), "REQUIRED TOOL MISSING: chromium at {} (apt-get install -y chromium)", p.display());
+    p
+}
+
+fn node_modules() -> PathBuf {
+    let p = std::env::var_os("GH_BROWSER_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("tests/browser/node_modules"));
+    assert!(
+        p.join("playwright-core").exists(),
+        "REQUIRED TOOL MISSING: playwright-core in {} (cd tests/browser && npm ci)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a browser script and returns its `RESULT {json}` line.
+fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {
+    let dir = workspace().join("test-artifacts/screenshots").join(shots);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(workspace().join("tests/browser").join(script))
+        .env("GH_BASE_URL", &srv.base)
+        .env("GH_MAIL_FILE", &sink.out)
+        .env("GH_CHROMIUM", chromium())
+        .env("GH_BROWSER_NODE_MODULES", node_modules())
+        .env("GH_SCREENSHOTS", &dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("REQUIRED TOOL MISSING: node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(out.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}", out.status, srv.log());
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("a RESULT line");
+    serde_json::from_str(line).unwrap()
+}
+
+/// `application/x-www-form-urlencoded`, as a browser sends a form.
+fn urlencoded(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+fn events(history: &Value) -> Vec<String> {
+    history["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+}
+
+macro_rules! on_both_backends {
+    ($name:ident, |$backend:ident| $body:block) => {
+        mod $name {
+            use super::*;
+            async fn run($backend: Backend) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { run(Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { run(Backend::Postgres).await }
+        }
+    };
+}
+
+on_both_backends!(every_page_flow_in_chromium, |backend| {
+    let dir = scratch("pages");
+    let sink = SmtpSink::start(&dir);
+    let srv = Server::start(backend, &sink, &[]).await;
+    let email = format!("pat-{}@example.com", if backend == Backend::Sqlite { "lite" } else { "pg" });
+    let shots = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
+    let result = run_browser("pages.mjs", &srv, &sink, shots, &[("GH_EMAIL", &email), ("GH_PW", PW), ("GH_PW2", PW2)]);
+    assert!(result["pages"].as_u64().unwrap() >= 15, "{result}");
+
+    // The browser's password change took: the old password no longer signs in.
+    let mut api = Device::new("verifier/1.0");
+    assert_eq!(api.login(&srv, &email, PW).await.0, 401);
+    assert_eq!(api.login(&srv, &email, PW2).await.0, 201);
+
+    // The keys are as the pages left them: the first rotated (successor revoked by the page),
+    // its predecessor narrowed to one address and unlocked for withdrawals.
+    let (s, keys) = api.get(&srv.api("/api-keys")).await;
+    assert_eq!(s, 200);
+    let keys = keys["api_keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let first = keys.iter().find(|k| k["id"] == result["key_id"]).unwrap();
+    assert_eq!(first["allowlist"], serde_json::json!(["203.0.113.7/32"]));
+    assert_eq!(first["withdraw_locked"], false);
+    assert_eq!(first["successor"], result["successor_id"]);
+    let successor = keys.iter().find(|k| k["id"] == result["successor_id"]).unwrap();
+    assert_eq!(successor["status"], "revoked");
+    // The secret the page showed once is nowhere in the list.
+    let secret = result["secret"].as_str().unwrap();
+    assert!(secret.len() >= 40);
+    assert!(!serde_json::to_string(&keys).unwrap().contains(secret));
+
+    // Every action the pages took is in the audit log, through the API's own code path.
+    let (_, history) = api.get(&srv.api("/account/security-history?limit=200")).await;
+    let kinds = events(&history);
+    for k in [
+        "account_registered",
+        "email_verified",
+        "login_failed",
+        "login_succeeded",
+        "session_revoked",
+        "password_change_failed",
+        "password_changed",
+        "api_key_created",
+        "api_key_withdraw_unlocked",
+        "api_key_allowlist_changed",
+        "api_key_rotated",
+        "api_key_revoked",
+        "logout",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    sink.wait_for(&email, "API key");
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_headers_csrf_and_redirects() {
+    let dir = scratch("pages-rules");
+    let sink = SmtpSink::start(&dir);
+    let srv = Server::start(Backend::Sqlite, &sink, &[]).await;
+    let email = "rules@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    // Every page carries the strict CSP (no inline script), no-store and the framing ban.
+    for path in [
+        "/_gh/login",
+        "/_gh/register",
+        "/_gh/official",
+        "/_gh/check-url?url=https://x.example/",
+        "/_gh/verify-email?token=abc",
+    ] {
+        let r = http.get(srv.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("form-action 'self'"), "{csp}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script>") && !html.contains(" style="), "{path}: inline script or style");
+        assert!(html.contains("href=\"/_gh/official\""), "{path}: footer links the official-channels page");
+    }
+    let css = http.get(srv.url("/_gh/assets/style.css")).send().await.unwrap();
+    assert_eq!(
+        (css.status().as_u16(), css.headers()["content-type"].to_str().unwrap()),
+        (200, "text/css; charset=utf-8")
+    );
+    assert_eq!(http.get(srv.url("/_gh/assets/../Cargo.toml")).send().await.unwrap().status(), 404);
+
+    // A cross-site form post is refused before any work: no login, no session, no cookie (R50).
+    let form = [("email", email), ("password", PW)];
+    let r = http
+        .post(srv.url("/_gh/login"))
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(urlencoded(&form))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = http
+        .post(srv.url("/_gh/login"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(urlencoded(&form))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(srv.url("/_gh/register"))
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(urlencoded(&form))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A same-origin post signs in with __Host- cookies and a 303 to the security centre; a
+    // next= outside our account pages is ignored (no open redirect).
+    let form = [("email", email), ("password", PW), ("next", "https://evil.example/")];
+    let r = http
+        .post(srv.url("/_gh/login"))
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(urlencoded(&form))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_gh/account/security");
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    assert!(cookies.iter().all(|c| c.starts_with("__Host-")));
+    let jar = cookies.join("; ");
+
+    // With the cookies, pages render; a cross-site post with them is refused (the API's rule).
+    let r = http.get(srv.url("/_gh/account/devices")).header("cookie", &jar).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("this device"));
+    let r = http
+        .post(srv.url("/_gh/logout"))
+        .header("cookie", &jar)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http.get(srv.url("/_gh/account/security")).header("cookie", &jar).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the cross-site logout did not sign out");
+
+    // After the access token expires (10 min), a page refreshes the session through the API's
+    // rotation and comes back; without cookies it sends you to sign in.
+    srv.advance(11 * 60 * 1000).await;
+    // (A browser sends Sec-Fetch-Site on navigations; the refresh applies the API's CSRF rule.)
+    let r = http
+        .get(srv.url("/_gh/account/history"))
+        .header("cookie", &jar)
+        .header("sec-fetch-site", "none")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_gh/account/history");
+    assert_eq!(r.headers().get_all("set-cookie").iter().count(), 3);
+    let r = http.get(srv.url("/_gh/account/history")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_gh/login?next=/_gh/account/history");
+}
