@@ -6,6 +6,8 @@ pub mod accounts;
 pub mod health;
 pub mod keys;
 pub mod me;
+pub mod mfa;
+pub mod mfa_sms;
 pub mod openapi;
 pub mod phishing;
 pub mod sessions;

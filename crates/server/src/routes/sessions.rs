@@ -226,6 +226,32 @@ pub async fn login(
         rehash(&state, &admission, &account, &password, &client).await?;
     }
     drop(admission);
+    // feat/mfa: an account with a second factor gets a pending-login token, not a session.
+    let factors = crate::mfa::factors(&state, &account).await?;
+    if factors.has_second_factor() {
+        return crate::routes::mfa::pending_login(&state, &client, &account, req.session_type, &factors).await;
+    }
+    start_session(
+        &state,
+        &client,
+        &account,
+        req.session_type,
+        &["password"],
+        json!({ "notices": ["no_second_factor"], "second_factor": false }),
+    )
+    .await
+}
+
+/// Creates a session after every required factor was checked: new tokens (R43), the login
+/// counters reset (R14), `factors` recorded in the audit event; `extra` merges into the body.
+pub async fn start_session(
+    state: &AppState,
+    client: &ClientCtx,
+    account: &Account,
+    kind: SessionKind,
+    factors: &[&str],
+    extra: serde_json::Value,
+) -> ApiResult<Response> {
     let now = state.clock.now();
     let rng = state.rng.as_ref();
     let device_id = client.device.unwrap_or_else(|| DeviceId::generate(now, rng));
@@ -235,7 +261,7 @@ pub async fn login(
         device_id,
         ua_family: client.ua_family.key(),
         device_name: client.ua_family.display_name(),
-        kind: req.session_type,
+        kind,
         created_ip: client.ip.to_string(),
         last_ip: client.ip.to_string(),
         created_at: now,
@@ -256,17 +282,17 @@ pub async fn login(
         access_expires_at: issued.access_expires_at,
         refresh_hash: issued.refresh.hash(),
     };
-    let mut ok = event(EventKind::LoginSucceeded, Outcome::Success, &client)
+    let mut ok = event(EventKind::LoginSucceeded, Outcome::Success, client)
         .with("session", session.id.to_string())
         .with("device", session.device_name.clone())
-        .with("factors", json!(["password"]));
+        .with("factors", json!(factors));
     ok.actor = Some(account.id);
     ok.subject = Some(account.id);
-    state.store.create_session(&new, &throttle_keys(&account.email, &client), SideEffects::event(ok)).await?;
-    let extra = json!({
-        "factors": ["password"],
-        "notices": ["no_second_factor"],
-    });
+    state.store.create_session(&new, &throttle_keys(&account.email, client), SideEffects::event(ok)).await?;
+    let mut extra = extra;
+    if let Some(e) = extra.as_object_mut() {
+        e.insert("factors".into(), json!(factors));
+    }
     Ok(token_response(StatusCode::CREATED, &session, &issued, now, extra))
 }
 
@@ -453,12 +479,21 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> ApiResu
     Ok(Json(json!({ "sessions": items })))
 }
 
-/// Body of the revocation endpoints: the password, re-entered (R47).
+/// Body of the revocation endpoints: a step-up token for `revoke_sessions` (or the password,
+/// where the policy allows it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReauthBody {
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    step_up_token: Option<String>,
+}
+
+impl ReauthBody {
+    fn input(&self) -> crate::stepup::StepUpInput<'_> {
+        crate::stepup::StepUpInput { password: self.password.as_deref(), step_up_token: self.step_up_token.as_deref() }
+    }
 }
 
 /// Checks the re-entered password of the signed-in user, with throttling and counting.
@@ -487,7 +522,8 @@ pub async fn revoke(
     ApiJson(body): ApiJson<ReauthBody>,
 ) -> ApiResult<Response> {
     let id = SessionId::parse(&id).ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
-    reauthenticate(&state, &auth, body.password.as_deref()).await?;
+    crate::stepup::require(&state, &auth, gatehouse_core::stepup::SensitiveAction::RevokeSessions, None, body.input())
+        .await?;
     let e = auth.event(EventKind::SessionRevoked, Outcome::Success).with("revoked_session", id.to_string());
     if !state.store.revoke_session(auth.account.id, id, "revoked_by_user", auth.now, SideEffects::event(e)).await? {
         return Err(ApiError::new(ErrorCode::NotFound));
@@ -501,7 +537,8 @@ pub async fn revoke_others(
     auth: Authenticated,
     ApiJson(body): ApiJson<ReauthBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    reauthenticate(&state, &auth, body.password.as_deref()).await?;
+    crate::stepup::require(&state, &auth, gatehouse_core::stepup::SensitiveAction::RevokeSessions, None, body.input())
+        .await?;
     let e = auth.event(EventKind::SessionsRevokedOthers, Outcome::Success);
     let n = state
         .store
