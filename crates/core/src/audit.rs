@@ -109,6 +109,12 @@ event_kinds! {
     ApiKeyExpiryReminder => "api_key_expiry_reminder",
     /// An API key was used from a network it had not been used from before.
     ApiKeyNewNetwork => "api_key_new_network",
+    // --- proof of possession (issue 9: DPoP, mTLS-bound tokens, bound browser sessions) ---
+    /// A DPoP proof or a client-certificate binding was refused (check and code in the details).
+    PopProofRejected => "pop_proof_rejected",
+    /// A bound refresh token came with another key or certificate: its family was revoked.
+    PopBindingMismatch => "pop_binding_mismatch",
+    // --- end proof of possession ---
 }
 
 /// An event to append.

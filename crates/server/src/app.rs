@@ -72,6 +72,8 @@ pub fn app(state: AppState) -> Router {
             ApiError::new(ErrorCode::Internal).into_response()
         }))
         .layer(middleware::from_fn(security_headers))
+        // proof of possession (issue 9)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::pop::nonce_header))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn_with_state(state.clone(), host_allowlist))
         .layer(middleware::from_fn(request_id))
@@ -277,7 +279,10 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         })
         .map_err(|e| anyhow::anyhow!("phishing: {e}"))?,
     );
+    // proof of possession (issue 9)
+    let pop = Arc::new(crate::pop::PopService::new(&cfg.pop, &secrets.refresh_key)?);
     let state = AppState::new(Inner {
+        pop,
         url_checker,
         risk,
         metrics,

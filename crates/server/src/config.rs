@@ -48,6 +48,8 @@ pub struct Config {
     pub phishing: crate::routes::phishing::PhishingConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
+    /// Proof of possession: DPoP and certificate-bound tokens (issue 9).
+    pub pop: crate::pop::PopConfig,
 }
 
 /// `[server]`
@@ -291,6 +293,8 @@ impl Config {
         }
         self.apikey.validate().map_err(|m| ConfigError(m.into()))?;
         self.notify.validate().map_err(|m| ConfigError(m.into()))?;
+        // proof of possession (issue 9)
+        self.pop.validate().map_err(ConfigError)?;
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

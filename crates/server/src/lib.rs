@@ -21,6 +21,7 @@ pub mod keys;
 pub mod mail;
 pub mod metrics;
 pub mod notify;
+pub mod pop;
 pub mod risk;
 pub mod routes;
 pub mod state;

@@ -181,7 +181,8 @@ fn token_response(
     match session.kind {
         SessionKind::Api => {
             if let Some(b) = body.as_object_mut() {
-                b.insert("token_type".into(), "Bearer".into());
+                // A bound session says `DPoP` here (issue 9, `crate::pop::token_fields`).
+                b.entry("token_type").or_insert_with(|| "Bearer".into());
                 b.insert("access_token".into(), issued.access.expose().into());
                 b.insert("refresh_token".into(), issued.refresh.expose().into());
             }
@@ -206,9 +207,13 @@ fn token_response(
 pub async fn login(
     State(state): State<AppState>,
     client: ClientCtx,
+    pop: crate::pop::PopCtx,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let password = password_field(&req.password)?;
+    // Proof of possession (issue 9): a DPoP proof or client certificate binds the session.
+    // Checked before any hashing: it is cheap and a bad proof costs the caller nothing.
+    let cnf = pop.login_binding(&state, &client).await?;
     // A place in the hashing pool first: when it is full, answer 503 before touching the
     // database (F10).
     let admission = state.hash_pool.admit().map_err(|_| ApiError::new(ErrorCode::Overloaded))?;
@@ -262,11 +267,14 @@ pub async fn login(
         .with("factors", json!(["password"]));
     ok.actor = Some(account.id);
     ok.subject = Some(account.id);
-    state.store.create_session(&new, &throttle_keys(&account.email, &client), SideEffects::event(ok)).await?;
-    let extra = json!({
+    let ok = if cnf.is_some() { ok.with("bound", crate::pop::token_fields(cnf.as_ref())["cnf"].clone()) } else { ok };
+    let keys = throttle_keys(&account.email, &client);
+    crate::pop::create_session(&state, &new, cnf.as_ref(), &keys, SideEffects::event(ok)).await?;
+    let mut extra = json!({
         "factors": ["password"],
         "notices": ["no_second_factor"],
     });
+    extend(&mut extra, crate::pop::token_fields(cnf.as_ref()));
     Ok(token_response(StatusCode::CREATED, &session, &issued, now, extra))
 }
 
@@ -303,6 +311,7 @@ struct RefreshBody {
 pub async fn refresh(
     State(state): State<AppState>,
     client: ClientCtx,
+    pop: crate::pop::PopCtx,
     method: axum::http::Method,
     headers: HeaderMap,
     body: Bytes,
@@ -326,6 +335,8 @@ pub async fn refresh(
         (b.refresh_token, false)
     };
     let presented = Token::parse(&raw).ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant))?;
+    // Proof of possession (issue 9): a bound family needs its key; another key revokes it.
+    let cnf = pop.refresh_binding(&state, &client, presented.hash()).await?;
     let (successor, access) = derive_successor(&state.refresh_key, &presented)
         .ok_or_else(|| ApiError::internal("refresh", "successor derivation failed"))?;
     let now = state.clock.now();
@@ -390,7 +401,14 @@ pub async fn refresh(
     }
     let issued =
         Issued { access, refresh: successor, access_expires_at: req.access_expires_at.min(session.expires_at) };
-    Ok(token_response(StatusCode::OK, &session, &issued, now, json!({})))
+    Ok(token_response(StatusCode::OK, &session, &issued, now, crate::pop::token_fields(cnf.as_ref())))
+}
+
+/// Adds the members of `more` to the object `into`.
+fn extend(into: &mut serde_json::Value, more: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), more) {
+        a.extend(b);
+    }
 }
 
 /// Emails the owner about a refresh-token reuse (best effort: the revocation already
