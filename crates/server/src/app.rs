@@ -58,6 +58,12 @@ pub fn app(state: AppState) -> Router {
     if state.manual_clock.is_some() {
         router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
     }
+    // proof of possession (issue 9): the bound-session script, and its test page in test mode
+    router = router.route(&format!("{PREFIX}/assets/session-key.js"), get(routes::session_key::script));
+    if state.manual_clock.is_some() {
+        router = router.route(&format!("{PREFIX}/test/bound-session"), get(routes::session_key::test_page));
+    }
+    // end proof of possession
     router
         .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
         .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
