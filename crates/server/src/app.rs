@@ -325,7 +325,10 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     use tower::ServiceExt as _;
     let listener = tokio::net::TcpListener::bind(rt.state.config.server.listen).await?;
     let addr = listener.local_addr()?;
-    println!("gatehouse listening on http://{addr}");
+    // proof of possession (issue 9): optional TLS termination with client certificates
+    let tls = crate::tls::acceptor(&rt.state.config.tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("gatehouse listening on {scheme}://{addr}");
     tracing::info!(%addr, embedded = rt.state.config.is_embedded(), "listening");
     tokio::spawn(rt.mailer.run());
     if rt.state.config.notify.enabled() {
@@ -351,6 +354,12 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // proof of possession (issue 9): TLS connections are served by crate::tls
+                if let Some(acceptor) = &tls {
+                    let (router, builder) = (router.clone(), builder.clone());
+                    crate::tls::spawn_connection(acceptor.clone(), stream, peer, router, builder, graceful.watcher());
+                    continue;
+                }
                 let router = router.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(axum::extract::ConnectInfo(peer));

@@ -50,6 +50,8 @@ pub struct Config {
     pub testing: TestingConfig,
     /// Proof of possession: DPoP and certificate-bound tokens (issue 9).
     pub pop: crate::pop::PopConfig,
+    /// gatehouse's own TLS with client certificates (issue 9).
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// `[server]`
@@ -295,6 +297,7 @@ impl Config {
         self.notify.validate().map_err(|m| ConfigError(m.into()))?;
         // proof of possession (issue 9)
         self.pop.validate().map_err(ConfigError)?;
+        self.tls.validate().map_err(ConfigError)?;
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

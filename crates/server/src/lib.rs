@@ -26,3 +26,5 @@ pub mod risk;
 pub mod routes;
 pub mod state;
 pub mod stepup;
+// proof of possession (issue 9)
+pub mod tls;
