@@ -543,3 +543,51 @@ pub async fn nonce_header(State(state): State<AppState>, req: Request, next: Nex
     }
     resp
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use gatehouse_core::pop::Jkt;
+
+    #[test]
+    fn config_bounds() {
+        assert!(PopConfig::default().validate().is_ok());
+        let bad = [
+            PopConfig { nonce_bucket_secs: 5, ..PopConfig::default() },
+            PopConfig { key_cache: 0, ..PopConfig::default() },
+            PopConfig { cert_header: "not a header".into(), ..PopConfig::default() },
+            PopConfig { dpop: DpopPolicy { max_jti_len: 10_000, ..DpopPolicy::default() }, ..PopConfig::default() },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn nonces_only_when_required_and_shared_by_instances() {
+        let secret = SecretBytes::new(vec![7; 32]);
+        let off = PopService::new(&PopConfig::default(), &secret).unwrap();
+        assert!(off.nonce(Timestamp::from_secs(1_700_000_000)).is_none());
+        let cfg = PopConfig { require_nonce: true, ..PopConfig::default() };
+        let (a, b) = (PopService::new(&cfg, &secret).unwrap(), PopService::new(&cfg, &secret).unwrap());
+        let now = Timestamp::from_secs(1_700_000_000);
+        let n = a.nonce(now).unwrap();
+        assert_eq!(Some(n.clone()), b.nonce(now), "every instance derives the same nonces");
+        assert!(matches!(b.nonce_rule(), NonceRule::Issued(x) if x.is_current(&n, now)));
+        let other = PopService::new(&cfg, &SecretBytes::new(vec![8; 32])).unwrap();
+        assert_ne!(other.nonce(now), Some(n));
+    }
+
+    #[test]
+    fn token_fields_name_the_binding() {
+        assert_eq!(token_fields(None), serde_json::json!({}));
+        let jkt = Jkt::parse("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I").unwrap();
+        let d = token_fields(Some(&Confirmation::dpop(jkt)));
+        assert_eq!(d["token_type"], "DPoP");
+        assert_eq!(d["cnf"]["jkt"], "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+        let m = token_fields(Some(&Confirmation::mtls(CertBinding::from_der(b"\x30\x00"))));
+        assert_eq!(m["token_type"], "Bearer", "a certificate-bound token is still a bearer token on the wire");
+        assert_eq!(m["cnf"]["x5t#S256"].as_str().map(str::len), Some(43));
+    }
+}

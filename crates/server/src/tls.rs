@@ -139,3 +139,37 @@ pub fn spawn_connection(
         let _ = watcher.watch(conn).await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_must_fit_together() {
+        let p = |s: &str| PathBuf::from(s);
+        assert!(TlsConfig::default().validate().is_ok());
+        let ok = TlsConfig { cert: p("c.pem"), key: p("k.pem"), client_ca: p("ca.pem"), request_client_cert: true };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            TlsConfig { key: PathBuf::new(), ..ok.clone() },
+            TlsConfig { client_ca: PathBuf::new(), ..ok.clone() },
+            TlsConfig { cert: PathBuf::new(), ..ok.clone() },
+            TlsConfig {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                client_ca: PathBuf::new(),
+                request_client_cert: true,
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn missing_files_fail_at_start() {
+        let cfg =
+            TlsConfig { cert: "/nonexistent/c.pem".into(), key: "/nonexistent/k.pem".into(), ..TlsConfig::default() };
+        assert!(acceptor(&cfg).is_err());
+        assert!(acceptor(&TlsConfig::default()).unwrap_or(None).is_none());
+    }
+}
