@@ -74,6 +74,10 @@ pub struct PopConfig {
     /// `x-client-cert` with nginx's `$ssl_client_escaped_cert`). Believed only from
     /// `server.trusted_proxies`. Empty: only certificates from gatehouse's own TLS.
     pub cert_header: String,
+    /// Issue only sender-constrained sessions (R62): a login without a DPoP proof or a client
+    /// certificate is refused. For deployments whose session tokens reach trading or
+    /// withdrawal operations.
+    pub require_binding: bool,
 }
 
 impl Default for PopConfig {
@@ -84,6 +88,7 @@ impl Default for PopConfig {
             nonce_bucket_secs: 300,
             key_cache: DpopVerifier::DEFAULT_KEY_CACHE,
             cert_header: String::new(),
+            require_binding: false,
         }
     }
 }
@@ -110,6 +115,7 @@ pub struct PopService {
     verifier: DpopVerifier,
     nonces: Option<DpopNonces>,
     cert_header: Option<HeaderName>,
+    require_binding: bool,
 }
 
 impl PopService {
@@ -130,7 +136,12 @@ impl PopService {
             "" => None,
             h => Some(HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())?),
         };
-        Ok(Self { verifier: DpopVerifier::new(cfg.dpop.clone(), cfg.key_cache), nonces, cert_header })
+        Ok(Self {
+            verifier: DpopVerifier::new(cfg.dpop.clone(), cfg.key_cache),
+            nonces,
+            cert_header,
+            require_binding: cfg.require_binding,
+        })
     }
 
     /// The nonce to announce at `now`, when nonces are required.
@@ -267,6 +278,15 @@ impl PopCtx {
             cnf.jkt = Some(proof.jkt().clone());
         }
         cnf.x5t_s256 = self.cert.as_deref().map(|der| CertBinding::from_der(der));
+        if !cnf.is_sender_constrained() && state.pop.require_binding {
+            // R62: this deployment never issues an unbound token.
+            audit_refusal(state, client, Flow::Login, Subject::default(), "binding_required", None).await?;
+            return Err(ApiError::new(ErrorCode::InvalidDpopProof)
+                .message(
+                    "This server issues only sender-constrained tokens: send a DPoP proof or a client certificate.",
+                )
+                .details(serde_json::json!({ "dpop_error": "binding_required" })));
+        }
         Ok(cnf.is_sender_constrained().then_some(cnf))
     }
 

@@ -363,11 +363,23 @@ async fn bound_tokens_need_fresh_proofs_with_their_key() {
     assert!(ev.iter().any(|e| e["kind"] == "pop_proof_rejected" && e["details"]["code"] == "dpop_jkt_mismatch"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refresh_keeps_the_key_and_another_key_revokes_the_family() {
+macro_rules! on_both_backends {
+    ($name:ident, |$backend:ident| $body:block) => {
+        mod $name {
+            use super::*;
+            async fn run($backend: Backend) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { run(Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { run(Backend::Postgres).await }
+        }
+    };
+}
+
+on_both_backends!(refresh_keeps_the_key_and_another_key_revokes_the_family, |backend| {
     let dir = scratch("dpop-refresh");
     let sink = SmtpSink::start(&dir);
-    let srv = start(Backend::Sqlite, &sink, &[]).await;
+    let srv = start(backend, &sink, &[]).await;
     let email = "refresh@example.com";
     register_verified(&srv, &sink, email, PW).await;
     let key = Key::ec(0x41);
@@ -458,6 +470,59 @@ async fn refresh_keeps_the_key_and_another_key_revokes_the_family() {
     let p = key.jws(&key.header(), &cl);
     let r = send(&srv, "POST", "/sessions", None, &[&p], Some(json!({"email": email, "password": PW}))).await;
     assert_eq!((r.status, r.code(), r.dpop_error()), (400, "invalid_dpop_proof", "dpop_htu_mismatch"), "{}", r.body);
+});
+
+/// R62: with `pop.require_binding` no token without `cnf` is ever issued, whatever the login
+/// looks like (session type, no proof, broken proofs, a good proof).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_can_issue_only_sender_constrained_tokens() {
+    let dir = scratch("dpop-required");
+    let sink = SmtpSink::start(&dir);
+    let srv = start(Backend::Sqlite, &sink, &[("GATEHOUSE_POP__REQUIRE_BINDING", "true")]).await;
+    let email = "bound-only@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    let key = Key::ed(0x71);
+    let mut issued = 0;
+    for (i, kind) in ["api", "browser", "api", "browser", "api", "browser"].iter().enumerate() {
+        let now = server_now(&srv).await;
+        let proofs: Vec<String> = match i % 3 {
+            0 => vec![],
+            1 => vec![key.proof("GET", "/sessions", now, None)],
+            _ => vec![key.proof("POST", "/sessions", now, None)],
+        };
+        let refs: Vec<&str> = proofs.iter().map(String::as_str).collect();
+        let r = send(
+            &srv,
+            "POST",
+            "/sessions",
+            None,
+            &refs,
+            Some(json!({"email": email, "password": PW, "session_type": kind})),
+        )
+        .await;
+        if r.status == 201 {
+            issued += 1;
+            assert_eq!(r.body["cnf"]["jkt"], key.jkt(), "{kind} #{i}: {}", r.body);
+        } else {
+            assert_eq!((r.status, r.code()), (400, "invalid_dpop_proof"), "{kind} #{i}: {}", r.body);
+        }
+    }
+    assert_eq!(issued, 2, "only the logins with a good proof got tokens");
+    // The bound sessions work as usual (DPoP scheme and proofs).
+    let ev = events_bound(&srv, email, &key).await;
+    assert_eq!(count(&ev, "login_succeeded"), 3, "{ev:?}");
+}
+
+/// The security history, read with a DPoP-bound session of `key`.
+async fn events_bound(srv: &Server, email: &str, key: &Key) -> Vec<Value> {
+    let a = login(srv, email, Some(key)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let at = a.body["access_token"].as_str().unwrap();
+    let now = server_now(srv).await;
+    let p = key.proof("GET", "/account/security-history", now, Some(at));
+    let h = send(srv, "GET", "/account/security-history?limit=200", Some(&format!("DPoP {at}")), &[&p], None).await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    h.body["events"].as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
