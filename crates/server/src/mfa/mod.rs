@@ -9,6 +9,7 @@
 pub mod config;
 pub mod mail;
 pub mod openapi;
+pub mod webauthn;
 
 use gatehouse_core::account::Account;
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
