@@ -71,7 +71,10 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{api}/sessions/second-factor/webauthn/start"), post(routes::mfa_webauthn::login_start))
         .route(&format!("{api}/sessions/second-factor/webauthn/finish"), post(routes::mfa_webauthn::login_finish))
         .route(&format!("{api}/sessions/passkey/start"), post(routes::mfa_webauthn::passkey_start))
-        .route(&format!("{api}/sessions/passkey/finish"), post(routes::mfa_webauthn::passkey_finish));
+        .route(&format!("{api}/sessions/passkey/finish"), post(routes::mfa_webauthn::passkey_finish))
+        .route(&format!("{api}/account/factors/sms"), post(routes::mfa_sms::set_number))
+        .route(&format!("{api}/account/factors/sms/remove"), post(routes::mfa_sms::remove_number))
+        .route(&format!("{api}/sessions/second-factor/sms/send"), post(routes::mfa_sms::send));
     if state.manual_clock.is_some() {
         router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
     }

@@ -185,6 +185,14 @@ pub fn extend(doc: &mut Value, prefix: &str) {
         } }),
         );
         s.insert("PendingRequest".into(), json!({ "type": "object", "additionalProperties": false, "required": ["pending_token"], "properties": { "pending_token": { "type": "string", "maxLength": 64 } } }));
+        s.insert(
+            "SmsNumberRequest".into(),
+            json!({ "type": "object", "additionalProperties": false, "required": ["phone"], "properties": {
+            "phone": { "type": "string", "pattern": "^\\+[1-9][0-9]{6,14}$" },
+            "password": { "type": "string", "maxLength": 4096 },
+            "step_up_token": token
+        } }),
+        );
         s.insert("Empty".into(), json!({ "type": "object" }));
         s.insert("CodeRequest".into(), json!({ "type": "object", "additionalProperties": false, "required": ["code"], "properties": { "code": { "type": "string", "maxLength": 64 } } }));
         s.insert("StepUpRequest".into(), json!({ "type": "object", "additionalProperties": false, "required": ["action", "method"], "properties": {

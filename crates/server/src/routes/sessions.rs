@@ -228,7 +228,7 @@ pub async fn login(
     drop(admission);
     // feat/mfa: an account with a second factor gets a pending-login token, not a session.
     let factors = crate::mfa::factors(&state, &account).await?;
-    if factors.has_second_factor() {
+    if factors.has_login_factor() {
         return crate::routes::mfa::pending_login(&state, &client, &account, req.session_type, &factors).await;
     }
     start_session(

@@ -33,6 +33,7 @@ fn purpose_of(s: &str) -> StoreResult<MfaTokenPurpose> {
     match s {
         "login" => Ok(MfaTokenPurpose::Login),
         "step_up" => Ok(MfaTokenPurpose::StepUp),
+        "sms" => Ok(MfaTokenPurpose::Sms),
         _ => Err(StoreError::Corrupt("mfa token purpose".into())),
     }
 }
@@ -467,6 +468,58 @@ impl MfaStore for SqlStore {
         }
         self.finish(w, fx).await?;
         Ok(true)
+    }
+
+    async fn set_sms_number(&self, user: UserId, sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO mfa_sms (user_id, phone_sealed, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET phone_sealed = excluded.phone_sealed, created_at = excluded.created_at",
+        )
+        .bind(user.to_string())
+        .bind(sealed.to_vec())
+        .bind(now.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        self.finish(w, fx).await
+    }
+
+    async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT phone_sealed FROM mfa_sms WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(|r| blob(r, "phone_sealed")).transpose()
+    }
+
+    async fn delete_sms_number(&self, user: UserId, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query("DELETE FROM mfa_sms WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn revoke_mfa_tokens(&self, purpose: MfaTokenPurpose, binding: &str, now: Timestamp) -> StoreResult<u64> {
+        let mut w = self.begin().await?;
+        let r =
+            sqlx::query("UPDATE mfa_tokens SET used_at = $1 WHERE purpose = $2 AND binding = $3 AND used_at IS NULL")
+                .bind(now.as_millis())
+                .bind(purpose.as_str())
+                .bind(binding.to_owned())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(map_err)?;
+        w.tx.commit().await.map_err(map_err)?;
+        Ok(r.rows_affected())
     }
 
     async fn create_ceremony(&self, c: &CeremonyRow) -> StoreResult<()> {
