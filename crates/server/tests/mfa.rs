@@ -335,6 +335,10 @@ on_both_backends!(step_up_matrix, |backend| {
     assert_eq!(s, 200);
     let (_, me) = d.get(&srv.api("/account")).await;
     assert_eq!(me["notices"], json!(["no_second_factor"]));
+    // Enrolling again at once (a new seed) works: the old step history does not block it.
+    let again = enrol_totp(&srv, &d, PW).await;
+    let t = again.step_up(&srv, &d, "create_api_key").await;
+    assert_eq!(d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": t }))).await.0, 201);
     let history = history_kinds(&d, &srv).await;
     for k in ["totp_enabled", "step_up_succeeded", "step_up_denied", "totp_disabled", "backup_code_used"] {
         assert!(history.iter().any(|h| h == k), "{k} missing from {history:?}");
@@ -518,6 +522,17 @@ on_both_backends!(sms_is_a_bound_expiring_last_resort, |backend| {
         s == 401 && ["invalid_code", "pending_login_invalid"].contains(&e["error"]["code"].as_str().unwrap()),
         "{e}"
     );
+    // At most three codes per pending login (SMS pumping).
+    let (_, c) = login.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    let pc = c["pending_token"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(
+            login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pc })).await.0,
+            200
+        );
+    }
+    let (s, e) = login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pc })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (429, Some("rate_limited")));
     // Never for step-up (R39), and not enough for sensitive actions.
     let (s, e) = d
         .post(&srv.api("/account/step-up"), json!({ "action": "create_api_key", "method": "sms", "code": code_b }))

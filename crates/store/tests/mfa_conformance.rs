@@ -65,6 +65,10 @@ on_every_backend!(totp_steps_are_single_use_and_monotonic, |store, _clock| {
     assert_eq!(store.find_totp(u).await.unwrap().unwrap().last_step, Some(102));
     assert!(store.delete_totp(u, SideEffects::default()).await.unwrap());
     assert!(store.find_totp(u).await.unwrap().is_none());
+    // A new seed starts a new step history.
+    assert!(store.begin_totp(u, b"new-seed", T0, SideEffects::default()).await.unwrap());
+    assert!(store.activate_totp(u, 101, None, T0, SideEffects::default()).await.unwrap());
+    assert!(store.consume_totp_step(u, 102, T0, SideEffects::default()).await.unwrap());
 });
 
 on_every_backend!(backup_codes_are_single_use_and_replaced_as_a_set, |store, _clock| {

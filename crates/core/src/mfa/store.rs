@@ -250,6 +250,9 @@ pub trait MfaStore: Send + Sync {
     /// Marks every live token of `purpose` with this `binding` used (an SMS resend replaces the
     /// earlier code, R38).
     async fn revoke_mfa_tokens(&self, purpose: MfaTokenPurpose, binding: &str, now: Timestamp) -> StoreResult<u64>;
+    /// How many tokens of `purpose` were ever minted with this `binding` (used ones included):
+    /// bounds SMS sends per pending login.
+    async fn count_mfa_tokens(&self, purpose: MfaTokenPurpose, binding: &str) -> StoreResult<u64>;
     /// Stores ceremony state.
     async fn create_ceremony(&self, c: &CeremonyRow) -> StoreResult<()>;
     /// Takes ceremony state (single use: deleted as it is read; `None` if unknown, used or

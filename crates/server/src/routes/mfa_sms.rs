@@ -21,6 +21,9 @@ use crate::mfa::{self, event_for, sms};
 use crate::state::AppState;
 use crate::stepup::{StepUpInput, require, require_for_enrolment};
 
+/// SMS codes one pending login may ask for.
+const MAX_SENDS: u64 = 3;
+
 /// `POST /_gh/api/v1/account/factors/sms`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +115,10 @@ pub async fn send(
         state.keyring.open(&sealed, &sms_number_aad(&account.id)).map_err(|e| ApiError::internal("sms number", e))?;
     let phone = String::from_utf8(phone.expose().to_vec()).map_err(|e| ApiError::internal("sms number", e))?;
     let binding = hex::encode(token.hash().as_bytes());
+    // At most three codes per pending login (SMS pumping, R38 rate limit).
+    if state.store.count_mfa_tokens(MfaTokenPurpose::Sms, &binding).await? >= MAX_SENDS {
+        return Err(ApiError::new(ErrorCode::RateLimited).retry_after(state.config.mfa.pending_login_ttl_secs));
+    }
     state.store.revoke_mfa_tokens(MfaTokenPurpose::Sms, &binding, now).await?;
     let code = sms::new_code(&state);
     let ttl = state.config.mfa.sms.code_ttl_secs;

@@ -272,6 +272,10 @@ pub async fn login_finish(
     ApiJson(req): ApiJson<LoginFinish>,
 ) -> ApiResult<Response> {
     let (token, p, account) = pending(&state, &req.pending_token).await?;
+    let detail: Value = serde_json::from_str(&p.detail).unwrap_or(Value::Null);
+    if detail["ua_family"].as_str() != Some(client.ua_family.key().as_str()) {
+        return Err(ApiError::new(ErrorCode::PendingLoginInvalid));
+    }
     let c = take(&state, &req.ceremony_id, "login", Some(account.id)).await?;
     let d: Value = serde_json::from_str(&c.detail).unwrap_or(Value::Null);
     if d["pending"].as_str() != Some(token.hash().short().as_str()) {
@@ -281,7 +285,6 @@ pub async fn login_finish(
         return Err(ApiError::new(ErrorCode::WebAuthnFailed));
     }
     finish_assertion(&state, &account, &client, &c, &req.credential, "login").await?;
-    let detail: Value = serde_json::from_str(&p.detail).unwrap_or(Value::Null);
     finish_login(&state, &client, &account, &token, &detail, "webauthn").await
 }
 
