@@ -221,6 +221,36 @@ on_both_backends!(passkeys_in_chromium, |backend| {
         .await;
     assert_eq!(s, 201, "{k}");
 
+    // The challenge commits to the action and binding: an assertion made for one withdrawal
+    // intent does not finish the ceremony of another, and its token is for that action only.
+    let (x, y) = ("ab".repeat(32), "cd".repeat(32));
+    let (_, sa) =
+        d.post(&srv.api("/account/step-up/webauthn/start"), json!({ "action": "withdraw", "binding": x })).await;
+    let (_, sb) =
+        d.post(&srv.api("/account/step-up/webauthn/start"), json!({ "action": "withdraw", "binding": y })).await;
+    assert_ne!(sa["options"]["publicKey"]["challenge"], sb["options"]["publicKey"]["challenge"]);
+    let got = b.get(&sa["options"], None);
+    assert_eq!(got["ok"], json!(true), "{got}");
+    let (s, e) = d
+        .post(
+            &srv.api("/account/step-up/webauthn/finish"),
+            json!({ "ceremony_id": sb["ceremony_id"], "credential": got["credential"] }),
+        )
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("webauthn_failed")), "assertion for intent X on intent Y");
+    let (s, t) = d
+        .post(
+            &srv.api("/account/step-up/webauthn/finish"),
+            json!({ "ceremony_id": sa["ceremony_id"], "credential": got["credential"] }),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["action"], json!("withdraw"));
+    let (s, e) = d
+        .post(&srv.api("/api-keys"), json!({ "label": "x", "kind": "hmac", "step_up_token": t["step_up_token"] }))
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_invalid")), "a withdraw token is not a key token");
+
     // No user verification: the browser cannot satisfy "required"; an assertion made with UV
     // discouraged (UV=0) is refused by the server (R30, R35).
     assert_eq!(b.call(json!({ "op": "set_uv", "value": false }))["ok"], json!(true));
