@@ -323,7 +323,11 @@ fn component_value(req: &RawRequest<'_>, name: &str, out: &mut Vec<u8>) -> Resul
     use Rfc9421Error::Malformed;
     match name {
         "@method" => out.extend_from_slice(req.method.as_bytes()),
-        "@authority" => out.extend(req.authority.bytes().map(|b| b.to_ascii_lowercase())),
+        "@authority" => {
+            let start = out.len();
+            out.extend_from_slice(req.authority.as_bytes());
+            out.get_mut(start..).unwrap_or_default().make_ascii_lowercase();
+        }
         "@path" => match req.path() {
             "" => out.push(b'/'),
             p if p.starts_with('/') => out.extend_from_slice(p.as_bytes()),

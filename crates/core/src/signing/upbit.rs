@@ -270,13 +270,13 @@ pub(crate) struct JwtParts<'a> {
 /// by the strict base64url decoder ([`decode_segment`]), which refuses every byte outside
 /// `A-Za-z0-9-_`.
 pub(crate) fn split_jwt(token: &[u8]) -> Option<JwtParts<'_>> {
-    // `.` is searched word-at-a-time (memchr).
-    let dot = |s: &[u8]| s.iter().position(|&b| b == b'.');
+    // `.` is searched word-at-a-time.
+    let dot = |s: &[u8]| codec::find_byte(s, b'.');
     let h = dot(token)?;
     let (header, rest) = (token.get(..h)?, token.get(h + 1..)?);
     let p = dot(rest)?;
     let (payload, signature) = (rest.get(..p)?, rest.get(p + 1..)?);
-    if signature.contains(&b'.') || header.is_empty() || payload.is_empty() || signature.is_empty() {
+    if dot(signature).is_some() || header.is_empty() || payload.is_empty() || signature.is_empty() {
         return None;
     }
     Some(JwtParts { header, payload, signing_input: token.get(..h + 1 + p)?, signature })
