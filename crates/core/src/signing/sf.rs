@@ -79,7 +79,10 @@ pub(crate) type Dictionary<'a> = Vec<(Cow<'a, str>, Member<'a>)>;
 
 /// Parses an RFC 8941 dictionary (§4.2.2), keeping members in wire order.
 pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Dictionary<'_>, SfError> {
-    let mut p = Parser { b: input, i: 0 };
+    // Every byte of a structured field is ASCII, so anything else fails to parse anyway;
+    // refusing it up front lets the parser slice `&str`s without re-validating each one.
+    let text = std::str::from_utf8(input).ok().filter(|t| t.is_ascii()).ok_or(SfError::Syntax)?;
+    let mut p = Parser { b: input, s: text, i: 0 };
     p.skip_sp();
     let mut out: Dictionary<'_> = Vec::new();
     if p.at_end() {
@@ -221,6 +224,8 @@ fn serialize_bare(out: &mut Vec<u8>, v: &BareItem<'_>) {
 
 struct Parser<'a> {
     b: &'a [u8],
+    /// `b` as text (all ASCII).
+    s: &'a str,
     i: usize,
 }
 
@@ -269,8 +274,7 @@ impl<'a> Parser<'a> {
 
     /// The bytes from `start` to the cursor, known to be ASCII by the caller's grammar.
     fn ascii(&self, start: usize) -> Result<Cow<'a, str>, SfError> {
-        let bytes = self.b.get(start..self.i).ok_or(SfError::Syntax)?;
-        std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|_| SfError::Syntax)
+        self.s.get(start..self.i).map(Cow::Borrowed).ok_or(SfError::Syntax)
     }
 
     fn params(&mut self) -> Result<Params<'a>, SfError> {
@@ -379,9 +383,9 @@ impl<'a> Parser<'a> {
         if let Some(end) = stop
             && rest.get(end) == Some(&b'"')
         {
-            let text = rest.get(..end).ok_or(SfError::Syntax)?;
+            let text = self.s.get(self.i..self.i + end).ok_or(SfError::Syntax)?;
             self.i += end + 1;
-            return std::str::from_utf8(text).map(Cow::Borrowed).map_err(|_| SfError::Syntax);
+            return Ok(Cow::Borrowed(text));
         }
         let mut out = String::new();
         loop {
