@@ -4,6 +4,11 @@
 mod accounts;
 mod apikeys;
 mod audit;
+// friction (issue 5)
+mod friction;
+mod recovery;
+mod withdrawals;
+// end friction
 mod mail;
 mod replay;
 mod risk;
@@ -241,6 +246,11 @@ impl SqlStore {
                 append_event(tx, e, now, signer).await?;
             }
         }
+        // friction (issue 5): the withdrawal hold commits with the change that causes it.
+        if let Some(h) = &fx.hold {
+            friction::apply_hold(tx, h).await?;
+        }
+        // end friction
         for m in fx.mails {
             insert_mail(tx, &m).await?;
         }
