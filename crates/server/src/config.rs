@@ -48,6 +48,10 @@ pub struct Config {
     pub phishing: crate::routes::phishing::PhishingConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
+    // friction (issue 5)
+    /// Withdrawals, holds, settings lock, recovery and email links.
+    pub friction: crate::friction::FrictionConfig,
+    // end friction
 }
 
 /// `[server]`
@@ -291,6 +295,9 @@ impl Config {
         }
         self.apikey.validate().map_err(|m| ConfigError(m.into()))?;
         self.notify.validate().map_err(|m| ConfigError(m.into()))?;
+        // friction (issue 5)
+        self.friction.validate().map_err(ConfigError)?;
+        // end friction
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

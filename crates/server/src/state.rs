@@ -58,6 +58,10 @@ pub struct Inner {
     pub url_checker: Option<gatehouse_core::phishing::UrlChecker>,
     /// The risk engine, when enabled.
     pub risk: Option<Arc<crate::risk::RiskService>>,
+    // friction (issue 5)
+    /// Wakes the withdrawal delivery worker after a confirmation.
+    pub intent_wake: Arc<Notify>,
+    // end friction
 }
 
 impl std::ops::Deref for AppState {

@@ -86,6 +86,7 @@ pub async fn create(
     auth: Authenticated,
     ApiJson(req): ApiJson<CreateKey>,
 ) -> ApiResult<Response> {
+    crate::friction::ensure_settings_unlocked(&state, &auth, "api_key").await?; // friction (issue 5)
     reauthenticate(&state, &auth, req.password.as_deref()).await?;
     let new = NewApiKey {
         label: req.label,
@@ -97,6 +98,12 @@ pub async fn create(
     let now = state.clock.now();
     let mail = state
         .mail(auth.account.email.as_str(), &templates::api_key_created(&new.label, &auth.client.ip.to_string()))?;
+    // friction (issue 5): a key that can withdraw holds withdrawals, in the same transaction.
+    let mut extra = SideEffects::default().mail(mail);
+    if new.scopes.has_withdraw() {
+        extra = extra.hold(auth.account.id, now.plus(state.config.friction.hold()), "api_key_withdraw");
+    }
+    // end friction
     let (key, secret) = ops(&state)
         .create(
             auth.account.id,
@@ -110,7 +117,7 @@ pub async fn create(
                     .with("scopes", json!(k.scopes))
                     .with("allowlist", json!(k.allowlist))
             },
-            SideEffects::default().mail(mail),
+            extra,
         )
         .await?;
     state.wake_mailer();

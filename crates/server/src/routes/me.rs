@@ -16,9 +16,22 @@ use crate::mail::templates;
 use crate::state::AppState;
 
 /// `GET /_gh/api/v1/account`
-pub async fn account(auth: Authenticated) -> Json<serde_json::Value> {
+pub async fn account(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Json<serde_json::Value>> {
     let a = &auth.account;
-    Json(json!({
+    // friction (issue 5): the hold, settings lock and freeze are visible to the owner.
+    let f = state.store.find_friction(a.id).await?;
+    let now = state.clock.now();
+    let friction = json!({
+        "frozen": a.is_frozen(),
+        "withdrawals_held_until": f.hold_at(now).map(|t| t.to_rfc3339()),
+        "withdrawal_hold_reason": f.hold_at(now).and(f.hold_reason.clone()),
+        "settings_locked": f.is_settings_locked(now),
+        "settings_unlock_at": if f.has_pending_unlock(now) { f.settings_unlock_at.map(|t| t.to_rfc3339()) } else { None },
+        "anti_phishing_code_set": f.anti_phishing_sealed.is_some(),
+        "withdrawal_allowlist_only": f.allowlist_only,
+    });
+    // end friction
+    Ok(Json(json!({
         "id": a.id.to_string(),
         "email": a.email.as_str(),
         "email_verified": a.email_verified_at.is_some(),
@@ -31,7 +44,8 @@ pub async fn account(auth: Authenticated) -> Json<serde_json::Value> {
             "auth_time": auth.session.auth_time.to_rfc3339(),
             "expires_at": auth.session.expires_at.to_rfc3339(),
         },
-    }))
+        "friction": friction,
+    })))
 }
 
 /// `POST /_gh/api/v1/account/password`
@@ -51,6 +65,7 @@ pub async fn change_password(
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let new = password_field(&req.new_password)?;
+    crate::friction::ensure_settings_unlocked(&state, &auth, "password").await?; // friction (issue 5)
     let failed = |reason: &str| auth.event(EventKind::PasswordChangeFailed, Outcome::Failure).with("reason", reason);
     if let Err(e) = reauthenticate(&state, &auth, req.current_password.as_deref()).await {
         if matches!(e.code, ErrorCode::ReauthFailed | ErrorCode::ReauthRequired) {
@@ -77,7 +92,11 @@ pub async fn change_password(
         auth.account.email.as_str(),
         &templates::password_changed(&now.to_rfc3339(), &auth.client.ip.to_string()),
     )?;
-    let fx = SideEffects::event(auth.event(EventKind::PasswordChanged, Outcome::Success)).mail(mail);
+    let fx = SideEffects::event(auth.event(EventKind::PasswordChanged, Outcome::Success)).mail(mail).hold(
+        auth.account.id,
+        now.plus(state.config.friction.hold()),
+        "password_change",
+    ); // friction (issue 5)
     let revoked = state.store.change_password(auth.account.id, &hash, Some(auth.session.id), now, fx).await?;
     state.wake_mailer();
     Ok(Json(json!({ "status": "changed", "revoked_sessions": revoked })))

@@ -10,6 +10,12 @@ pub mod openapi;
 pub mod phishing;
 pub mod sessions;
 pub mod testing;
+// friction (issue 5)
+pub mod links;
+pub mod recovery;
+pub mod settings_lock;
+pub mod withdrawals;
+// end friction
 
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 
