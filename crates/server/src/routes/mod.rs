@@ -12,6 +12,7 @@ pub mod sessions;
 pub mod testing;
 // friction (issue 5)
 pub mod links;
+pub mod openapi_friction;
 pub mod recovery;
 pub mod settings_lock;
 pub mod withdrawals;
