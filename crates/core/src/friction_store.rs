@@ -26,8 +26,13 @@ pub enum ConfirmOutcome {
     Refused(Refusal),
 }
 
-/// Builds side effects for a redeemed link (the store calls it inside the transaction).
-pub type LinkEffects<'a> = &'a (dyn for<'l> Fn(UserId, &'l LinkAction, bool) -> SideEffects + Send + Sync);
+/// Builds side effects for a redeemed link from the owner, the owner's address, the action
+/// and whether it changed anything (the store calls it inside the transaction, so the notice
+/// commits with the action).
+pub type LinkEffects<'a> = &'a (dyn for<'l> Fn(UserId, &'l str, &'l LinkAction, bool) -> SideEffects + Send + Sync);
+
+/// Builds side effects for a completed password reset from the owner and the owner's address.
+pub type ResetEffects<'a> = &'a (dyn for<'l> Fn(UserId, &'l str) -> SideEffects + Send + Sync);
 
 /// Friction and recovery storage.
 #[async_trait]
@@ -66,13 +71,14 @@ pub trait FrictionStore: Send + Sync {
         fx: LinkEffects<'_>,
     ) -> StoreResult<Option<(UserId, LinkAction, bool)>>;
     /// Consumes a `password_reset` token, sets the new hash, revokes every session and
-    /// commits `fx(user)` (which carries the hold). `None` if the token is not valid.
+    /// commits `fx(user, email)` (which carries the hold and the notice). `None` if the token
+    /// is not valid.
     async fn complete_password_reset(
         &self,
         hash: TokenHash,
         new_hash: &PasswordHashString,
         now: Timestamp,
-        fx: &(dyn Fn(UserId) -> SideEffects + Send + Sync),
+        fx: ResetEffects<'_>,
     ) -> StoreResult<Option<UserId>>;
 
     /// Adds an address-book entry with its cancel link.

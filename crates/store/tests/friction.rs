@@ -143,7 +143,7 @@ on_every_backend!(action_links_are_single_use_and_expire, |store, _clock| {
         expires_at: T0.plus(Span::hours(1)),
     };
     store.create_link(&row, SideEffects::default()).await.unwrap();
-    let fx = |_: UserId, _: &LinkAction, _: bool| SideEffects::default();
+    let fx = |_: UserId, _: &str, _: &LinkAction, _: bool| SideEffects::default();
     assert_eq!(store.redeem_link(t.hash(), T0.plus(Span::hours(1)), &fx).await.unwrap(), None, "expired");
     assert_eq!(store.redeem_link(t.hash(), T0, &fx).await.unwrap(), Some((a.id, LinkAction::Freeze, true)));
     assert_eq!(store.redeem_link(t.hash(), T0, &fx).await.unwrap(), None, "used");

@@ -30,8 +30,8 @@ pub struct Redeem {
 async fn redeem_token(state: &AppState, client: &ClientCtx, raw: &str) -> ApiResult<(LinkAction, bool)> {
     let token = Token::parse(raw).ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
     let now = state.clock.now();
-    // Mail for the owner is prepared per action; the address is read before the transaction.
-    let fx = |user: UserId, action: &LinkAction, changed: bool| {
+    // The owner's notice commits with the action.
+    let fx = |user: UserId, email: &str, action: &LinkAction, changed: bool| {
         let kind = match action {
             LinkAction::Freeze => EventKind::AccountFrozen,
             LinkAction::CancelAddress(_) => EventKind::WithdrawalAddressCancelled,
@@ -45,13 +45,8 @@ async fn redeem_token(state: &AppState, client: &ClientCtx, raw: &str) -> ApiRes
         if let LinkAction::CancelAddress(id) | LinkAction::CancelRecovery(id) = action {
             e = e.with("id", id.clone());
         }
-        SideEffects::event(e)
-    };
-    let Some((user, action, changed)) = state.store.redeem_link(token.hash(), now, &fx).await? else {
-        return Err(ApiError::new(ErrorCode::InvalidToken));
-    };
-    if changed {
-        let notice = match &action {
+        let mut fx = SideEffects::event(e);
+        let notice = match action {
             LinkAction::Freeze => Some(templates::account_frozen()),
             LinkAction::CancelRecovery(id) => {
                 Some(templates::recovery_closed(id, "cancelled from the link in our email"))
@@ -59,11 +54,19 @@ async fn redeem_token(state: &AppState, client: &ClientCtx, raw: &str) -> ApiRes
             LinkAction::CancelSettingsUnlock => Some(templates::settings_unlock_cancelled()),
             LinkAction::CancelAddress(_) => None,
         };
-        if let (Some(content), Some(account)) = (notice, state.store.find_account(user).await?) {
-            let mail = state.mail(account.email.as_str(), &content)?;
-            state.store.record(SideEffects::default().mail(mail)).await?;
-            state.wake_mailer();
+        if let Some(content) = notice.filter(|_| changed) {
+            match state.mail(email, &content) {
+                Ok(m) => fx = fx.mail(m),
+                Err(_) => tracing::error!("could not seal the notice for a redeemed link"),
+            }
         }
+        fx
+    };
+    let Some((user, action, changed)) = state.store.redeem_link(token.hash(), now, &fx).await? else {
+        return Err(ApiError::new(ErrorCode::InvalidToken));
+    };
+    if changed {
+        state.wake_mailer();
         if action == LinkAction::Freeze {
             crate::friction::invalidate_keys(state, user).await?;
         }

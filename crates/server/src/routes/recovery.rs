@@ -101,20 +101,22 @@ pub async fn complete_reset(
     let now = state.clock.now();
     let hold_until = now.plus(state.config.friction.hold());
     let ev = event(EventKind::PasswordResetCompleted, Outcome::Success, &client);
-    let fx = move |user: UserId| {
+    let done = templates::password_reset_done(&now.to_rfc3339());
+    let fx = |user: UserId, email: &str| {
         let mut e = ev.clone().with("withdrawals_held_until", hold_until.to_rfc3339());
         e.actor = Some(user);
         e.subject = Some(user);
-        SideEffects::event(e).hold(user, hold_until, "password_reset")
+        let mut fx = SideEffects::event(e).hold(user, hold_until, "password_reset");
+        match state.mail(email, &done) {
+            Ok(m) => fx = fx.mail(m),
+            Err(_) => tracing::error!("could not seal the password-reset notice"),
+        }
+        fx
     };
-    let Some(user) = state.store.complete_password_reset(token.hash(), &hash, now, &fx).await? else {
+    if state.store.complete_password_reset(token.hash(), &hash, now, &fx).await?.is_none() {
         return Err(ApiError::new(ErrorCode::InvalidToken));
-    };
-    if let Some(account) = state.store.find_account(user).await? {
-        let mail = state.mail(account.email.as_str(), &templates::password_reset_done(&now.to_rfc3339()))?;
-        state.store.record(SideEffects::default().mail(mail)).await?;
-        state.wake_mailer();
     }
+    state.wake_mailer();
     Ok(Json(json!({
         "status": "reset",
         "second_factor_unchanged": true,

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use gatehouse_core::clock::{Span, Timestamp};
 use gatehouse_core::friction::{FrictionState, LinkAction, WithdrawalHold};
-use gatehouse_core::friction_store::{ConfirmOutcome, FrictionStore, LinkEffects};
+use gatehouse_core::friction_store::{ConfirmOutcome, FrictionStore, LinkEffects, ResetEffects};
 use gatehouse_core::ids::UserId;
 use gatehouse_core::password::PasswordHashString;
 use gatehouse_core::recovery::{ApprovalDecision, RecoveryCase};
@@ -81,6 +81,15 @@ async fn freeze_in_tx(tx: &mut Transaction<'static, Any>, user: UserId, now: Tim
     revoke_where(tx, user, None, "account_frozen", now).await?;
     super::apikeys::suspend_all(tx, user, now).await?;
     Ok(true)
+}
+
+async fn account_email(tx: &mut Transaction<'static, Any>, user: UserId) -> StoreResult<String> {
+    let row = sqlx::query("SELECT email FROM accounts WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    rows::text(&row, "email")
 }
 
 pub(crate) async fn read_friction(tx: &mut Transaction<'static, Any>, user: UserId) -> StoreResult<FrictionState> {
@@ -244,7 +253,8 @@ impl FrictionStore for SqlStore {
             }
             LinkAction::CancelRecovery(id) => recovery::cancel_in_tx(&mut w.tx, user, id, now).await?,
         };
-        let effects = fx(user, &action, changed);
+        let email = account_email(&mut w.tx, user).await?;
+        let effects = fx(user, &email, &action, changed);
         self.finish(w, effects).await?;
         Ok(Some((user, action, changed)))
     }
@@ -254,7 +264,7 @@ impl FrictionStore for SqlStore {
         hash: TokenHash,
         new_hash: &PasswordHashString,
         now: Timestamp,
-        fx: &(dyn Fn(UserId) -> SideEffects + Send + Sync),
+        fx: ResetEffects<'_>,
     ) -> StoreResult<Option<UserId>> {
         let mut w = self.begin().await?;
         let row = sqlx::query(
@@ -278,7 +288,8 @@ impl FrictionStore for SqlStore {
             .await
             .map_err(map_err)?;
         revoke_where(&mut w.tx, user, None, "password_reset", now).await?;
-        self.finish(w, fx(user)).await?;
+        let email = account_email(&mut w.tx, user).await?;
+        self.finish(w, fx(user, &email)).await?;
         Ok(Some(user))
     }
 
