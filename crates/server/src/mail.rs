@@ -345,7 +345,7 @@ pub struct Decorator {
 
 impl Decorator {
     /// The decorated message for `recipient`.
-    pub async fn decorate(&self, mut c: MailContent, recipient: &str, now: Timestamp) -> anyhow::Result<MailContent> {
+    pub async fn decorate(&self, c: MailContent, recipient: &str, now: Timestamp) -> anyhow::Result<MailContent> {
         use gatehouse_core::store::SideEffects;
         let account = match gatehouse_core::account::Email::parse(recipient) {
             Ok(e) => self.store.find_account_by_email(&e).await?,
@@ -367,39 +367,45 @@ impl Decorator {
             }
         }
         let official = format!("{}{}/official", self.origin, crate::routes::PREFIX);
-        let mut text = format!("{code_line}\n\n{}", c.text);
-        let mut tail = String::new();
-        if let Some(url) = &freeze {
-            text.push_str(&format!(
-                "\nNot you? Freeze your account now (one click, signs everyone out, blocks withdrawals): {url}\n"
-            ));
-            tail.push_str(&format!(
-                "<p><strong>Not you?</strong> <a href=\"{}\">Freeze my account now</a></p>",
-                escape(url)
-            ));
-        }
-        text.push_str(&format!("\nOur official websites, apps and support addresses: {official}\n"));
-        tail.push_str(&format!(
-            "<p style=\"font-size:small\">Official channels: <a href=\"{0}\">{0}</a></p>",
-            escape(&official)
-        ));
-        let head =
-            format!("<p style=\"border:1px solid #999;padding:.5em\"><strong>{}</strong></p>", escape(&code_line));
-        let mut html = c.html.clone();
-        if let Some(pos) = html.find("<body").and_then(|b| html[b..].find('>').map(|e| b + e + 1)) {
-            html.insert_str(pos, &head);
-        } else {
-            html.insert_str(0, &head);
-        }
-        match html.rfind("</body>") {
-            Some(pos) => html.insert_str(pos, &tail),
-            None => html.push_str(&tail),
-        }
-        c.text = text;
-        c.html = html;
-        Ok(c)
+        Ok(decorate_content(c, &code_line, freeze.as_deref(), &official))
     }
 }
+
+/// Puts the anti-phishing line at the top of both bodies, and the freeze link (when given)
+/// and the official-channels link at the bottom. Pure, so every template is unit-tested.
+pub fn decorate_content(mut c: MailContent, code_line: &str, freeze: Option<&str>, official: &str) -> MailContent {
+    let mut text = format!("{code_line}\n\n{}", c.text);
+    let mut tail = String::new();
+    if let Some(url) = freeze {
+        text.push_str(&format!(
+            "\nNot you? Freeze your account now (one click, signs everyone out, blocks withdrawals): {url}\n"
+        ));
+        tail.push_str(&format!(
+            "<p><strong>Not you?</strong> <a href=\"{}\">Freeze my account now</a></p>",
+            escape(url)
+        ));
+    }
+    text.push_str(&format!("\nOur official websites, apps and support addresses: {official}\n"));
+    tail.push_str(&format!(
+        "<p style=\"font-size:small\">Official channels: <a href=\"{0}\">{0}</a></p>",
+        escape(official)
+    ));
+    let head = format!("<p style=\"border:1px solid #999;padding:.5em\"><strong>{}</strong></p>", escape(code_line));
+    let mut html = c.html.clone();
+    if let Some(pos) = html.find("<body").and_then(|b| html[b..].find('>').map(|e| b + e + 1)) {
+        html.insert_str(pos, &head);
+    } else {
+        html.insert_str(0, &head);
+    }
+    match html.rfind("</body>") {
+        Some(pos) => html.insert_str(pos, &tail),
+        None => html.push_str(&tail),
+    }
+    c.text = text;
+    c.html = html;
+    c
+}
+
 // end friction
 
 /// Seals `content` into an outbox row addressed to `to`.
@@ -553,3 +559,65 @@ impl Mailer {
         }
     }
 }
+
+// friction (issue 5)
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
+mod friction_tests {
+    use super::friction_templates as f;
+    use super::{MailContent, decorate_content, templates as t};
+
+    fn every_template() -> Vec<MailContent> {
+        use gatehouse_core::risk::Decision;
+        vec![
+            t::verify_email("https://x/v?token=a"),
+            t::duplicate_registration(),
+            t::password_changed("now", "1.2.3.4"),
+            t::api_key_created("bot", "1.2.3.4"),
+            t::risk_alert("a login", Decision::StepUp),
+            t::api_key_expiring("bot", "soon"),
+            t::api_key_new_network("bot", "1.2.3.4"),
+            t::api_key_abuse("bot", "bad signatures"),
+            t::session_reuse_alert("phone", "now"),
+            f::address_added("BTC", "bc1qaddr", "cold", "later", "https://x/c"),
+            f::withdrawal_confirmed("BTC", "1", "bc1qaddr", "abcd"),
+            f::settings_locked(),
+            f::settings_unlock_requested("later", "https://x/c"),
+            f::settings_unlock_cancelled(),
+            f::anti_phishing_code_changed(),
+            f::password_reset("https://x/r", 30),
+            f::password_reset_done("now"),
+            f::recovery_opened("c1", "later", "https://x/c"),
+            f::recovery_executed("later"),
+            f::recovery_closed("c1", "rejected"),
+            f::account_frozen(),
+        ]
+    }
+
+    #[test]
+    fn every_template_renders_the_code_the_official_link_and_for_security_notices_the_freeze_link() {
+        for m in every_template() {
+            let security = m.security;
+            let freeze = security.then_some("https://gh.example/_gh/link?action=freeze&token=T");
+            let d =
+                decorate_content(m, "Your anti-phishing code: heron <42>", freeze, "https://gh.example/_gh/official");
+            assert!(d.text.starts_with("Your anti-phishing code: heron <42>"), "{}", d.subject);
+            assert!(d.html.contains("Your anti-phishing code: heron &lt;42&gt;"), "escaped in HTML: {}", d.subject);
+            assert!(d.text.contains("/_gh/official") && d.html.contains("/_gh/official"), "{}", d.subject);
+            assert_eq!(d.text.contains("action=freeze"), security, "{}", d.subject);
+            assert_eq!(d.html.contains("Freeze my account now"), security, "{}", d.subject);
+            let body = d.html.find("<body").unwrap();
+            assert!(d.html.find("anti-phishing").unwrap() > body, "the code is inside the body");
+            assert!(d.html.ends_with("</body></html>"));
+        }
+    }
+
+    #[test]
+    fn security_notices_are_marked() {
+        assert!(t::password_changed("now", "ip").security);
+        assert!(f::address_added("BTC", "a", "l", "t", "c").security);
+        assert!(!t::verify_email("l").security);
+        assert!(!t::api_key_expiring("k", "t").security);
+    }
+}
+// end friction

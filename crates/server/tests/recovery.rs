@@ -165,6 +165,8 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
     let u = login(&srv, user, PW).await;
     let a1 = login(&srv, r1, ADMIN_PW).await;
     let a2 = login(&srv, r2, ADMIN_PW).await;
+    let (s, key) = u.post(&srv.api("/api-keys"), json!({ "password": PW, "label": "bot", "kind": "hmac" })).await;
+    assert_eq!((s, key["status"].as_str()), (201, Some("active")), "{key}");
     let (s, b) = a1.post(&approve, json!({ "password": ADMIN_PW, "note": "ID checked" })).await;
     assert_eq!((s, b["status"].as_str()), (200, Some("awaiting_second_reviewer")), "{b}");
     let (s, b) = a1.post(&approve, json!({ "password": ADMIN_PW })).await;
@@ -179,6 +181,8 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
     let u = login(&srv, user, PW).await;
     let (_, me) = u.get(&srv.api("/account")).await;
     assert_eq!(me["friction"]["withdrawal_hold_reason"], "recovery");
+    let (_, keys) = u.get(&srv.api("/api-keys")).await;
+    assert_eq!(keys["api_keys"][0]["status"], "suspended", "{keys}");
     let (s, b) = u
         .post(&srv.api("/withdrawals"), json!({ "asset": "BTC", "amount": "0.1", "destination": "bc1qsomewhere0001" }))
         .await;

@@ -32,6 +32,9 @@ use crate::mail::friction_templates as templates;
 use crate::state::AppState;
 use crate::stepup::{self, StepUpInput};
 
+/// Most live (not cancelled) address-book entries per account.
+pub const MAX_BOOK_ENTRIES: usize = 100;
+
 fn invalid(msg: &'static str) -> ApiError {
     ApiError::new(ErrorCode::InvalidWithdrawal).message(msg)
 }
@@ -111,6 +114,10 @@ pub async fn add_address(
         .ok_or_else(|| invalid("Unknown asset."))?;
     let address = Destination::parse(&req.address).ok_or_else(|| invalid("That is not a valid address."))?;
     let label = parse_label(&req.label).ok_or_else(|| invalid("The label must be 1-64 characters."))?;
+    let book = state.store.list_withdrawal_addresses(auth.account.id).await?;
+    if book.iter().filter(|e| e.cancelled_at.is_none()).count() >= MAX_BOOK_ENTRIES {
+        return Err(invalid("The address book is full; cancel an address first."));
+    }
     let input = StepUpInput { password: req.password.as_deref(), step_up_token: req.step_up_token.as_deref() };
     let proof = stepup::require(&state, &auth, SensitiveAction::AddWithdrawalAddress, None, input).await?;
     let now = state.clock.now();
