@@ -76,6 +76,7 @@ pub fn app(state: AppState) -> Router {
             .route(&format!("{PREFIX}/link"), get(links::page).post(links::page_post))
             .route(&format!("{api}/recovery/password-reset"), post(recovery::request_reset))
             .route(&format!("{api}/recovery/password-reset/complete"), post(recovery::complete_reset))
+            .route(&format!("{PREFIX}/reset-password"), get(recovery::reset_page).post(recovery::reset_form))
             .route(&format!("{api}/recovery/cases"), post(recovery::open_case))
             .route(&format!("{api}/admin/recovery"), get(recovery::admin_list))
             .route(&format!("{api}/admin/recovery/{{id}}"), get(recovery::admin_get))

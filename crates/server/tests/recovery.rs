@@ -65,6 +65,10 @@ on_both_backends!(password_reset_link_is_single_use_short_lived_and_holds_withdr
     assert!(text.contains("does not remove your second factor"));
     assert!(mail["html"].as_str().unwrap().contains("Choose a new password"));
     let token = token_from_mail(&mail);
+    // The emailed link opens a form; viewing it does not use the token.
+    let page = reqwest::get(srv.url(&format!("/_gh/reset-password?token={token}"))).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("name=\"new_password\""));
 
     // A weak password is refused without using the token up.
     let complete = srv.api("/recovery/password-reset/complete");

@@ -81,10 +81,24 @@ pub async fn complete_reset(
     client: ClientCtx,
     ApiJson(req): ApiJson<CompleteReset>,
 ) -> ApiResult<Json<Value>> {
-    let token = Token::parse(&req.token).ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
-    let new = password_field(&req.new_password)?;
-    // The policy's context check needs the address, which only the token knows; check the
-    // general rules first, then the context rule once the owner is known.
+    let hold_until = reset_password(&state, &client, &req.token, &req.new_password).await?;
+    Ok(Json(json!({
+        "status": "reset",
+        "second_factor_unchanged": true,
+        "withdrawals_held_until": hold_until.to_rfc3339(),
+    })))
+}
+
+async fn reset_password(
+    state: &AppState,
+    client: &ClientCtx,
+    raw_token: &str,
+    new_password: &str,
+) -> ApiResult<gatehouse_core::clock::Timestamp> {
+    let token = Token::parse(raw_token).ok_or_else(|| ApiError::new(ErrorCode::InvalidToken))?;
+    let new = password_field(new_password)?;
+    // The policy's context check needs the address, which only the token knows; the general
+    // rules (length, breached list, repetition) apply here.
     if let Err(reason) = state.password_policy.check(&new, "") {
         return Err(ApiError::new(ErrorCode::WeakPassword)
             .message(reason.to_string())
@@ -100,7 +114,7 @@ pub async fn complete_reset(
         .map_err(|e| ApiError::internal("password hashing", e))?;
     let now = state.clock.now();
     let hold_until = now.plus(state.config.friction.hold());
-    let ev = event(EventKind::PasswordResetCompleted, Outcome::Success, &client);
+    let ev = event(EventKind::PasswordResetCompleted, Outcome::Success, client);
     let done = templates::password_reset_done(&now.to_rfc3339());
     let fx = |user: UserId, email: &str| {
         let mut e = ev.clone().with("withdrawals_held_until", hold_until.to_rfc3339());
@@ -117,11 +131,75 @@ pub async fn complete_reset(
         return Err(ApiError::new(ErrorCode::InvalidToken));
     }
     state.wake_mailer();
-    Ok(Json(json!({
-        "status": "reset",
-        "second_factor_unchanged": true,
-        "withdrawals_held_until": hold_until.to_rfc3339(),
-    })))
+    Ok(hold_until)
+}
+
+/// Query of the emailed reset link.
+#[derive(Debug, Deserialize)]
+pub struct ResetLink {
+    #[serde(default)]
+    token: String,
+}
+
+fn page(title: &str, body: &str) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+        )],
+        axum::response::Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><main>\
+             <h1>{title}</h1>{body}<p><a href=\"{PREFIX}/official\">Official channels</a></p></main></body></html>"
+        )),
+    )
+        .into_response()
+}
+
+/// `GET /_gh/reset-password?token=…`: the form (the token is only used by the POST).
+pub async fn reset_page(Query(q): Query<ResetLink>) -> Response {
+    let token: String =
+        q.token.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect();
+    page(
+        "Choose a new password",
+        &format!(
+            "<form method=\"post\" action=\"{PREFIX}/reset-password\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <label>New password <input type=\"password\" name=\"new_password\" autocomplete=\"new-password\" minlength=\"12\" required></label>\
+             <button type=\"submit\">Set the password</button></form>\
+             <p>Your second factor stays enrolled: you will still need it to sign in.</p>"
+        ),
+    )
+}
+
+/// Form body of the reset page.
+#[derive(Debug, Deserialize)]
+pub struct ResetForm {
+    token: String,
+    new_password: String,
+}
+
+/// `POST /_gh/reset-password` from the page.
+pub async fn reset_form(
+    State(state): State<AppState>,
+    client: ClientCtx,
+    axum::Form(f): axum::Form<ResetForm>,
+) -> Response {
+    match reset_password(&state, &client, &f.token, &f.new_password).await {
+        Ok(_) => page(
+            "Password changed",
+            "<p>Your password was changed and every session was signed out. Sign in with the new password and your second factor.</p>",
+        ),
+        Err(e) if matches!(e.code, ErrorCode::InvalidToken | ErrorCode::WeakPassword | ErrorCode::PayloadTooLarge) => {
+            let msg = if e.code == ErrorCode::InvalidToken {
+                "This link is invalid, already used or expired.".to_owned()
+            } else {
+                e.message.to_string()
+            };
+            let mut r = page("Password not changed", &format!("<p>{}</p>", msg.replace('<', "&lt;")));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `POST /_gh/api/v1/recovery/cases`
