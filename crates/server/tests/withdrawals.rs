@@ -251,18 +251,25 @@ on_both_backends!(address_book_confirmation_exactly_once_limits_and_holds, |back
     let (s, second) = a.post(&srv.api("/withdrawals"), w("0.25", other)).await;
     assert_eq!(s, 201, "{second}");
     let id2 = second["id"].as_str().unwrap().to_owned();
-    let (s, _) = a
-        .post(
-            &srv.api(&format!("/withdrawals/{id2}/confirm")),
-            json!({ "intent_hash": second["intent_hash"], "password": PW }),
-        )
-        .await;
-    assert_eq!(s, 200);
+    // Two confirmations at once (R78): exactly one performs it.
+    let url2 = srv.api(&format!("/withdrawals/{id2}/confirm"));
+    let body2 = json!({ "intent_hash": second["intent_hash"], "password": PW });
+    let (r1, r2) = tokio::join!(a.post(&url2, body2.clone()), a.post(&url2, body2.clone()));
+    assert_eq!((r1.0, r2.0), (200, 200), "{r1:?} {r2:?}");
+    let mut statuses = [r1.1["status"].as_str().unwrap(), r2.1["status"].as_str().unwrap()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, ["already_confirmed", "confirmed"]);
     let seen = wait_until(&receiver, "the second delivery", |s| s.iter().any(|d| d.key == id2)).await;
     let acked_first = seen.iter().filter(|d| d.key == id && d.answered == 200).count();
     assert_eq!(acked_first, 1, "{seen:?}");
     assert_eq!(seen.iter().filter(|d| d.key == id).count(), 2);
     assert_eq!(seen.iter().filter(|d| d.key == id2).count(), 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.count_for(email, "Withdrawal confirmed") < 2 {
+        assert!(Instant::now() < deadline, "no notice for the second withdrawal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.count_for(email, "Withdrawal confirmed"), 2, "one notice per confirmed withdrawal");
 
     // Allowlist-only mode refuses destinations outside the book.
     let (s, _) = a.post(&srv.api("/withdrawal-settings"), json!({ "allowlist_only": true })).await;

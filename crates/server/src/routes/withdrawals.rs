@@ -380,17 +380,20 @@ pub async fn confirm(
         .with("destination", intent.details.destination.clone())
         .with("step_up", json!(proof.strength()))
         .with("step_up_at", proof.verified_at().to_rfc3339());
-    match state.store.confirm_intent(&id, auth.account.id, now, limit, SideEffects::event(ev).mail(mail)).await? {
-        ConfirmOutcome::Confirmed => {
-            state.wake_mailer();
-            state.intent_wake.notify_one();
-        }
-        ConfirmOutcome::AlreadyConfirmed => {}
-        ConfirmOutcome::NotConfirmable => return Err(ApiError::new(ErrorCode::IntentNotConfirmable)),
-        ConfirmOutcome::Refused(r) => return Err(refuse(&state, &auth, r, Some(&id)).await),
-    }
+    let status =
+        match state.store.confirm_intent(&id, auth.account.id, now, limit, SideEffects::event(ev).mail(mail)).await? {
+            ConfirmOutcome::Confirmed => {
+                state.wake_mailer();
+                state.intent_wake.notify_one();
+                "confirmed"
+            }
+            // A concurrent confirmation won the conditional update: nothing more happens.
+            ConfirmOutcome::AlreadyConfirmed => "already_confirmed",
+            ConfirmOutcome::NotConfirmable => return Err(ApiError::new(ErrorCode::IntentNotConfirmable)),
+            ConfirmOutcome::Refused(r) => return Err(refuse(&state, &auth, r, Some(&id)).await),
+        };
     let intent = owned_intent(&state, &auth, &id).await?;
     let mut body = intent_json(&intent);
-    body["status"] = json!("confirmed");
+    body["status"] = json!(status);
     Ok(Json(body))
 }
