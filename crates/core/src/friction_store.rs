@@ -122,8 +122,15 @@ pub trait FrictionStore: Send + Sync {
     /// Records a failed delivery; the next attempt is at `retry_at`.
     async fn mark_intent_failed(&self, id: &str, error: &str, retry_at: Timestamp) -> StoreResult<()>;
 
-    /// Opens a recovery case with its cancel link.
-    async fn create_recovery_case(&self, case: &RecoveryCase, cancel: &EmailToken, fx: SideEffects) -> StoreResult<()>;
+    /// Opens a recovery case with its cancel link, unless the account already has an open case
+    /// (then nothing is written and the answer is false): one case at a time, so a stranger
+    /// cannot flood the owner and the reviewers.
+    async fn create_recovery_case(
+        &self,
+        case: &RecoveryCase,
+        cancel: &EmailToken,
+        fx: SideEffects,
+    ) -> StoreResult<bool>;
     /// Cases, newest first (open ones only when `open_only`).
     async fn list_recovery_cases(&self, open_only: bool, limit: u32) -> StoreResult<Vec<RecoveryCase>>;
     /// One case.

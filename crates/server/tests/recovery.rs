@@ -142,6 +142,8 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
         anon.post(&srv.api("/recovery/cases"), json!({ "email": "nobody@example.com", "evidence": "x" })).await;
     assert_eq!((s, &b), (s2, &b2));
     assert_eq!(s, 202);
+    let (s, b3) = anon.post(&srv.api("/recovery/cases"), json!({ "email": user, "evidence": "again" })).await;
+    assert_eq!((s, &b3), (202, &b), "a second request answers the same…");
     let (s, b) = anon.post(&srv.api("/recovery/cases"), json!({ "email": user, "evidence": "" })).await;
     assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_request")));
     let notice = sink.wait_for(user, "Account recovery requested");
@@ -155,6 +157,7 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
     let a1 = login(&srv, r1, ADMIN_PW).await;
     let (s, q) = a1.get(&srv.api("/admin/recovery")).await;
     assert_eq!(s, 200, "{q}");
+    assert_eq!(q["cases"].as_array().unwrap().len(), 1, "…and opens no second case: {q}");
     let case = q["cases"][0].clone();
     assert_eq!(case["required_approvals"], 2, "high-value: two reviewers");
     let id = case["id"].as_str().unwrap().to_owned();

@@ -255,9 +255,11 @@ pub async fn open_case(
     ) {
         fx = fx.webhook(w);
     }
-    state.store.create_recovery_case(&case, &token, fx).await?;
-    state.wake_mailer();
-    state.wake_webhooks();
+    // One open case per account; a second request answers the same and changes nothing.
+    if state.store.create_recovery_case(&case, &token, fx).await? {
+        state.wake_mailer();
+        state.wake_webhooks();
+    }
     Ok(accepted(CASE_OPENED))
 }
 

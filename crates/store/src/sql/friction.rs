@@ -379,7 +379,12 @@ impl FrictionStore for SqlStore {
         w.tx.commit().await.map_err(map_err)
     }
 
-    async fn create_recovery_case(&self, case: &RecoveryCase, cancel: &EmailToken, fx: SideEffects) -> StoreResult<()> {
+    async fn create_recovery_case(
+        &self,
+        case: &RecoveryCase,
+        cancel: &EmailToken,
+        fx: SideEffects,
+    ) -> StoreResult<bool> {
         recovery::create_case(self, case, cancel, fx).await
     }
 

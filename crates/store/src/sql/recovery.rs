@@ -45,8 +45,20 @@ pub(crate) async fn create_case(
     c: &RecoveryCase,
     cancel: &EmailToken,
     fx: SideEffects,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let mut w = s.begin().await?;
+    // The account row's lock serialises concurrent openings for one account.
+    if !super::friction::lock_account(&mut w.tx, c.user_id).await? {
+        return Ok(false);
+    }
+    let open = sqlx::query("SELECT COUNT(*) AS n FROM recovery_cases WHERE user_id = $1 AND state = 'open'")
+        .bind(c.user_id.to_string())
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+    if rows::i64_col(&open, "n")? > 0 {
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO recovery_cases (id, user_id, state, evidence_sealed, created_at, execute_after, required_approvals) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -62,7 +74,8 @@ pub(crate) async fn create_case(
     .await
     .map_err(map_err)?;
     insert_token(&mut w.tx, cancel, c.created_at).await?;
-    s.finish(w, fx).await
+    s.finish(w, fx).await?;
+    Ok(true)
 }
 
 pub(crate) async fn list_cases(s: &SqlStore, open_only: bool, limit: u32) -> StoreResult<Vec<RecoveryCase>> {
