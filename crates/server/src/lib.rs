@@ -14,6 +14,9 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+// friction (issue 5)
+pub mod friction;
+// end friction
 pub mod gateway;
 pub mod hashing;
 pub mod http;

@@ -195,6 +195,7 @@ pub fn document() -> Value {
     });
     // second factors and step-up (feat/mfa)
     crate::mfa::openapi::extend(&mut doc, p);
+    super::openapi_friction::extend(&mut doc); // friction (issue 5)
     doc
 }
 
