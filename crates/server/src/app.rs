@@ -358,6 +358,10 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     for (stream, peer) in queued {
         serve_conn(stream, peer);
     }
+    // hyper's graceful shutdown closes a connection that has not yet read a request, even when
+    // the request is already in the socket buffer; give just-accepted connections time to read
+    // theirs (a load balancer wrote it right after the handshake) before asking them to close.
+    tokio::time::sleep(crate::drain::READ_GRACE).await;
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {

@@ -7,9 +7,17 @@
 //! not retry it elsewhere: the client sees a 502. Accepting the backlog with plain non-blocking
 //! `accept(2)` calls until `EWOULDBLOCK` — not through the reactor, whose readiness may lag the
 //! kernel queue — and serving those connections like any other shrinks the loss window to the
-//! few instructions between the last `accept` and `close`.
+//! few instructions between the last `accept` and `close`. The server then waits
+//! [`READ_GRACE`] before hyper's graceful shutdown, so no accepted connection is closed with
+//! an unread request in it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long connections accepted before the listener closed keep being served normally before
+/// they are asked to close: hyper's graceful shutdown closes a connection that has not read its
+/// first request yet, and a load balancer may have written one right after the handshake.
+pub const READ_GRACE: Duration = Duration::from_millis(1000);
 
 /// Accepts every connection queued on `listener` without waiting, closes the listener and
 /// returns the connections (at most 4096; a longer queue is not a graceful shutdown anyway).

@@ -267,21 +267,16 @@ async fn client(base: String, n: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>
     let (mut access, mut refresh) = (String::new(), String::new());
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let (what, req, want) = if round.is_multiple_of(25) {
-            let mut r = http.post(api("/sessions")).json(&json!({ "email": EMAIL, "password": PW }));
-            if let Some(d) = &device {
-                r = r.header("gatehouse-device", d);
-            }
-            ("login", r, 201)
+        let (what, mut req, want) = if round.is_multiple_of(25) {
+            ("login", http.post(api("/sessions")).json(&json!({ "email": EMAIL, "password": PW })), 201)
         } else if round.is_multiple_of(5) {
-            let r = http
-                .post(api("/sessions/refresh"))
-                .header("gatehouse-device", device.clone().unwrap_or_default())
-                .json(&json!({ "refresh_token": refresh }));
-            ("refresh", r, 200)
+            ("refresh", http.post(api("/sessions/refresh")).json(&json!({ "refresh_token": refresh })), 200)
         } else {
             ("get", http.get(api("/account")).bearer_auth(&access), 200)
         };
+        if let Some(d) = &device {
+            req = req.header("gatehouse-device", d);
+        }
         round += 1;
         let sent = Instant::now();
         match req.header("user-agent", &ua).send().await {
