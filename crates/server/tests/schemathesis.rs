@@ -66,6 +66,24 @@ async fn openapi_document_matches_the_server() {
     let mut d = Device::new("schemathesis/4");
     let (s, _) = d.login(&srv, email, password).await;
     assert_eq!(s, 201);
+    // Reproducers of what the first runs found: an unknown query parameter was answered by
+    // axum in text/plain, and `limit` outside the documented 1–200 was silently clamped.
+    for query in ["x-unknown=42", "limit=0", "limit=201", "limit=99999999999", "before=x"] {
+        let r = d
+            .http
+            .get(srv.api(&format!("/account/security-history?{query}")))
+            .bearer_auth(d.access.clone().unwrap())
+            .header("gatehouse-device", d.device_id.clone().unwrap())
+            .header("user-agent", &d.ua)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{query}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{query}");
+    }
+
     let token = d.access.clone().unwrap();
     let device = d.device_id.clone().unwrap();
     let headers = [format!("Authorization: Bearer {token}"), format!("Gatehouse-Device: {device}")];
