@@ -471,6 +471,25 @@ mod tests {
         replay("dpop", dpop);
     }
 
+    /// The committed ES256 proof is valid at [`NOW`], so the fuzzer starts from the success
+    /// path of the verifier (where the cache differential matters), not only from refusals.
+    #[test]
+    fn dpop_seed_is_a_valid_proof() {
+        use crate::pop::{DpopPolicy, NonceRule, ProofContext, verify_proof};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/dpop/es256");
+        let data = std::fs::read(dir).unwrap();
+        let [proof, _, _] = fields::<3>(&data);
+        let ctx = ProofContext {
+            method: "POST",
+            htu: "https://gh.example/_gh/api/v1/sessions",
+            now: NOW,
+            access_token: None,
+            expected_jkt: None,
+            nonce: NonceRule::None,
+        };
+        verify_proof(&[proof], &ctx, &DpopPolicy::default()).unwrap();
+    }
+
     #[test]
     fn seed_corpus_headers() {
         replay("headers", headers);
