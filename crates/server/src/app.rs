@@ -411,40 +411,47 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_buf_size(MAX_HEAD_BYTES.max(8192)).max_headers(100).timer(hyper_util::rt::TokioTimer::new());
     builder.header_read_timeout(std::time::Duration::from_secs(10));
+    let serve_conn = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        // proof of possession (issue 9): TLS connections are served by crate::tls
+        if let Some(acceptor) = &tls {
+            let (router, builder) = (router.clone(), builder.clone());
+            crate::tls::spawn_connection(acceptor.clone(), stream, peer, router, builder, graceful.watcher());
+            return;
+        }
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    };
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                // proof of possession (issue 9): TLS connections are served by crate::tls
-                if let Some(acceptor) = &tls {
-                    let (router, builder) = (router.clone(), builder.clone());
-                    crate::tls::spawn_connection(acceptor.clone(), stream, peer, router, builder, graceful.watcher());
-                    continue;
+                match accepted {
+                    Ok((stream, peer)) => serve_conn(stream, peer),
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
                 }
-                let router = router.clone();
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                    router.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
             }
             () = &mut stop => break,
         }
     }
-    drop(listener);
+    // rolling restart (F19): serve what the kernel already queued, then close the listener.
+    let queued = crate::drain::accept_queued(listener);
+    tracing::info!(queued = queued.len(), "shutting down: listener closed, draining connections");
+    for (stream, peer) in queued {
+        serve_conn(stream, peer);
+    }
+    // hyper's graceful shutdown closes a connection that has not yet read a request, even when
+    // the request is already in the socket buffer; give just-accepted connections time to read
+    // theirs (a load balancer wrote it right after the handshake) before asking them to close.
+    tokio::time::sleep(crate::drain::READ_GRACE).await;
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {

@@ -1,7 +1,7 @@
 //! The signed-in user's own account: profile, password change, security history.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use gatehouse_core::audit::{EventKind, Outcome};
 use gatehouse_core::store::SideEffects;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use super::accounts::password_field;
 use super::sessions::reauthenticate;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::ApiJson;
+use crate::http::{ApiJson, ApiQuery};
 use crate::mail::templates;
 use crate::state::AppState;
 
@@ -133,9 +133,13 @@ pub struct HistoryQuery {
 pub async fn history(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    // The document says 1–200; a value outside is refused, not silently clamped.
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidRequest).message("limit must be between 1 and 200."));
+    }
     let records = state.store.history(auth.account.id, q.before, limit).await?;
     let next = if records.len() == limit as usize { records.last().map(|r| r.seq) } else { None };
     let events: Vec<_> = records
