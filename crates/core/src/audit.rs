@@ -58,6 +58,10 @@ event_kinds! {
     RegistrationDuplicate => "registration_duplicate",
     /// The email address was verified.
     EmailVerified => "email_verified",
+    /// A change of the login email address was requested (link sent to the new address).
+    EmailChangeRequested => "email_change_requested",
+    /// The login email address was changed (the new address proven by its link).
+    EmailChanged => "email_changed",
     /// A full login succeeded.
     LoginSucceeded => "login_succeeded",
     /// A login failed (wrong password, unknown account, locked, disabled).

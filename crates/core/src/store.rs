@@ -140,7 +140,9 @@ pub trait AccountStore: Send + Sync {
     /// The account with this id.
     async fn find_account(&self, id: UserId) -> StoreResult<Option<Account>>;
     /// Consumes a token of `purpose` (single use, unexpired) and, for `verify_email`, marks
-    /// the address verified. Returns the account, or `None` if the token is unknown, used or
+    /// the address verified; for `change_email:<address>`, makes `<address>` the account's
+    /// verified login name in the same transaction ([`StoreError::Conflict`] and nothing
+    /// consumed when another account has it). Returns the account, or `None` if the token is unknown, used or
     /// expired. `fx` is built from the returned id by the caller's closure.
     async fn consume_email_token(
         &self,
@@ -151,6 +153,8 @@ pub trait AccountStore: Send + Sync {
     ) -> StoreResult<Option<UserId>>;
     /// Queues side effects that belong to no state change (a duplicate-registration notice).
     async fn record(&self, fx: SideEffects) -> StoreResult<()>;
+    /// Whose unused, unexpired token of `purpose` this is, without consuming it.
+    async fn email_token_owner(&self, hash: TokenHash, purpose: &str, now: Timestamp) -> StoreResult<Option<UserId>>;
     /// Stores an emailed single-use token for an existing account (e.g. a sign-in
     /// confirmation), with its mail and audit events.
     async fn issue_email_token(&self, token: &EmailToken, now: Timestamp, fx: SideEffects) -> StoreResult<()>;

@@ -112,6 +112,10 @@ pub fn app(state: AppState) -> Router {
     router
         .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
         .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
+        // change of the login email address
+        .route(&format!("{api}/account/email"), post(routes::email::request))
+        .route(&format!("{api}/account/email/confirm"), post(routes::email::confirm))
+        .route(&format!("{PREFIX}/confirm-email"), get(routes::email::confirm_page).post(routes::email::confirm_form))
         // risk: confirmation of a challenged sign-in
         .route(&format!("{api}/sessions/confirm-sign-in"), post(routes::confirm::api))
         .route(&format!("{PREFIX}/confirm-sign-in"), get(routes::confirm::page).post(routes::confirm::form))

@@ -66,6 +66,8 @@ pub enum ErrorCode {
     ActionRefused,
     /// 403: the account is frozen; only recovery can lift it.
     AccountFrozen,
+    /// 409: the new email address belongs to another account.
+    EmailTaken,
     /// 404: no such resource.
     NotFound,
     /// 421: the request names a host this deployment does not serve.
@@ -179,6 +181,7 @@ impl ErrorCode {
             Self::SignInRefused => "sign_in_refused",
             Self::ActionRefused => "action_refused",
             Self::AccountFrozen => "account_frozen",
+            Self::EmailTaken => "email_taken",
             Self::NotFound => "not_found",
             Self::MisdirectedRequest => "misdirected_request",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -234,7 +237,7 @@ impl ErrorCode {
             | Self::InvalidToken
             | Self::InvalidGrant
             | Self::InvalidKeyRequest => StatusCode::BAD_REQUEST,
-            Self::KeyLimit => StatusCode::CONFLICT,
+            Self::KeyLimit | Self::EmailTaken => StatusCode::CONFLICT,
             Self::InvalidCredentials
             | Self::Unauthenticated
             | Self::TokenExpired
@@ -316,6 +319,7 @@ impl ErrorCode {
             Self::SignInRefused => "This sign-in was refused for your security. We have emailed the account owner.",
             Self::ActionRefused => "This action was refused for your security. We have emailed the account owner.",
             Self::AccountFrozen => "This account is frozen to protect it. Recover it to make changes.",
+            Self::EmailTaken => "That email address belongs to another account.",
             Self::NotFound => "Not found.",
             Self::MisdirectedRequest => "This server does not serve that host.",
             Self::MethodNotAllowed => "Method not allowed.",
@@ -365,7 +369,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 59] = [
+    pub const ALL: [ErrorCode; 60] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -386,6 +390,7 @@ impl ErrorCode {
         Self::SignInRefused,
         Self::ActionRefused,
         Self::AccountFrozen,
+        Self::EmailTaken,
         Self::NotFound,
         Self::MisdirectedRequest,
         Self::MethodNotAllowed,

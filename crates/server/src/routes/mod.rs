@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod confirm;
+pub mod email;
 pub mod health;
 pub mod keys;
 pub mod me;

@@ -85,7 +85,7 @@ fn key_action(summary: &str) -> Value {
 // the addresses the server accepts: surrounding Unicode whitespace (trimmed), a local part of
 // 1–64 printable ASCII characters without `@ " ( ) , : ; < > [ \ ]`, and at least two
 // dot-separated LDH labels of 1–63 characters that neither start nor end with `-`.
-fn email_schema() -> Value {
+pub(crate) fn email_schema() -> Value {
     const WS: &str = "[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*";
     const LABEL: &str = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
     let pattern = format!("^{WS}[!#-'*+\\-./0-9=?A-Z^-~]{{1,64}}@{LABEL}(?:\\.{LABEL})+{WS}$");

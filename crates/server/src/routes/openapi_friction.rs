@@ -93,6 +93,18 @@ pub fn extend(doc: &mut Value) {
             json!({ "post": op("Redeem a single-use link from a notice (freeze, cancel address/unlock/recovery)", Some("LinkRedeemRequest"), 200, &[400, 413, 415, 503], false, false) }),
         ),
         (
+            format!("{p}/account/email"),
+            json!({ "post": op("Change the login email address: step-up, then a link to the new address", Some("ChangeEmailRequest"), 202, auth_errs, true, false) }),
+        ),
+        (
+            format!("{p}/account/email/confirm"),
+            json!({ "post": op("Confirm a new email address with the emailed token", Some("ConfirmEmailRequest"), 200, &[400, 409, 413, 415, 503], false, false) }),
+        ),
+        (
+            format!("{p}/sessions/confirm-sign-in"),
+            json!({ "post": op("Confirm a sign-in the risk engine held, with the emailed link's parameters", Some("ConfirmSignInRequest"), 200, &[400, 413, 415, 503], false, false) }),
+        ),
+        (
             format!("{p}/recovery/password-reset"),
             json!({ "post": op("Email a password-reset link (same answer for unknown addresses)", Some("PasswordResetRequest"), 202, &[400, 413, 415, 503], false, false) }),
         ),
@@ -162,8 +174,20 @@ pub fn extend(doc: &mut Value) {
             json!({ "type": "object", "additionalProperties": false, "required": ["token"], "properties": { "token": string(64) } }),
         ),
         (
+            "ChangeEmailRequest",
+            json!({ "type": "object", "additionalProperties": false, "required": ["new_email"], "properties": { "new_email": super::openapi::email_schema(), "password": string(4096), "step_up_token": string(64) } }),
+        ),
+        (
+            "ConfirmEmailRequest",
+            json!({ "type": "object", "additionalProperties": false, "properties": { "token": string(64), "email": string(254) } }),
+        ),
+        (
+            "ConfirmSignInRequest",
+            json!({ "type": "object", "additionalProperties": false, "properties": { "token": string(64), "ip": string(45), "device": string(36), "ua": string(64) } }),
+        ),
+        (
             "PasswordResetRequest",
-            json!({ "type": "object", "additionalProperties": false, "required": ["email"], "properties": { "email": string(254) } }),
+            json!({ "type": "object", "additionalProperties": false, "required": ["email"], "properties": { "email": super::openapi::email_schema() } }),
         ),
         (
             "PasswordResetCompleteRequest",
@@ -171,7 +195,7 @@ pub fn extend(doc: &mut Value) {
         ),
         (
             "RecoveryCaseRequest",
-            json!({ "type": "object", "additionalProperties": false, "required": ["email", "evidence"], "properties": { "email": string(254), "evidence": { "type": "string", "minLength": 1, "maxLength": 4000 } } }),
+            json!({ "type": "object", "additionalProperties": false, "required": ["email", "evidence"], "properties": { "email": super::openapi::email_schema(), "evidence": { "type": "string", "minLength": 1, "maxLength": 4000 } } }),
         ),
         (
             "ReviewDecisionRequest",

@@ -47,7 +47,9 @@ pub async fn request_reset(
     client: ClientCtx,
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> ApiResult<Response> {
-    let Ok(email) = Email::parse(&req.email) else { return Ok(accepted(RESET_SENT)) };
+    // A malformed address is refused for what it is (it depends on the input alone, so it
+    // reveals nothing about accounts); a well-formed one is answered the same either way.
+    let email = Email::parse(&req.email).map_err(|_| ApiError::new(ErrorCode::InvalidEmail))?;
     let Some(account) = state.store.find_account_by_email(&email).await? else { return Ok(accepted(RESET_SENT)) };
     let now = state.clock.now();
     let ttl = state.config.friction.password_reset_ttl_secs;
@@ -224,7 +226,7 @@ pub async fn open_case(
     if evidence.is_empty() || evidence.len() > MAX_EVIDENCE_BYTES {
         return Err(ApiError::new(ErrorCode::InvalidRequest).message("Evidence must be 1-4000 bytes."));
     }
-    let Ok(email) = Email::parse(&req.email) else { return Ok(accepted(CASE_OPENED)) };
+    let email = Email::parse(&req.email).map_err(|_| ApiError::new(ErrorCode::InvalidEmail))?;
     let Some(account) = state.store.find_account_by_email(&email).await? else { return Ok(accepted(CASE_OPENED)) };
     let now = state.clock.now();
     let id = SessionId::generate(now, state.rng.as_ref()).to_string();

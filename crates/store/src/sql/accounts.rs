@@ -96,8 +96,30 @@ impl AccountStore for SqlStore {
                 .await
                 .map_err(map_err)?;
         }
+        if let Some(address) = purpose.strip_prefix("change_email:") {
+            sqlx::query("UPDATE accounts SET email = $1, email_verified_at = $2 WHERE id = $3")
+                .bind(address.to_owned())
+                .bind(now.as_millis())
+                .bind(user.to_string())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(map_err)?;
+        }
         self.finish(w, fx(user)).await?;
         Ok(Some(user))
+    }
+
+    async fn email_token_owner(&self, hash: TokenHash, purpose: &str, now: Timestamp) -> StoreResult<Option<UserId>> {
+        let row = sqlx::query(
+            "SELECT user_id FROM email_tokens WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(hash.as_bytes().to_vec())
+        .bind(purpose.to_owned())
+        .bind(now.as_millis())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(|r| rows::user_id(r, "user_id")).transpose()
     }
 
     async fn record(&self, fx: SideEffects) -> StoreResult<()> {
