@@ -105,6 +105,8 @@ event_kinds! {
     AccountUnfrozen => "account_unfrozen",
     /// The risk engine assessed a request (score, decision and reasons in the details).
     RiskDecision => "risk_decision",
+    /// The owner confirmed a challenged sign-in with the emailed link.
+    SignInConfirmed => "sign_in_confirmed",
     /// An API key's owner was reminded that it expires soon.
     ApiKeyExpiryReminder => "api_key_expiry_reminder",
     /// An API key was used from a network it had not been used from before.

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod clock;
 pub mod crypto;
 pub mod device;
+pub mod headers;
 pub mod ids;
 pub mod mfa;
 pub mod password;
@@ -34,3 +35,9 @@ pub mod stepup;
 pub mod store;
 pub mod throttle;
 pub mod upstream;
+
+// fuzzing (ADR 0010): invariant-checking harnesses for `fuzz/`, replayed over the seed corpus
+// by the unit tests.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;

@@ -139,6 +139,9 @@ pub trait AccountStore: Send + Sync {
     ) -> StoreResult<Option<UserId>>;
     /// Queues side effects that belong to no state change (a duplicate-registration notice).
     async fn record(&self, fx: SideEffects) -> StoreResult<()>;
+    /// Stores an emailed single-use token for an existing account (e.g. a sign-in
+    /// confirmation), with its mail and audit events.
+    async fn issue_email_token(&self, token: &EmailToken, now: Timestamp, fx: SideEffects) -> StoreResult<()>;
     /// Replaces the password hash and revokes every session except `keep` (R46).
     async fn change_password(
         &self,

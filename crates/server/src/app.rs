@@ -57,6 +57,8 @@ pub fn app(state: AppState) -> Router {
     router
         .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
         .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
+        // risk: confirmation of a challenged sign-in
+        .route(&format!("{api}/sessions/confirm-sign-in"), post(routes::confirm::api))
         // pages (issue 7): server-rendered pages under /_gh, see crate::pages.
         .merge(crate::pages::router())
         .fallback(gateway_or_not_found)

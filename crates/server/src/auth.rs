@@ -49,10 +49,7 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
         return Err(ApiError::new(ErrorCode::InvalidRequest).message("Send one Authorization header."));
     }
     let v = v.to_str().map_err(|_| ApiError::new(ErrorCode::Unauthenticated))?;
-    match v.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(t.trim())),
-        _ => Err(ApiError::new(ErrorCode::Unauthenticated)),
-    }
+    gatehouse_core::headers::bearer_credentials(v).map(Some).ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))
 }
 
 impl FromRequestParts<AppState> for Authenticated {

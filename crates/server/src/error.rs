@@ -57,6 +57,15 @@ pub enum ErrorCode {
     InvalidKeyRequest,
     /// 409: the account already has the maximum number of API keys.
     KeyLimit,
+    /// 403: the risk engine asks the account holder to confirm this sign-in with the link
+    /// emailed to the address on file (a new device or network, no second factor enrolled).
+    SignInConfirmationRequired,
+    /// 403: the risk engine refused this sign-in; the owner was emailed.
+    SignInRefused,
+    /// 403: the risk engine refused this sensitive action; the owner was emailed.
+    ActionRefused,
+    /// 403: the account is frozen; only recovery can lift it.
+    AccountFrozen,
     /// 404: no such resource.
     NotFound,
     /// 421: the request names a host this deployment does not serve.
@@ -97,6 +106,10 @@ impl ErrorCode {
             Self::CsrfRejected => "csrf_rejected",
             Self::InvalidKeyRequest => "invalid_key_request",
             Self::KeyLimit => "key_limit",
+            Self::SignInConfirmationRequired => "sign_in_confirmation_required",
+            Self::SignInRefused => "sign_in_refused",
+            Self::ActionRefused => "action_refused",
+            Self::AccountFrozen => "account_frozen",
             Self::NotFound => "not_found",
             Self::MisdirectedRequest => "misdirected_request",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -124,9 +137,14 @@ impl ErrorCode {
             | Self::TokenExpired
             | Self::SessionExpired
             | Self::DeviceMismatch => StatusCode::UNAUTHORIZED,
-            Self::EmailUnverified | Self::ReauthRequired | Self::ReauthFailed | Self::CsrfRejected => {
-                StatusCode::FORBIDDEN
-            }
+            Self::EmailUnverified
+            | Self::ReauthRequired
+            | Self::ReauthFailed
+            | Self::CsrfRejected
+            | Self::SignInConfirmationRequired
+            | Self::SignInRefused
+            | Self::ActionRefused
+            | Self::AccountFrozen => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -157,6 +175,12 @@ impl ErrorCode {
             Self::CsrfRejected => "Cross-site request refused.",
             Self::InvalidKeyRequest => "The API key request is not valid.",
             Self::KeyLimit => "This account already has the maximum number of API keys.",
+            Self::SignInConfirmationRequired => {
+                "We do not recognise this device. Confirm the sign-in with the link we emailed you, then sign in again."
+            }
+            Self::SignInRefused => "This sign-in was refused for your security. We have emailed the account owner.",
+            Self::ActionRefused => "This action was refused for your security. We have emailed the account owner.",
+            Self::AccountFrozen => "This account is frozen to protect it. Recover it to make changes.",
             Self::NotFound => "Not found.",
             Self::MisdirectedRequest => "This server does not serve that host.",
             Self::MethodNotAllowed => "Method not allowed.",
@@ -170,7 +194,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -187,6 +211,10 @@ impl ErrorCode {
         Self::CsrfRejected,
         Self::InvalidKeyRequest,
         Self::KeyLimit,
+        Self::SignInConfirmationRequired,
+        Self::SignInRefused,
+        Self::ActionRefused,
+        Self::AccountFrozen,
         Self::NotFound,
         Self::MisdirectedRequest,
         Self::MethodNotAllowed,
@@ -306,6 +334,15 @@ mod tests {
         assert_eq!(ErrorCode::PayloadTooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(ErrorCode::Overloaded.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(ErrorCode::RateLimited.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../../docs/api-errors.md");
+        for c in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", c.as_str(), c.status().as_u16());
+            assert!(doc.contains(&row), "docs/api-errors.md lacks the row {row}");
+        }
     }
 
     #[test]

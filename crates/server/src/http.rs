@@ -25,22 +25,8 @@ pub const HEADER_DEVICE: &str = "gatehouse-device";
 
 /// The value of cookie `name`, if present exactly once.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for v in headers.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
-        for pair in v.split(';') {
-            if let Some((k, val)) = pair.trim().split_once('=')
-                && k == name
-            {
-                if found.is_some() {
-                    // Two cookies of one name: a cookie-tossing attempt. Use neither.
-                    return None;
-                }
-                found = Some(val);
-            }
-        }
-    }
-    found
+    let lines = headers.get_all(header::COOKIE).into_iter().filter_map(|v| v.to_str().ok());
+    gatehouse_core::headers::cookie_value(lines, name)
 }
 
 /// A `Set-Cookie` value with the `__Host-` rules: Secure, HttpOnly, SameSite=Strict, Path=/,

@@ -102,6 +102,19 @@ pub mod templates {
         )
     }
 
+    /// A sign-in from an unfamiliar device or network waits for the owner's confirmation.
+    pub fn confirm_sign_in(ip: &str, device: &str, link: &str) -> MailContent {
+        compose(
+            "Confirm a sign-in from a new device",
+            &[
+                format!("Someone signed in to your account with the correct password from IP address {ip} ({device}), which we have not seen you use before."),
+                "If this was you, confirm it with the link below, then sign in again. The link works once and expires in 30 minutes.".into(),
+                "If this was not you, do not click the link: change your password now, and enrol a second factor.".into(),
+            ],
+            Some(("Yes, this was me", link)),
+        )
+    }
+
     /// The risk engine challenged or refused something on the account.
     pub fn risk_alert(what: &str, decision: gatehouse_core::risk::Decision) -> MailContent {
         use gatehouse_core::risk::Decision;

@@ -288,3 +288,285 @@ pub async fn notify_challenge(
     }
     Ok(())
 }
+
+/// How long a sign-in confirmation link works.
+pub const SIGN_IN_CONFIRMATION_TTL: gatehouse_core::clock::Span = gatehouse_core::clock::Span::minutes(30);
+
+/// A sign-in the risk engine let through (or asked to confirm), with what to learn from it
+/// once it completes.
+#[derive(Debug, Clone)]
+pub struct LoginAssessment {
+    /// What was observed.
+    pub obs: Observation,
+    /// The engine's verdict.
+    pub assessment: Assessment,
+}
+
+impl LoginAssessment {
+    /// Details for the login's audit event.
+    pub fn summary(&self) -> serde_json::Value {
+        json!({
+            "score": self.assessment.score,
+            "decision": self.assessment.decision,
+            "reasons": self.assessment.reasons.iter().take(8).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Scores a sign-in whose password was verified, before any session exists (R107).
+///
+/// * `Allow` → `Ok(Some(_))`: go on, then [`learn_login`] once the session is committed.
+/// * `StepUp` → the account holder must confirm: by the second factor when one is enrolled
+///   (`has_second_factor`; the caller's factor step does it), otherwise through a single-use
+///   link emailed to the address on file that teaches the profile this device and network.
+/// * `Deny` and `Freeze` → refused (`sign_in_refused`), audited with the reasons, the owner
+///   emailed and the security team told by signed webhook; `Freeze` also freezes the account.
+///
+/// `Ok(None)` when the risk engine is off.
+pub async fn assess_login(
+    state: &crate::state::AppState,
+    account: &gatehouse_core::account::Account,
+    client: &crate::http::ClientCtx,
+    has_second_factor: bool,
+) -> crate::error::ApiResult<Option<LoginAssessment>> {
+    use crate::error::{ApiError, ErrorCode};
+    let Some(r) = &state.risk else { return Ok(None) };
+    let now = state.clock.now();
+    r.record_login(&account.id, client.ip, true, now);
+    let mut obs = Observation::new(client.ip);
+    obs.device = client.device;
+    obs.ua_family = Some(client.ua_family.key());
+    let obs = r.observe(obs, Some(&account.id), None, now);
+    let assessment = r.assess(state.store.as_ref(), account.id, &obs, RiskAction::Login, now).await?;
+    let decision = assessment.decision;
+    let la = LoginAssessment { obs, assessment };
+    if decision == Decision::Allow || (decision == Decision::StepUp && has_second_factor) {
+        return Ok(Some(la));
+    }
+    let mut fx = SideEffects::event(decision_event(account.id, RiskAction::Login, &la.assessment, client.ip));
+    if decision == Decision::StepUp {
+        confirm_by_email(state, account, client, &la, fx).await?;
+        return Err(ApiError::new(ErrorCode::SignInConfirmationRequired));
+    }
+    let what = format!("a sign-in from {} ({})", client.ip, client.ua_family.display_name());
+    notify_challenge(state, &mut fx, account.id, RiskAction::Login, &la.assessment, &what).await?;
+    if decision == Decision::Freeze {
+        freeze(state, account.id, &la.assessment, fx).await?;
+    } else {
+        state.store.record(fx).await?;
+    }
+    state.wake_mailer();
+    state.wake_webhooks();
+    Err(ApiError::new(ErrorCode::SignInRefused))
+}
+
+/// Teaches the profile a sign-in that completed.
+pub fn learn_login(state: &crate::state::AppState, user: UserId, la: &LoginAssessment) {
+    if let Some(r) = &state.risk {
+        r.learn(user, &la.obs, state.clock.now());
+    }
+}
+
+/// Counts a failed sign-in for the velocity signals.
+pub fn record_login_failure(state: &crate::state::AppState, user: &UserId, ip: IpAddr) {
+    if let Some(r) = &state.risk {
+        r.record_login(user, ip, false, state.clock.now());
+    }
+}
+
+/// The token purpose of a sign-in confirmation: it names what the link will teach the
+/// profile, so a link cannot be edited to vouch for another device or address.
+pub fn confirmation_purpose(ip: IpAddr, device: Option<&str>, ua: &str) -> String {
+    format!("confirm_sign_in:{ip}:{}:{ua}", device.unwrap_or("-"))
+}
+
+async fn confirm_by_email(
+    state: &crate::state::AppState,
+    account: &gatehouse_core::account::Account,
+    client: &crate::http::ClientCtx,
+    la: &LoginAssessment,
+    mut fx: SideEffects,
+) -> crate::error::ApiResult<()> {
+    use gatehouse_core::secret::Token;
+    let now = state.clock.now();
+    let token = Token::generate(state.rng.as_ref());
+    let device = client.device.map(|d| d.to_string());
+    let ua = client.ua_family.key();
+    let et = gatehouse_core::store::EmailToken {
+        hash: token.hash(),
+        user_id: account.id,
+        purpose: confirmation_purpose(client.ip, device.as_deref(), &ua),
+        expires_at: now.plus(SIGN_IN_CONFIRMATION_TTL),
+    };
+    // Every part is URL-safe as it stands: an IP address, a device id and a `client/os` key.
+    let link = format!(
+        "{}{}/confirm-sign-in?token={}&ip={}&device={}&ua={}",
+        state.config.server.public_origin,
+        crate::routes::PREFIX,
+        token.expose(),
+        client.ip,
+        device.as_deref().unwrap_or("-"),
+        ua,
+    );
+    let mail = state.mail(
+        account.email.as_str(),
+        &crate::mail::templates::confirm_sign_in(&client.ip.to_string(), &client.ua_family.display_name(), &link),
+    )?;
+    fx.mails.push(mail);
+    if let Some(e) = fx.events.first_mut() {
+        *e = e.clone().with("confirmation", "email").with("score", la.assessment.score);
+    }
+    state.store.issue_email_token(&et, now, fx).await?;
+    state.wake_mailer();
+    Ok(())
+}
+
+/// Consumes a sign-in confirmation link: the profile learns the device, network and browser
+/// it vouches for, so the next sign-in from there is let through.
+pub async fn confirm_sign_in(
+    state: &crate::state::AppState,
+    client: &crate::http::ClientCtx,
+    token: &str,
+    ip: &str,
+    device: &str,
+    ua: &str,
+) -> crate::error::ApiResult<()> {
+    use crate::error::{ApiError, ErrorCode};
+    let invalid = || ApiError::new(ErrorCode::InvalidToken);
+    let token = gatehouse_core::secret::Token::parse(token).ok_or_else(invalid)?;
+    let ip: IpAddr = ip.parse().map_err(|_| invalid())?;
+    let device = match device {
+        "-" => None,
+        d => Some(gatehouse_core::ids::DeviceId::parse(d).ok_or_else(invalid)?),
+    };
+    if ua.is_empty() || ua.len() > 64 || !ua.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)) {
+        return Err(invalid());
+    }
+    let device_text = device.map(|d| d.to_string());
+    let purpose = confirmation_purpose(ip, device_text.as_deref(), ua);
+    let now = state.clock.now();
+    let mut ev = AuditEvent::new(EventKind::SignInConfirmed, Outcome::Success).with("confirmed_ip", ip.to_string());
+    ev.ip = Some(client.ip.to_string());
+    let fx = move |user: UserId| SideEffects::event(ev.clone().about(user));
+    let user = state.store.consume_email_token(token.hash(), &purpose, now, &fx).await?.ok_or_else(invalid)?;
+    if let Some(r) = &state.risk {
+        let mut obs = Observation::new(ip);
+        obs.device = device;
+        obs.ua_family = Some(ua.to_owned());
+        let obs = r.observe(obs, Some(&user), None, now);
+        r.learn(user, &obs, now);
+        r.flush(state.store.as_ref(), now).await?;
+    }
+    Ok(())
+}
+
+/// Scores the use of an existing session (a refresh) from `client` (R107): `Deny` ends the
+/// session, `Freeze` freezes the account; `StepUp` is recorded and the owner told, and the
+/// next sensitive action asks for its proof anyway. Every non-`Allow` decision is audited.
+pub async fn assess_session(
+    state: &crate::state::AppState,
+    session: &gatehouse_core::session::Session,
+    client: &crate::http::ClientCtx,
+) -> crate::error::ApiResult<()> {
+    use crate::error::{ApiError, ErrorCode};
+    let Some(r) = &state.risk else { return Ok(()) };
+    let now = state.clock.now();
+    let mut obs = Observation::new(client.ip);
+    obs.device = client.device;
+    obs.ua_family = Some(client.ua_family.key());
+    obs.session =
+        Some(gatehouse_core::risk::SessionBinding { device: session.device_id, ua_family: session.ua_family.clone() });
+    let obs = r.observe(obs, Some(&session.user_id), None, now);
+    let a = r.assess(state.store.as_ref(), session.user_id, &obs, RiskAction::Session, now).await?;
+    if a.decision == Decision::Allow {
+        return Ok(());
+    }
+    let user = session.user_id;
+    let mut fx = SideEffects::event(
+        decision_event(user, RiskAction::Session, &a, client.ip).with("session", session.id.to_string()),
+    );
+    let what = format!("your session on {} used from {}", session.device_name, client.ip);
+    notify_challenge(state, &mut fx, user, RiskAction::Session, &a, &what).await?;
+    let refused = match a.decision {
+        Decision::Allow | Decision::StepUp => {
+            state.store.record(fx).await?;
+            false
+        }
+        Decision::Deny => {
+            state.store.revoke_session(user, session.id, "risk_engine", now, fx).await?;
+            true
+        }
+        Decision::Freeze => {
+            freeze(state, user, &a, fx).await?;
+            true
+        }
+    };
+    state.wake_mailer();
+    state.wake_webhooks();
+    if refused { Err(ApiError::new(ErrorCode::SessionExpired)) } else { Ok(()) }
+}
+
+/// Scores a sensitive action by a signed-in user before its step-up proof is checked (R107):
+/// `Deny` and `Freeze` refuse it (`action_refused`; `Freeze` freezes the account), `StepUp`
+/// is returned so the step-up flow can ask for a stronger proof. Non-`Allow` decisions are
+/// audited and the owner told.
+pub async fn assess_sensitive(
+    state: &crate::state::AppState,
+    auth: &crate::auth::Authenticated,
+    action: gatehouse_core::stepup::SensitiveAction,
+) -> crate::error::ApiResult<Decision> {
+    use crate::error::{ApiError, ErrorCode};
+    let Some(r) = &state.risk else { return Ok(Decision::Allow) };
+    let now = state.clock.now();
+    let client = &auth.client;
+    let mut obs = Observation::new(client.ip);
+    obs.device = client.device;
+    obs.ua_family = Some(client.ua_family.key());
+    obs.session = Some(gatehouse_core::risk::SessionBinding {
+        device: auth.session.device_id,
+        ua_family: auth.session.ua_family.clone(),
+    });
+    let user = auth.account.id;
+    let obs = r.observe(obs, Some(&user), None, now);
+    let a = r.assess(state.store.as_ref(), user, &obs, RiskAction::Sensitive, now).await?;
+    if a.decision == Decision::Allow {
+        return Ok(Decision::Allow);
+    }
+    let mut fx =
+        SideEffects::event(decision_event(user, RiskAction::Sensitive, &a, client.ip).with("what", action.as_str()));
+    let what = format!("an attempt to {} from {}", action.as_str().replace('_', " "), client.ip);
+    notify_challenge(state, &mut fx, user, RiskAction::Sensitive, &a, &what).await?;
+    match a.decision {
+        Decision::Freeze => freeze(state, user, &a, fx).await?,
+        _ => state.store.record(fx).await?,
+    }
+    state.wake_mailer();
+    state.wake_webhooks();
+    match a.decision {
+        Decision::Deny | Decision::Freeze => Err(ApiError::new(ErrorCode::ActionRefused)),
+        d => Ok(d),
+    }
+}
+
+async fn freeze(
+    state: &crate::state::AppState,
+    user: UserId,
+    a: &Assessment,
+    mut fx: SideEffects,
+) -> Result<(), StoreError> {
+    fx.events.push(
+        AuditEvent::new(EventKind::AccountFrozen, Outcome::Success)
+            .about(user)
+            .with("by", "risk_engine")
+            .with("score", a.score),
+    );
+    if !state.store.freeze_account(user, "risk_engine", state.clock.now(), fx.clone()).await? {
+        state.store.record(fx).await?;
+    }
+    if let Some(gw) = &state.gateway {
+        for k in state.store.list_api_keys(user).await? {
+            gw.keys.invalidate(&k.id);
+        }
+    }
+    Ok(())
+}

@@ -71,6 +71,12 @@ pub async fn require(
     binding: Option<[u8; 32]>,
     input: StepUpInput<'_>,
 ) -> ApiResult<StepUpProof> {
+    // A frozen account changes nothing but its sessions until its owner recovers it (R107).
+    if auth.account.is_frozen() && action != SensitiveAction::RevokeSessions {
+        return Err(crate::error::ApiError::new(crate::error::ErrorCode::AccountFrozen));
+    }
+    // The risk engine first: a refused action never reaches the factor check.
+    crate::risk::assess_sensitive(state, auth, action).await?;
     reauthenticate(state, auth, input.password).await?;
     Ok(StepUpProof {
         user: auth.account.id,

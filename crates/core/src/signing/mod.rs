@@ -33,11 +33,11 @@
 
 pub mod binance;
 mod content_digest;
-mod json_flat;
+pub(crate) mod json_flat;
 pub mod key;
-mod query;
+pub(crate) mod query;
 pub mod rfc9421;
-mod sf;
+pub(crate) mod sf;
 #[cfg(test)]
 pub(crate) mod testdata;
 pub mod upbit;

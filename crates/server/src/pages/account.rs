@@ -228,7 +228,12 @@ pub async fn login(
             page.email = page.email.value(f.email.chars().take(254).collect::<String>());
             match e.code {
                 // One message for every credential failure (R16): the form-level error.
-                ErrorCode::InvalidCredentials | ErrorCode::EmailUnverified | ErrorCode::RateLimited => {
+                ErrorCode::InvalidCredentials
+                | ErrorCode::EmailUnverified
+                | ErrorCode::RateLimited
+                | ErrorCode::SignInConfirmationRequired
+                | ErrorCode::SignInRefused
+                | ErrorCode::AccountFrozen => {
                     page.error = Some(e.message.to_string());
                 }
                 ErrorCode::PayloadTooLarge | ErrorCode::InvalidRequest => {

@@ -22,6 +22,7 @@ pub mod account;
 pub mod api;
 pub mod api_keys;
 pub mod assets;
+pub mod confirm;
 pub mod form;
 pub mod phishing;
 pub mod security;
@@ -50,6 +51,7 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/verify-email", get(account::verify_page).post(account::verify))
         .route("/_gh/login", get(account::login_page).post(account::login))
         .route("/_gh/logout", post(account::logout))
+        .route("/_gh/confirm-sign-in", get(confirm::page).post(confirm::confirm))
         .route("/_gh/account/security", get(security::overview))
         .route("/_gh/account/password", post(security::change_password))
         .route("/_gh/account/devices", get(security::devices))

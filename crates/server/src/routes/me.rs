@@ -25,6 +25,7 @@ pub async fn account(auth: Authenticated) -> Json<serde_json::Value> {
         "created_at": a.created_at.to_rfc3339(),
         "password_changed_at": a.password_changed_at.to_rfc3339(),
         "is_admin": a.is_admin,
+        "frozen_at": a.frozen_at.map(|t| t.to_rfc3339()),
         "second_factors": [],
         "session": {
             "id": auth.session.id.to_string(),

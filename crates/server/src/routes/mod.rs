@@ -3,6 +3,7 @@
 //! `/api/v3/…`; only the health probes sit at the root, by convention.
 
 pub mod accounts;
+pub mod confirm;
 pub mod health;
 pub mod keys;
 pub mod me;

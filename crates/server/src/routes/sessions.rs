@@ -141,6 +141,9 @@ async fn check_password(
         Some(a) if !a.can_sign_in() => "disabled",
         Some(_) => "wrong_password",
     };
+    if let Some(a) = account {
+        crate::risk::record_login_failure(state, &a.id, client.ip);
+    }
     let rule = state.config.throttle.lock_rule(account.is_some_and(|a| a.is_admin));
     let failed = subject(event(EventKind::LoginFailed, Outcome::Failure, client)).with("reason", reason);
     let on_lock = subject(event(EventKind::AccountLocked, Outcome::Denied, client));
@@ -226,6 +229,8 @@ pub async fn login(
         rehash(&state, &admission, &account, &password, &client).await?;
     }
     drop(admission);
+    // Behavioural risk (R107): refused, or confirmed by email, before any session exists.
+    let risk = crate::risk::assess_login(&state, &account, &client, false).await?;
     let now = state.clock.now();
     let rng = state.rng.as_ref();
     let device_id = client.device.unwrap_or_else(|| DeviceId::generate(now, rng));
@@ -262,7 +267,13 @@ pub async fn login(
         .with("factors", json!(["password"]));
     ok.actor = Some(account.id);
     ok.subject = Some(account.id);
+    if let Some(r) = &risk {
+        ok = ok.with("risk", r.summary());
+    }
     state.store.create_session(&new, &throttle_keys(&account.email, &client), SideEffects::event(ok)).await?;
+    if let Some(r) = &risk {
+        crate::risk::learn_login(&state, account.id, r);
+    }
     let extra = json!({
         "factors": ["password"],
         "notices": ["no_second_factor"],
@@ -388,6 +399,7 @@ pub async fn refresh(
         // A browser refresh token sent as a bearer body, or the reverse: refuse.
         return Err(ApiError::new(ErrorCode::InvalidGrant));
     }
+    crate::risk::assess_session(&state, &session, &client).await?;
     let issued =
         Issued { access, refresh: successor, access_expires_at: req.access_expires_at.min(session.expires_at) };
     Ok(token_response(StatusCode::OK, &session, &issued, now, json!({})))

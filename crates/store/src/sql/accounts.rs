@@ -105,6 +105,22 @@ impl AccountStore for SqlStore {
         self.finish(w, fx).await
     }
 
+    async fn issue_email_token(&self, token: &EmailToken, now: Timestamp, fx: SideEffects) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO email_tokens (hash, user_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token.hash.as_bytes().to_vec())
+        .bind(token.user_id.to_string())
+        .bind(token.purpose.clone())
+        .bind(now.as_millis())
+        .bind(token.expires_at.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        self.finish(w, fx).await
+    }
+
     async fn change_password(
         &self,
         user: UserId,

@@ -1,0 +1,4 @@
+//! Fuzz target `cookie`: see `gatehouse_core::fuzzing::cookie` for the input layout and invariants.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gatehouse_core::fuzzing::cookie(data));
