@@ -146,6 +146,42 @@ on_both_backends!(every_page_flow_in_chromium, |backend| {
     sink.wait_for(&email, "API key");
 });
 
+/// A held sign-in (risk engine) confirmed from the emailed link in the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_sign_in_confirmed_in_chromium() {
+    let dir = scratch("pages-confirm");
+    let sink = SmtpSink::start(&dir);
+    let cfg = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, cfg, &[]).await;
+    let email = "held@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    // A habit: the same client and network, sign-in after sign-in, an hour apart.
+    let mut home = Device::new("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0");
+    for _ in 0..6 {
+        let r = home
+            .http
+            .post(srv.api("/sessions"))
+            .header("user-agent", &home.ua)
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("gatehouse-device", home.device_id.clone().unwrap_or_default())
+            .json(&serde_json::json!({ "email": email, "password": PW }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        home.device_id = body["device_id"].as_str().map(String::from);
+        srv.advance(3_600_000).await;
+    }
+    let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_FORWARDED_FOR", "192.0.2.55")];
+    let result = run_browser("confirm.mjs", &srv, &sink, "confirm", &env);
+    assert_eq!(result["pages"], 5);
+    let mut api = Device::new("verifier/1.0");
+    assert_eq!(api.login(&srv, email, PW).await.0, 201);
+    let (_, history) = api.get(&srv.api("/account/security-history?limit=200")).await;
+    assert!(events(&history).iter().any(|k| k == "sign_in_confirmed"), "{history}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_headers_csrf_and_redirects() {
     let dir = scratch("pages-rules");
