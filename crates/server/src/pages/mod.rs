@@ -25,6 +25,7 @@ pub mod assets;
 pub mod confirm;
 pub mod form;
 pub mod phishing;
+pub mod proof;
 pub mod security;
 pub mod session;
 
