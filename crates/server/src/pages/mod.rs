@@ -108,6 +108,14 @@ pub fn notice_text(key: &str) -> Option<&'static str> {
         "key_revoked" => "The API key was revoked.",
         "key_unlocked" => "Withdrawals are unlocked for this API key.",
         "allowlist_changed" => "The IP allowlist was updated.",
+        "totp_enabled" => "Your authenticator app is on.",
+        "totp_removed" => "The authenticator app was removed.",
+        "settings_locked" => "Your security settings are locked.",
+        "unlock_scheduled" => "The settings will unlock after the waiting period. We have emailed you a link to cancel.",
+        "unlock_cancelled" => "The unlock was cancelled; your settings stay locked.",
+        "code_saved" => "Your anti-phishing code was saved.",
+        "address_added" => "The address was added. It becomes usable after the waiting period.",
+        "address_cancelled" => "The address was removed.",
         _ => return None,
     })
 }
