@@ -111,6 +111,43 @@ event_kinds! {
     ApiKeyExpiryReminder => "api_key_expiry_reminder",
     /// An API key was used from a network it had not been used from before.
     ApiKeyNewNetwork => "api_key_new_network",
+    // second factors and step-up (feat/mfa)
+    /// A TOTP enrolment was started (seed generated, not yet active).
+    TotpEnrolmentStarted => "totp_enrolment_started",
+    /// A TOTP factor was activated by its first correct code.
+    TotpEnabled => "totp_enabled",
+    /// The TOTP factor was removed.
+    TotpDisabled => "totp_disabled",
+    /// A wrong TOTP code was presented.
+    TotpFailed => "totp_failed",
+    /// An already-used TOTP time step was presented again (R24).
+    TotpReplay => "totp_replay",
+    /// A new backup-code set was generated (the old one stopped working).
+    BackupCodesGenerated => "backup_codes_generated",
+    /// A backup code was used.
+    BackupCodeUsed => "backup_code_used",
+    /// A wrong backup code was presented.
+    BackupCodeFailed => "backup_code_failed",
+    /// An already-used backup code was presented again.
+    BackupCodeReplay => "backup_code_replay",
+    /// The password was right; the login waits for a second factor.
+    LoginSecondFactorPending => "login_second_factor_pending",
+    /// A factor was proven for a sensitive action; a step-up token was issued.
+    StepUpSucceeded => "step_up_succeeded",
+    /// A sensitive action was refused for want of a (strong enough, fresh) proof.
+    StepUpDenied => "step_up_denied",
+    /// A WebAuthn credential (security key or passkey) was registered.
+    WebAuthnRegistered => "webauthn_registered",
+    /// A WebAuthn credential was removed.
+    WebAuthnRemoved => "webauthn_removed",
+    /// A WebAuthn assertion or registration failed verification.
+    WebAuthnFailed => "webauthn_failed",
+    /// A WebAuthn sign counter went backwards: the credential was flagged (R31).
+    WebAuthnCloneSuspected => "webauthn_clone_suspected",
+    /// An SMS code was sent for a pending login.
+    SmsCodeSent => "sms_code_sent",
+    /// An SMS number was set as a last-resort factor.
+    SmsNumberSet => "sms_number_set",
 }
 
 /// An event to append.

@@ -440,6 +440,8 @@ pub trait Store:
     + ReplayStore
     + WebhookStore
     + RiskStore
+    // second factors (feat/mfa)
+    + crate::mfa::store::MfaStore
 {
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;

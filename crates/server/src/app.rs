@@ -50,7 +50,15 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{api}/api-keys/{{id}}/revoke"), post(routes::keys::revoke))
         .route(&format!("{api}/api-keys/{{id}}/rotate"), post(routes::keys::rotate))
         .route(&format!("{api}/api-keys/{{id}}/unlock-withdraw"), post(routes::keys::unlock_withdraw))
-        .route(&format!("{api}/api-keys/{{id}}/allowlist"), post(routes::keys::allowlist));
+        .route(&format!("{api}/api-keys/{{id}}/allowlist"), post(routes::keys::allowlist))
+        // second factors and step-up (feat/mfa)
+        .route(&format!("{api}/sessions/second-factor"), post(routes::mfa::second_factor))
+        .route(&format!("{api}/account/factors"), get(routes::mfa::list))
+        .route(&format!("{api}/account/factors/totp"), post(routes::mfa::totp_start))
+        .route(&format!("{api}/account/factors/totp/confirm"), post(routes::mfa::totp_confirm))
+        .route(&format!("{api}/account/factors/totp/remove"), post(routes::mfa::totp_remove))
+        .route(&format!("{api}/account/backup-codes"), post(routes::mfa::backup_regenerate))
+        .route(&format!("{api}/account/step-up"), post(routes::mfa::step_up));
     if state.manual_clock.is_some() {
         router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
     }

@@ -46,6 +46,8 @@ pub struct Config {
     pub risk: crate::risk::RiskConfig,
     /// What is official (URL checker, official-channels page).
     pub phishing: crate::routes::phishing::PhishingConfig,
+    /// Second factors and the step-up table (feat/mfa).
+    pub mfa: crate::mfa::config::MfaConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
 }
@@ -291,6 +293,8 @@ impl Config {
         }
         self.apikey.validate().map_err(|m| ConfigError(m.into()))?;
         self.notify.validate().map_err(|m| ConfigError(m.into()))?;
+        // feat/mfa
+        self.mfa.validate().map_err(|m| ConfigError(m.into()))?;
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

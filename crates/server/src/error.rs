@@ -84,6 +84,33 @@ pub enum ErrorCode {
     Unavailable,
     /// 500: an unexpected failure; quote `request_id` to the operator.
     Internal,
+    // second factors and step-up (feat/mfa)
+    /// 403: the account has no second factor; enrol one before this action.
+    SecondFactorRequired,
+    /// 403: the action needs a step-up token (`details.action`, `details.strength`).
+    StepUpRequired,
+    /// 403: the step-up token is unknown, used, expired, or for another action, binding or session.
+    StepUpInvalid,
+    /// 403: the action (or this high-value account) needs WebAuthn; TOTP and backup codes are not enough.
+    PhishingResistantRequired,
+    /// 401: a second-factor code (TOTP, backup code, SMS) was wrong or malformed.
+    InvalidCode,
+    /// 401: the TOTP step or backup code was already used (audited and notified).
+    CodeReplayed,
+    /// 400: the method is not enrolled, or is too weak for this flow (SMS for step-up).
+    FactorNotAllowed,
+    /// 409: an active factor of that kind exists; remove it first.
+    FactorExists,
+    /// 409: no pending (or an expired) enrolment to confirm.
+    EnrolmentNotFound,
+    /// 401: the pending-login token is unknown, used or expired.
+    PendingLoginInvalid,
+    /// 401: a WebAuthn registration or assertion failed verification.
+    WebAuthnFailed,
+    /// 400: the WebAuthn ceremony is unknown, used or expired.
+    CeremonyInvalid,
+    /// 403: the credential was flagged (sign-counter regression) and is refused.
+    CredentialFlagged,
 }
 
 impl ErrorCode {
@@ -119,6 +146,20 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            // feat/mfa
+            Self::SecondFactorRequired => "second_factor_required",
+            Self::StepUpRequired => "step_up_required",
+            Self::StepUpInvalid => "step_up_invalid",
+            Self::PhishingResistantRequired => "phishing_resistant_required",
+            Self::InvalidCode => "invalid_code",
+            Self::CodeReplayed => "code_replayed",
+            Self::FactorNotAllowed => "factor_not_allowed",
+            Self::FactorExists => "factor_exists",
+            Self::EnrolmentNotFound => "enrolment_not_found",
+            Self::PendingLoginInvalid => "pending_login_invalid",
+            Self::WebAuthnFailed => "webauthn_failed",
+            Self::CeremonyInvalid => "ceremony_invalid",
+            Self::CredentialFlagged => "credential_flagged",
         }
     }
 
@@ -153,6 +194,20 @@ impl ErrorCode {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            // feat/mfa
+            Self::SecondFactorRequired => StatusCode::FORBIDDEN,
+            Self::StepUpRequired => StatusCode::FORBIDDEN,
+            Self::StepUpInvalid => StatusCode::FORBIDDEN,
+            Self::PhishingResistantRequired => StatusCode::FORBIDDEN,
+            Self::InvalidCode => StatusCode::UNAUTHORIZED,
+            Self::CodeReplayed => StatusCode::UNAUTHORIZED,
+            Self::FactorNotAllowed => StatusCode::BAD_REQUEST,
+            Self::FactorExists => StatusCode::CONFLICT,
+            Self::EnrolmentNotFound => StatusCode::CONFLICT,
+            Self::PendingLoginInvalid => StatusCode::UNAUTHORIZED,
+            Self::WebAuthnFailed => StatusCode::UNAUTHORIZED,
+            Self::CeremonyInvalid => StatusCode::BAD_REQUEST,
+            Self::CredentialFlagged => StatusCode::FORBIDDEN,
         }
     }
 
@@ -190,11 +245,25 @@ impl ErrorCode {
             Self::Overloaded => "The server is busy. Try again shortly.",
             Self::Unavailable => "The service is temporarily unavailable.",
             Self::Internal => "Internal error.",
+            // feat/mfa
+            Self::SecondFactorRequired => "Enrol a second factor (authenticator app or security key) first.",
+            Self::StepUpRequired => "Confirm with a second factor first.",
+            Self::StepUpInvalid => "The step-up token is invalid, used, expired or for another action.",
+            Self::PhishingResistantRequired => "This action needs a security key or passkey.",
+            Self::InvalidCode => "The code is incorrect.",
+            Self::CodeReplayed => "This code was already used.",
+            Self::FactorNotAllowed => "That factor cannot be used here.",
+            Self::FactorExists => "That factor is already enrolled.",
+            Self::EnrolmentNotFound => "There is no pending enrolment; start again.",
+            Self::PendingLoginInvalid => "The sign-in attempt expired. Sign in again.",
+            Self::WebAuthnFailed => "The security key could not be verified.",
+            Self::CeremonyInvalid => "The security-key request expired. Try again.",
+            Self::CredentialFlagged => "This security key was disabled after a suspected clone.",
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 42] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -224,6 +293,20 @@ impl ErrorCode {
         Self::Overloaded,
         Self::Unavailable,
         Self::Internal,
+        // feat/mfa
+        Self::SecondFactorRequired,
+        Self::StepUpRequired,
+        Self::StepUpInvalid,
+        Self::PhishingResistantRequired,
+        Self::InvalidCode,
+        Self::CodeReplayed,
+        Self::FactorNotAllowed,
+        Self::FactorExists,
+        Self::EnrolmentNotFound,
+        Self::PendingLoginInvalid,
+        Self::WebAuthnFailed,
+        Self::CeremonyInvalid,
+        Self::CredentialFlagged,
     ];
 }
 

@@ -20,6 +20,7 @@ pub mod http;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
 pub mod notify;
 pub mod pages;
 pub mod risk;

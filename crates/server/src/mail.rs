@@ -34,7 +34,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Builds the two bodies from paragraphs and an optional call-to-action link.
-fn compose(subject: &str, paragraphs: &[String], action: Option<(&str, &str)>) -> MailContent {
+pub(crate) fn compose(subject: &str, paragraphs: &[String], action: Option<(&str, &str)>) -> MailContent {
     let mut text = String::new();
     let mut html = String::from("<!doctype html><html><body style=\"font-family:sans-serif;max-width:36em\">");
     for p in paragraphs {

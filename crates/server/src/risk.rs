@@ -315,7 +315,7 @@ impl LoginAssessment {
 
 /// Scores a sign-in whose password was verified, before any session exists (R107).
 ///
-/// * `Allow` → `Ok(Some(_))`: go on, then [`learn_login`] once the session is committed.
+/// * `Allow` → `Ok(Some(_))`: go on, then [`learn_sign_in`] once the session is committed.
 /// * `StepUp` → the account holder must confirm: by the second factor when one is enrolled
 ///   (`has_second_factor`; the caller's factor step does it), otherwise through a single-use
 ///   link emailed to the address on file that teaches the profile this device and network.
@@ -360,10 +360,20 @@ pub async fn assess_login(
     Err(ApiError::new(ErrorCode::SignInRefused))
 }
 
-/// Teaches the profile a sign-in that completed.
-pub fn learn_login(state: &crate::state::AppState, user: UserId, la: &LoginAssessment) {
+/// Teaches the profile a sign-in that completed (every factor checked).
+pub fn learn_sign_in(
+    state: &crate::state::AppState,
+    user: UserId,
+    client: &crate::http::ClientCtx,
+    device: gatehouse_core::ids::DeviceId,
+) {
     if let Some(r) = &state.risk {
-        r.learn(user, &la.obs, state.clock.now());
+        let now = state.clock.now();
+        let mut obs = Observation::new(client.ip);
+        obs.device = Some(device);
+        obs.ua_family = Some(client.ua_family.key());
+        let obs = r.observe(obs, Some(&user), None, now);
+        r.learn(user, &obs, now);
     }
 }
 

@@ -57,10 +57,12 @@ async fn run(backend: Backend) {
     assert_eq!(a.refresh(&srv).await.0, 200);
     // A wrong password and a refresh-token reuse, so failure paths log too.
     assert_eq!(Device::new("x").login(&srv, email, "canary-wrong-password-1").await.0, 401);
+    let mfa = common::mfa::enrol_totp(&srv, &a, CANARY_PW).await;
+    let t = mfa.step_up(&srv, &a, "create_api_key").await;
     let (s, key) = a
         .post(
             &srv.api("/api-keys"),
-            json!({ "label": "canary", "kind": "hmac", "scopes": ["view_assets"], "password": CANARY_PW }),
+            json!({ "label": "canary", "kind": "hmac", "scopes": ["view_assets"], "step_up_token": t.clone() }),
         )
         .await;
     assert_eq!(s, 201);
@@ -103,6 +105,10 @@ async fn run(backend: Backend) {
         ("API secret", api_secret),
         ("request signature", signature),
         ("master key", master_key),
+        // second factors (feat/mfa): the seed, the backup codes, the step-up token
+        ("TOTP seed", mfa.secret_b32.clone()),
+        ("backup code", mfa.backup_codes.lock().unwrap()[0].replace('-', "")),
+        ("step-up token", t),
     ];
     let log = srv.log();
     assert!(log.lines().count() > 3, "the run produced logs to check");

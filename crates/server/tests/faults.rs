@@ -101,10 +101,12 @@ async fn redis_unreachable_fails_signed_requests_closed() {
     register_verified(&srv, &sink, "r@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "r@example.com", PW).await.0, 201);
+    let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
+    let t = mfa.step_up(&srv, &owner, "create_api_key").await;
     let (s, k) = owner
         .post(
             &srv.api("/api-keys"),
-            json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "password": PW }),
+            json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "step_up_token": t }),
         )
         .await;
     assert_eq!(s, 201);
@@ -185,8 +187,13 @@ async fn a_skewed_instance_reports_unready_and_still_refuses_replays() {
     register_verified(&a, &sink, "skew@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&a, "skew@example.com", PW).await.0, 201);
+    let mfa = common::mfa::enrol_totp(&a, &owner, PW).await;
+    let t = mfa.step_up(&a, &owner, "create_api_key").await;
     let (_, k) = owner
-        .post(&a.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "password": PW }))
+        .post(
+            &a.api("/api-keys"),
+            json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "step_up_token": t }),
+        )
         .await;
     let (id, key_secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
     let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 2500;

@@ -56,26 +56,33 @@ on_both_backends!(register_verify_login_refresh_devices_revoke_change_password, 
     assert_eq!(current[0]["device_name"], "Firefox on Linux");
     let b_id = sessions.iter().find(|s| s["current"] == json!(false)).unwrap()["id"].as_str().unwrap().to_owned();
 
-    // Revoking needs the password again (R47).
-    let (s, body) = a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({})).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("reauth_required")));
-    let (s, body) =
-        a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({ "password": "wrong password!!" })).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("reauth_failed")));
-    let (s, _) = a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({ "password": PW })).await;
+    // Revoking needs a fresh second factor (step-up); an account without one is told to enrol
+    // one first (the nudge), and the password alone is not enough.
+    let (s, body) = a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({ "password": PW })).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("second_factor_required")));
+    let mfa = common::mfa::enrol_totp(&srv, &a, PW).await;
+    let (s, body) = a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({ "password": PW })).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("step_up_required")));
+    let t = mfa.step_up(&srv, &a, "revoke_sessions").await;
+    let (s, _) = a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 204);
     assert_eq!(b.get(&srv.api("/account")).await.0, 401, "revoked device is out at once");
     assert_eq!(b.refresh(&srv).await.0, 400, "its refresh token is dead too");
 
     // B signs in again; A changes the password: B's access and refresh tokens are refused.
     let mut b = Device::new("python-requests/2.34.2");
-    assert_eq!(b.login(&srv, email, PW).await.0, 201);
+    assert_eq!(mfa.login(&srv, &mut b, email, PW).await.0, 201);
     let (s, body) = a.post(&srv.api("/account/password"), json!({ "new_password": PW2 })).await;
     assert_eq!((s, body["error"]["code"].as_str()), (403, Some("reauth_required")), "current password needed (R10)");
     let (s, body) =
         a.post(&srv.api("/account/password"), json!({ "current_password": PW, "new_password": "password1234" })).await;
     assert_eq!((s, body["error"]["details"]["reason"].as_str()), (400, Some("breached")));
     let (s, body) = a.post(&srv.api("/account/password"), json!({ "current_password": PW, "new_password": PW2 })).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("step_up_required")), "and a step-up");
+    let t = mfa.step_up(&srv, &a, "change_password").await;
+    let (s, body) = a
+        .post(&srv.api("/account/password"), json!({ "current_password": PW, "new_password": PW2, "step_up_token": t }))
+        .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["revoked_sessions"], 1);
     assert_eq!(b.get(&srv.api("/account")).await.0, 401);
@@ -84,7 +91,7 @@ on_both_backends!(register_verify_login_refresh_devices_revoke_change_password, 
     // A keeps working; the old password no longer does; the new one does.
     assert_eq!(a.get(&srv.api("/account")).await.0, 200);
     assert_eq!(Device::new("x").login(&srv, email, PW).await.0, 401);
-    assert_eq!(Device::new("x").login(&srv, email, PW2).await.0, 201);
+    assert_eq!(mfa.login(&srv, &mut Device::new("x"), email, PW2).await.0, 201);
     sink.wait_for(email, "Your password was changed");
 
     // The security history tells the story.
@@ -442,7 +449,10 @@ async fn browser_sessions_use_host_cookies_and_csrf_checks() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    // (it passes the CSRF check and reaches the step-up policy: no second factor yet)
+    assert_eq!(r.status().as_u16(), 403);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "second_factor_required");
     // Refresh through the cookie rotates the cookies.
     let r = http
         .post(srv.api("/sessions/refresh"))

@@ -54,6 +54,7 @@ struct Env {
     srv: Server,
     upstream: Upstream,
     owner: Device,
+    mfa: common::mfa::Mfa,
 }
 
 async fn setup(backend: Backend) -> Env {
@@ -64,13 +65,14 @@ async fn setup(backend: Backend) -> Env {
     register_verified(&srv, &sink, "trader@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "trader@example.com", PW).await.0, 201);
-    Env { _sink: sink, srv, upstream, owner }
+    let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
+    Env { _sink: sink, srv, upstream, owner, mfa }
 }
 
 /// Creates a key through the owner's API; returns (id, secret or private PEM).
 async fn key(env: &Env, body: Value) -> (String, Value) {
     let mut body = body;
-    body["password"] = json!(PW);
+    body["step_up_token"] = json!(env.mfa.step_up(&env.srv, &env.owner, "create_api_key").await);
     let (s, k) = env.owner.post(&env.srv.api("/api-keys"), body).await;
     assert_eq!(s, 201, "{k}");
     (k["id"].as_str().unwrap().to_owned(), k)
@@ -285,7 +287,8 @@ async fn usage_log_alerts_and_denials_are_recorded() {
     register_verified(&srv, &sink, "trader@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "trader@example.com", PW).await.0, 201);
-    let env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner };
+    let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
+    let env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner, mfa };
     let k = hmac_key(&env, trade(), json!([])).await;
     let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
     let now = now_ms();
@@ -371,8 +374,10 @@ async fn two_instances_sharing_redis_accept_a_signed_request_once() {
     register_verified(&a, &sink, "shared@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&a, "shared@example.com", PW).await.0, 201);
+    let mfa = common::mfa::enrol_totp(&a, &owner, PW).await;
+    let t = mfa.step_up(&a, &owner, "create_api_key").await;
     let (_, k) = owner
-        .post(&a.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "scopes": trade(), "password": PW }))
+        .post(&a.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "scopes": trade(), "step_up_token": t }))
         .await;
     let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
     for round in 0..20 {
@@ -388,7 +393,8 @@ async fn two_instances_sharing_redis_accept_a_signed_request_once() {
         assert_eq!(sorted, [200, 400], "round {round}: exactly one instance accepts ({statuses:?})");
     }
     // A revocation on A is honoured by B within a second (F16; key records are cached 500 ms).
-    let (s, _) = owner.post(&a.api(&format!("/api-keys/{id}/revoke")), json!({ "password": PW })).await;
+    let t = mfa.step_up(&a, &owner, "change_api_key").await;
+    let (s, _) = owner.post(&a.api(&format!("/api-keys/{id}/revoke")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 200);
     let revoked_at = std::time::Instant::now();
     let mut n = 1000;
@@ -466,7 +472,9 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
     // Rotation: both keys work during the overlap; the old one stops after the grace.
     let k = hmac_key(&env, trade(), json!([])).await;
     let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
-    let (s, next) = env.owner.post(&env.srv.api(&format!("/api-keys/{id}/rotate")), json!({ "password": PW })).await;
+    let t = env.mfa.step_up(&env.srv, &env.owner, "rotate_api_key").await;
+    let (s, next) =
+        env.owner.post(&env.srv.api(&format!("/api-keys/{id}/rotate")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 201, "{next}");
     let (nid, nsecret) = (next["id"].as_str().unwrap().to_owned(), next["secret"].as_str().unwrap().to_owned());
     assert_ne!(nid, id);
@@ -477,16 +485,17 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
     assert_eq!((s, body["error"]["name"].as_str()), (401, Some("expired_access_key")));
     assert_eq!(upbit_call(&base, "GET", "/v1/accounts", &nid, &nsecret, None).await.0, 200);
     // The owner's own session has ended by now (12 h); sign in again.
-    assert_eq!(env.owner.login(&env.srv, "trader@example.com", PW).await.0, 201);
+    assert_eq!(env.mfa.login(&env.srv, &mut env.owner, "trader@example.com", PW).await.0, 201);
     // The list never shows a secret.
     let (_, list) = env.owner.get(&env.srv.api("/api-keys")).await;
     assert!(!list.to_string().contains(&nsecret));
 
     // Withdraw needs an allowlist…
     let all = json!(["view_assets", "withdraw"]);
+    let t = env.mfa.step_up(&env.srv, &env.owner, "create_api_key").await;
     let (s, body) = env
         .owner
-        .post(&env.srv.api("/api-keys"), json!({ "label": "w", "kind": "hmac", "scopes": all, "password": PW }))
+        .post(&env.srv.api("/api-keys"), json!({ "label": "w", "kind": "hmac", "scopes": all, "step_up_token": t }))
         .await;
     assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid_key_request")), "{body}");
     // …starts locked (403 open_api_withdraw_locked)…
@@ -498,8 +507,9 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
     let (s, body) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin.clone())).await;
     assert_eq!((s, body["error"]["name"].as_str()), (403, Some("open_api_withdraw_locked")), "{body}");
     // …and after the owner unlocks it, still waits out the 24 h cooling-off (R74).
+    let t = env.mfa.step_up(&env.srv, &env.owner, "unlock_api_key").await;
     let (s, _) =
-        env.owner.post(&env.srv.api(&format!("/api-keys/{wid}/unlock-withdraw")), json!({ "password": PW })).await;
+        env.owner.post(&env.srv.api(&format!("/api-keys/{wid}/unlock-withdraw")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 200);
     let (s, _) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin.clone())).await;
     assert_eq!(s, 403);
@@ -522,8 +532,10 @@ async fn expiring_keys_get_one_reminder_per_stage() {
     register_verified(&srv, &sink, "soon@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "soon@example.com", PW).await.0, 201);
+    let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
+    let t = mfa.step_up(&srv, &owner, "create_api_key").await;
     let (s, _) = owner
-        .post(&srv.api("/api-keys"), json!({ "label": "short-lived", "kind": "hmac", "password": PW, "expires_at_ms": now_ms() + 2 * 86_400_000 }))
+        .post(&srv.api("/api-keys"), json!({ "label": "short-lived", "kind": "hmac", "step_up_token": t, "expires_at_ms": now_ms() + 2 * 86_400_000 }))
         .await;
     assert_eq!(s, 201);
     sink.wait_for("soon@example.com", "expires soon");
@@ -630,7 +642,8 @@ async fn a_leaked_key_used_from_a_new_network_is_stopped_before_trading() {
     register_verified(&srv, &sink, "bot@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "bot@example.com", PW).await.0, 201);
-    let mut env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner };
+    let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
+    let mut env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner, mfa };
     let k = hmac_key(&env, trade(), json!([])).await;
     let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
     let order =
@@ -698,7 +711,7 @@ async fn a_leaked_key_used_from_a_new_network_is_stopped_before_trading() {
         "{hook}"
     );
     sink.wait_for("bot@example.com", "Unusual activity");
-    assert_eq!(env.owner.login(&env.srv, "bot@example.com", PW).await.0, 201);
+    assert_eq!(env.mfa.login(&env.srv, &mut env.owner, "bot@example.com", PW).await.0, 201);
     let (_, hist) = env.owner.get(&env.srv.api("/account/security-history?limit=200")).await;
     assert!(hist["events"].as_array().unwrap().iter().any(|e| e["kind"] == "risk_decision"), "{hist}");
     // The owner's own server keeps working.

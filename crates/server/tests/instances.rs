@@ -41,10 +41,15 @@ async fn revocations_reach_the_other_instance_at_once() {
     // A password change on B ends the session created on A, its refresh token included.
     let mut x = Device::new("python-requests/2.34.2");
     assert_eq!(x.login(&a, "multi@example.com", PW).await.0, 201);
+    let mfa = common::mfa::enrol_totp(&a, &x, PW).await;
     let mut y = Device::new("curl/8.5.0");
-    assert_eq!(y.login(&b, "multi@example.com", PW).await.0, 201);
+    assert_eq!(mfa.login(&b, &mut y, "multi@example.com", PW).await.0, 201);
+    let t = mfa.step_up(&b, &y, "change_password").await;
     let (s, _) = y
-        .post(&b.api("/account/password"), json!({ "current_password": PW, "new_password": "amber kite lantern 31" }))
+        .post(
+            &b.api("/account/password"),
+            json!({ "current_password": PW, "new_password": "amber kite lantern 31", "step_up_token": t }),
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(x.get(&a.api("/account")).await.0, 401);

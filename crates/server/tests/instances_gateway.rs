@@ -60,8 +60,13 @@ async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
     register_verified(&a, &sink, "fan@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&a, "fan@example.com", PW).await.0, 201);
+    let mfa = common::mfa::enrol_totp(&a, &owner, PW).await;
+    let t = mfa.step_up(&a, &owner, "create_api_key").await;
     let (s, k) = owner
-        .post(&a.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "password": PW }))
+        .post(
+            &a.api("/api-keys"),
+            json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "step_up_token": t }),
+        )
         .await;
     assert_eq!(s, 201, "{k}");
     let (id, key_secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());

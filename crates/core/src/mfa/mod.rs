@@ -37,6 +37,7 @@
 pub mod backup_codes;
 pub mod base32;
 pub mod otpauth;
+pub mod store;
 pub mod totp;
 
 use serde::{Deserialize, Serialize};

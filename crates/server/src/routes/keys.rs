@@ -14,13 +14,14 @@ use gatehouse_core::store::SideEffects;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::sessions::reauthenticate;
 use crate::apikeys::{KeyOps, KeyServiceError, key_json};
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::ApiJson;
 use crate::mail::templates;
 use crate::state::AppState;
+use crate::stepup::{StepUpInput, require};
+use gatehouse_core::stepup::SensitiveAction;
 
 fn ops(state: &AppState) -> KeyOps<'_> {
     KeyOps {
@@ -46,6 +47,11 @@ impl From<KeyServiceError> for ApiError {
     }
 }
 
+/// The step-up input of a key request.
+fn input<'a>(password: &'a Option<String>, token: &'a Option<String>) -> StepUpInput<'a> {
+    StepUpInput { password: password.as_deref(), step_up_token: token.as_deref() }
+}
+
 fn parse_id(id: &str) -> ApiResult<ApiKeyId> {
     ApiKeyId::parse(id).ok_or_else(|| ApiError::new(ErrorCode::NotFound))
 }
@@ -60,8 +66,12 @@ fn invalidate(state: &AppState, id: &ApiKeyId) {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// Your password, re-entered.
+    /// Your password, re-entered (only where the step-up policy allows `password`).
+    #[serde(default)]
     password: Option<String>,
+    /// A step-up token for `create_api_key`.
+    #[serde(default)]
+    step_up_token: Option<String>,
     /// Label for the integration.
     label: String,
     /// `hmac`, `ed25519` or `rsa`.
@@ -86,7 +96,7 @@ pub async fn create(
     auth: Authenticated,
     ApiJson(req): ApiJson<CreateKey>,
 ) -> ApiResult<Response> {
-    reauthenticate(&state, &auth, req.password.as_deref()).await?;
+    require(&state, &auth, SensitiveAction::CreateApiKey, None, input(&req.password, &req.step_up_token)).await?;
     let new = NewApiKey {
         label: req.label,
         kind: req.kind,
@@ -149,8 +159,12 @@ pub async fn get(State(state): State<AppState>, auth: Authenticated, Path(id): P
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyChange {
-    /// Your password, re-entered.
+    /// Your password, re-entered (only where the step-up policy allows `password`).
+    #[serde(default)]
     password: Option<String>,
+    /// A step-up token for the action.
+    #[serde(default)]
+    step_up_token: Option<String>,
     /// New allowlist (`/allowlist` only).
     #[serde(default)]
     allowlist: Option<IpAllowlist>,
@@ -170,7 +184,7 @@ pub async fn revoke(
     ApiJson(req): ApiJson<KeyChange>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    reauthenticate(&state, &auth, req.password.as_deref()).await?;
+    require(&state, &auth, SensitiveAction::ChangeApiKey, None, input(&req.password, &req.step_up_token)).await?;
     let now = state.clock.now();
     let key = ops(&state)
         .modify(
@@ -196,7 +210,7 @@ pub async fn rotate(
     ApiJson(req): ApiJson<KeyChange>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    reauthenticate(&state, &auth, req.password.as_deref()).await?;
+    require(&state, &auth, SensitiveAction::RotateApiKey, None, input(&req.password, &req.step_up_token)).await?;
     let now = state.clock.now();
     let (next, secret) = ops(&state)
         .rotate(auth.account.id, id, req.kind, req.public_key.as_deref(), now, |old: &ApiKey, new: &ApiKey| {
@@ -222,7 +236,7 @@ pub async fn unlock_withdraw(
     ApiJson(req): ApiJson<KeyChange>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    reauthenticate(&state, &auth, req.password.as_deref()).await?;
+    require(&state, &auth, SensitiveAction::UnlockApiKey, None, input(&req.password, &req.step_up_token)).await?;
     let key = ops(&state)
         .modify(
             auth.account.id,
@@ -248,7 +262,7 @@ pub async fn allowlist(
         .allowlist
         .clone()
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest).message("allowlist is required"))?;
-    reauthenticate(&state, &auth, req.password.as_deref()).await?;
+    require(&state, &auth, SensitiveAction::ChangeApiKey, None, input(&req.password, &req.step_up_token)).await?;
     let now = state.clock.now();
     let policy = state.config.apikey;
     let key = ops(&state)

@@ -16,9 +16,13 @@ use crate::mail::templates;
 use crate::state::AppState;
 
 /// `GET /_gh/api/v1/account`
-pub async fn account(auth: Authenticated) -> Json<serde_json::Value> {
+pub async fn account(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Json<serde_json::Value>> {
     let a = &auth.account;
-    Json(json!({
+    // feat/mfa: the factor summary and the nudge for accounts without a second factor.
+    let factors = crate::mfa::factors(&state, a).await?;
+    let creds = state.store.list_webauthn_credentials(a.id).await?;
+    let notices: Vec<&str> = if factors.has_second_factor() { vec![] } else { vec!["no_second_factor"] };
+    Ok(Json(json!({
         "id": a.id.to_string(),
         "email": a.email.as_str(),
         "email_verified": a.email_verified_at.is_some(),
@@ -26,13 +30,16 @@ pub async fn account(auth: Authenticated) -> Json<serde_json::Value> {
         "password_changed_at": a.password_changed_at.to_rfc3339(),
         "is_admin": a.is_admin,
         "frozen_at": a.frozen_at.map(|t| t.to_rfc3339()),
-        "second_factors": [],
+        "high_value": a.high_value,
+        "second_factors": factors.methods(),
+        "factors": crate::routes::mfa::factors_json(&factors, &creds),
+        "notices": notices,
         "session": {
             "id": auth.session.id.to_string(),
             "auth_time": auth.session.auth_time.to_rfc3339(),
             "expires_at": auth.session.expires_at.to_rfc3339(),
         },
-    }))
+    })))
 }
 
 /// `POST /_gh/api/v1/account/password`
@@ -41,6 +48,9 @@ pub async fn account(auth: Authenticated) -> Json<serde_json::Value> {
 pub struct ChangePassword {
     #[serde(default)]
     current_password: Option<String>,
+    /// A step-up token for `change_password`.
+    #[serde(default)]
+    step_up_token: Option<String>,
     new_password: String,
 }
 
@@ -53,6 +63,7 @@ pub async fn change_password(
 ) -> ApiResult<Json<serde_json::Value>> {
     let new = password_field(&req.new_password)?;
     let failed = |reason: &str| auth.event(EventKind::PasswordChangeFailed, Outcome::Failure).with("reason", reason);
+    // The current password is always needed (R10); the step-up policy comes on top of it.
     if let Err(e) = reauthenticate(&state, &auth, req.current_password.as_deref()).await {
         if matches!(e.code, ErrorCode::ReauthFailed | ErrorCode::ReauthRequired) {
             state.store.append(vec![failed("current_password")]).await?;
@@ -65,6 +76,11 @@ pub async fn change_password(
             .message(reason.to_string())
             .details(json!({ "reason": reason.code() })));
     }
+    let input = crate::stepup::StepUpInput {
+        password: req.current_password.as_deref(),
+        step_up_token: req.step_up_token.as_deref(),
+    };
+    crate::stepup::require(&state, &auth, gatehouse_core::stepup::SensitiveAction::ChangePassword, None, input).await?;
     let hasher = state.hasher.clone();
     let rng = state.rng.clone();
     let hash = state

@@ -7,6 +7,8 @@ pub mod confirm;
 pub mod health;
 pub mod keys;
 pub mod me;
+pub mod mfa;
+pub mod mfa_sms;
 pub mod openapi;
 pub mod phishing;
 pub mod sessions;

@@ -87,7 +87,7 @@ pub fn document() -> Value {
     let obj = |props: Value, required: &[&str]| json!({ "type": "object", "properties": props, "required": required });
     let any_obj = json!({ "type": "object" });
     let p = super::PREFIX;
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "gatehouse",
@@ -188,7 +188,10 @@ pub fn document() -> Value {
                 } }
             }
         }
-    })
+    });
+    // second factors and step-up (feat/mfa)
+    crate::mfa::openapi::extend(&mut doc, p);
+    doc
 }
 
 /// `GET /_gh/api/openapi.json`

@@ -229,8 +229,37 @@ pub async fn login(
         rehash(&state, &admission, &account, &password, &client).await?;
     }
     drop(admission);
-    // Behavioural risk (R107): refused, or confirmed by email, before any session exists.
-    let risk = crate::risk::assess_login(&state, &account, &client, false).await?;
+    // feat/mfa: an account with a second factor gets a pending-login token, not a session.
+    let factors = crate::mfa::factors(&state, &account).await?;
+    // Behavioural risk (R107): refused, or confirmed by email when there is no second factor
+    // to ask for, before any session exists.
+    let risk = crate::risk::assess_login(&state, &account, &client, factors.has_second_factor()).await?;
+    if factors.has_second_factor() {
+        return crate::routes::mfa::pending_login(&state, &client, &account, req.session_type, &factors).await;
+    }
+    start_session(
+        &state,
+        &client,
+        &account,
+        req.session_type,
+        &["password"],
+        json!({ "notices": ["no_second_factor"], "second_factor": false }),
+        risk.as_ref(),
+    )
+    .await
+}
+
+/// Creates a session after every required factor was checked: new tokens (R43), the login
+/// counters reset (R14), `factors` recorded in the audit event; `extra` merges into the body.
+pub async fn start_session(
+    state: &AppState,
+    client: &ClientCtx,
+    account: &Account,
+    kind: SessionKind,
+    factors: &[&str],
+    extra: serde_json::Value,
+    risk: Option<&crate::risk::LoginAssessment>,
+) -> ApiResult<Response> {
     let now = state.clock.now();
     let rng = state.rng.as_ref();
     let device_id = client.device.unwrap_or_else(|| DeviceId::generate(now, rng));
@@ -240,7 +269,7 @@ pub async fn login(
         device_id,
         ua_family: client.ua_family.key(),
         device_name: client.ua_family.display_name(),
-        kind: req.session_type,
+        kind,
         created_ip: client.ip.to_string(),
         last_ip: client.ip.to_string(),
         created_at: now,
@@ -261,23 +290,22 @@ pub async fn login(
         access_expires_at: issued.access_expires_at,
         refresh_hash: issued.refresh.hash(),
     };
-    let mut ok = event(EventKind::LoginSucceeded, Outcome::Success, &client)
+    let mut ok = event(EventKind::LoginSucceeded, Outcome::Success, client)
         .with("session", session.id.to_string())
         .with("device", session.device_name.clone())
-        .with("factors", json!(["password"]));
+        .with("factors", json!(factors));
     ok.actor = Some(account.id);
     ok.subject = Some(account.id);
-    if let Some(r) = &risk {
+    if let Some(r) = risk {
         ok = ok.with("risk", r.summary());
     }
-    state.store.create_session(&new, &throttle_keys(&account.email, &client), SideEffects::event(ok)).await?;
-    if let Some(r) = &risk {
-        crate::risk::learn_login(&state, account.id, r);
+    state.store.create_session(&new, &throttle_keys(&account.email, client), SideEffects::event(ok)).await?;
+    // A completed sign-in (every factor checked) is what profiles learn from.
+    crate::risk::learn_sign_in(state, account.id, client, session.device_id);
+    let mut extra = extra;
+    if let Some(e) = extra.as_object_mut() {
+        e.insert("factors".into(), json!(factors));
     }
-    let extra = json!({
-        "factors": ["password"],
-        "notices": ["no_second_factor"],
-    });
     Ok(token_response(StatusCode::CREATED, &session, &issued, now, extra))
 }
 
@@ -465,12 +493,21 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> ApiResu
     Ok(Json(json!({ "sessions": items })))
 }
 
-/// Body of the revocation endpoints: the password, re-entered (R47).
+/// Body of the revocation endpoints: a step-up token for `revoke_sessions` (or the password,
+/// where the policy allows it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReauthBody {
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    step_up_token: Option<String>,
+}
+
+impl ReauthBody {
+    fn input(&self) -> crate::stepup::StepUpInput<'_> {
+        crate::stepup::StepUpInput { password: self.password.as_deref(), step_up_token: self.step_up_token.as_deref() }
+    }
 }
 
 /// Checks the re-entered password of the signed-in user, with throttling and counting.
@@ -499,7 +536,8 @@ pub async fn revoke(
     ApiJson(body): ApiJson<ReauthBody>,
 ) -> ApiResult<Response> {
     let id = SessionId::parse(&id).ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
-    reauthenticate(&state, &auth, body.password.as_deref()).await?;
+    crate::stepup::require(&state, &auth, gatehouse_core::stepup::SensitiveAction::RevokeSessions, None, body.input())
+        .await?;
     let e = auth.event(EventKind::SessionRevoked, Outcome::Success).with("revoked_session", id.to_string());
     if !state.store.revoke_session(auth.account.id, id, "revoked_by_user", auth.now, SideEffects::event(e)).await? {
         return Err(ApiError::new(ErrorCode::NotFound));
@@ -513,7 +551,8 @@ pub async fn revoke_others(
     auth: Authenticated,
     ApiJson(body): ApiJson<ReauthBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    reauthenticate(&state, &auth, body.password.as_deref()).await?;
+    crate::stepup::require(&state, &auth, gatehouse_core::stepup::SensitiveAction::RevokeSessions, None, body.input())
+        .await?;
     let e = auth.event(EventKind::SessionsRevokedOthers, Outcome::Success);
     let n = state
         .store

@@ -5,6 +5,7 @@ mod accounts;
 mod apikeys;
 mod audit;
 mod mail;
+mod mfa;
 mod replay;
 mod risk;
 mod rows;

@@ -1,0 +1,307 @@
+//! Second factors on the server: what an account has enrolled, checking a TOTP or backup code
+//! with throttling, replay handling, audit and mail, and minting the short-lived MFA tokens
+//! (pending logins and step-up proofs).
+//!
+//! Failures of any factor count toward the same per-account login throttle as passwords
+//! (R15): the counters are keyed by the account's email exactly as in
+//! [`crate::routes::sessions::throttle_keys`].
+
+pub mod config;
+pub mod mail;
+pub mod openapi;
+
+use gatehouse_core::account::Account;
+use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
+use gatehouse_core::clock::{Span, Timestamp};
+use gatehouse_core::ids::SessionId;
+use gatehouse_core::mfa::store::{MfaToken, MfaTokenPurpose, totp_seed_aad};
+use gatehouse_core::mfa::{BackupCodeSet, TotpCheck, TotpParams, TotpSecret};
+use gatehouse_core::secret::Token;
+use gatehouse_core::stepup::FactorStrength;
+use gatehouse_core::store::SideEffects;
+use gatehouse_core::throttle::ThrottleDecision;
+
+use crate::error::{ApiError, ApiResult, ErrorCode, request_id};
+use crate::http::ClientCtx;
+use crate::routes::sessions::throttle_keys;
+use crate::state::AppState;
+
+/// What an account has enrolled.
+#[derive(Debug, Clone, Default)]
+pub struct Factors {
+    /// An active TOTP factor.
+    pub totp: bool,
+    /// WebAuthn credentials that are not flagged.
+    pub webauthn: usize,
+    /// Of which passkeys (discoverable, user-verifying).
+    pub passkeys: usize,
+    /// Unused backup codes.
+    pub backup_remaining: usize,
+    /// Size of the current backup set.
+    pub backup_total: usize,
+}
+
+impl Factors {
+    /// Whether the account has a real second factor (backup codes alone do not count: they
+    /// are the way back in when the factor is lost).
+    pub fn has_second_factor(&self) -> bool {
+        self.totp || self.webauthn > 0
+    }
+
+    /// Methods usable to finish a login or step up, strongest first.
+    pub fn methods(&self) -> Vec<&'static str> {
+        let mut m = vec![];
+        if self.webauthn > 0 {
+            m.push("webauthn");
+        }
+        if self.totp {
+            m.push("totp");
+        }
+        if self.backup_remaining > 0 {
+            m.push("backup_code");
+        }
+        m
+    }
+}
+
+/// Loads the account's factors.
+pub async fn factors(state: &AppState, account: &Account) -> ApiResult<Factors> {
+    let totp = state.store.find_totp(account.id).await?.is_some_and(|t| t.confirmed_at.is_some());
+    let creds = state.store.list_webauthn_credentials(account.id).await?;
+    let live: Vec<_> = creds.iter().filter(|c| c.flagged_at.is_none()).collect();
+    let codes = state.store.backup_codes(account.id).await?;
+    Ok(Factors {
+        totp,
+        webauthn: live.len(),
+        passkeys: live.iter().filter(|c| c.kind == "passkey").count(),
+        backup_remaining: codes.iter().filter(|c| !c.used).count(),
+        backup_total: codes.len(),
+    })
+}
+
+/// An audit event about `account` from `client`.
+pub fn event_for(account: &Account, client: &ClientCtx, kind: EventKind, outcome: Outcome) -> AuditEvent {
+    let mut e = AuditEvent::new(kind, outcome).by_user(account.id);
+    e.ip = Some(client.ip.to_string());
+    e.request_id = Some(request_id());
+    e
+}
+
+/// Refuses with 429 while the account's throttle says wait; `Ok(false)` when locked (the
+/// caller answers as for a wrong code, without checking it).
+pub async fn throttle_gate(state: &AppState, account: &Account, client: &ClientCtx) -> ApiResult<bool> {
+    let keys = throttle_keys(&account.email, client);
+    let counters = state.store.load_counters(&keys).await?;
+    let trusted = match client.device {
+        Some(d) => state.store.is_known_device(account.id, d).await?,
+        None => false,
+    };
+    match state.config.throttle.decide(&counters[0], &counters[1], trusted, state.clock.now()) {
+        ThrottleDecision::Allow => Ok(true),
+        ThrottleDecision::Locked => Ok(false),
+        ThrottleDecision::Wait(w) => {
+            let e = event_for(account, client, EventKind::LoginThrottled, Outcome::Denied)
+                .with("flow", "second_factor")
+                .with("retry_after_secs", w.as_secs_ceil());
+            state.store.append(vec![e]).await?;
+            Err(ApiError::new(ErrorCode::RateLimited).retry_after(w.as_secs_ceil()))
+        }
+    }
+}
+
+/// Counts a failed factor against the account's login throttle and commits `failed`.
+pub async fn count_failure(
+    state: &AppState,
+    account: &Account,
+    client: &ClientCtx,
+    failed: AuditEvent,
+) -> ApiResult<()> {
+    let keys = throttle_keys(&account.email, client);
+    let rule = state.config.throttle.lock_rule(account.is_admin);
+    let on_lock = event_for(account, client, EventKind::AccountLocked, Outcome::Denied);
+    state.store.record_failure(&keys, rule, state.clock.now(), SideEffects::event(failed), on_lock).await?;
+    Ok(())
+}
+
+/// A second-factor method named in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Authenticator app.
+    Totp,
+    /// One of the backup codes.
+    BackupCode,
+    /// Security key or passkey (two-phase: start, then finish).
+    Webauthn,
+    /// SMS (login only, last resort).
+    Sms,
+}
+
+/// Checks a TOTP or backup code for `account` (throttled, counted, audited, replay notified).
+/// `flow` names the flow in audit events. Returns the factor name on success.
+pub async fn verify_code(
+    state: &AppState,
+    account: &Account,
+    client: &ClientCtx,
+    method: Method,
+    code: &str,
+    flow: &str,
+) -> ApiResult<&'static str> {
+    if code.len() > 64 {
+        return Err(ApiError::new(ErrorCode::InvalidCode));
+    }
+    let open = throttle_gate(state, account, client).await?;
+    match method {
+        Method::Totp => verify_totp(state, account, client, code, flow, open).await.map(|()| "totp"),
+        Method::BackupCode => verify_backup(state, account, client, code, flow, open).await.map(|()| "backup_code"),
+        Method::Webauthn | Method::Sms => Err(ApiError::new(ErrorCode::FactorNotAllowed)),
+    }
+}
+
+async fn verify_totp(
+    state: &AppState,
+    account: &Account,
+    client: &ClientCtx,
+    code: &str,
+    flow: &str,
+    open: bool,
+) -> ApiResult<()> {
+    let Some(factor) = state.store.find_totp(account.id).await?.filter(|f| f.confirmed_at.is_some()) else {
+        return Err(ApiError::new(ErrorCode::FactorNotAllowed).message("No authenticator app is enrolled."));
+    };
+    let failed = |reason: &str| {
+        event_for(account, client, EventKind::TotpFailed, Outcome::Failure)
+            .with("flow", flow)
+            .with("reason", reason.to_owned())
+    };
+    if !open {
+        count_failure(state, account, client, failed("locked")).await?;
+        return Err(ApiError::new(ErrorCode::InvalidCode));
+    }
+    let seed = state
+        .keyring
+        .open(&factor.seed_sealed, &totp_seed_aad(&account.id))
+        .map_err(|e| ApiError::internal("totp seed", e))?;
+    let secret = TotpSecret::from_bytes(seed).map_err(|e| ApiError::internal("totp seed", e))?;
+    let now = state.clock.now();
+    match gatehouse_core::mfa::verify(&secret, &TotpParams::ENROLMENT, code, now, factor.last_step) {
+        TotpCheck::Accepted { step } => {
+            if state.store.consume_totp_step(account.id, step, now, SideEffects::default()).await? {
+                return Ok(());
+            }
+            replay(state, account, client, flow, step).await
+        }
+        TotpCheck::Replayed { step } => replay(state, account, client, flow, step).await,
+        TotpCheck::Rejected | TotpCheck::Malformed => {
+            count_failure(state, account, client, failed("wrong_code")).await?;
+            Err(ApiError::new(ErrorCode::InvalidCode))
+        }
+    }
+}
+
+/// A reused TOTP step: refused, audited, counted and notified (R24).
+async fn replay(state: &AppState, account: &Account, client: &ClientCtx, flow: &str, step: u64) -> ApiResult<()> {
+    let e = event_for(account, client, EventKind::TotpReplay, Outcome::Denied).with("flow", flow).with("step", step);
+    let mail = state.mail(account.email.as_str(), &mail::totp_replay(&client.ip.to_string()))?;
+    state.store.record(SideEffects::default().mail(mail)).await?;
+    count_failure(state, account, client, e).await?;
+    state.wake_mailer();
+    Err(ApiError::new(ErrorCode::CodeReplayed))
+}
+
+async fn verify_backup(
+    state: &AppState,
+    account: &Account,
+    client: &ClientCtx,
+    code: &str,
+    flow: &str,
+    open: bool,
+) -> ApiResult<()> {
+    let rows = state.store.backup_codes(account.id).await?;
+    let failed = |kind, reason: &str| {
+        event_for(account, client, kind, Outcome::Failure).with("flow", flow).with("reason", reason.to_owned())
+    };
+    if rows.is_empty() {
+        return Err(ApiError::new(ErrorCode::FactorNotAllowed).message("There are no backup codes."));
+    }
+    if !open {
+        count_failure(state, account, client, failed(EventKind::BackupCodeFailed, "locked")).await?;
+        return Err(ApiError::new(ErrorCode::InvalidCode));
+    }
+    let stored: Vec<_> = rows.iter().map(|r| r.hash.clone()).collect();
+    let presented = gatehouse_core::secret::SecretString::from(code);
+    let found = state
+        .hash_pool
+        .run(move || BackupCodeSet::verify(presented.expose(), &stored))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Overloaded))?
+        .map_err(|e| ApiError::internal("backup codes", e))?;
+    let Some(row) = found.and_then(|i| rows.get(i)) else {
+        count_failure(state, account, client, failed(EventKind::BackupCodeFailed, "wrong_code")).await?;
+        return Err(ApiError::new(ErrorCode::InvalidCode));
+    };
+    let now = state.clock.now();
+    let remaining = rows.iter().filter(|r| !r.used).count().saturating_sub(1);
+    if !row.used {
+        let used = event_for(account, client, EventKind::BackupCodeUsed, Outcome::Success)
+            .with("flow", flow)
+            .with("remaining", remaining);
+        let mail = state.mail(account.email.as_str(), &mail::backup_code_used(remaining, &client.ip.to_string()))?;
+        if state.store.consume_backup_code(account.id, row.position, now, SideEffects::event(used).mail(mail)).await? {
+            state.wake_mailer();
+            return Ok(());
+        }
+    }
+    let e = event_for(account, client, EventKind::BackupCodeReplay, Outcome::Denied).with("flow", flow);
+    count_failure(state, account, client, e).await?;
+    Err(ApiError::new(ErrorCode::CodeReplayed).message("This backup code was already used."))
+}
+
+/// Mints a step-up token for `action` (+ binding) on `session`, and remembers the proof on the
+/// session for policies with a max age.
+#[allow(clippy::too_many_arguments)]
+pub async fn mint_step_up(
+    state: &AppState,
+    account: &Account,
+    session: SessionId,
+    client: &ClientCtx,
+    action: gatehouse_core::stepup::SensitiveAction,
+    binding: &str,
+    factor: &str,
+    strength: FactorStrength,
+) -> ApiResult<(Token, Timestamp)> {
+    let now = state.clock.now();
+    let token = Token::generate(state.rng.as_ref());
+    let expires_at = now.plus(Span::secs(state.config.mfa.step_up_ttl_secs));
+    let t = MfaToken {
+        hash: token.hash(),
+        user_id: account.id,
+        purpose: MfaTokenPurpose::StepUp,
+        session_id: Some(session),
+        action: action.as_str().to_owned(),
+        binding: binding.to_owned(),
+        factor: factor.to_owned(),
+        strength: strength.as_str().to_owned(),
+        detail: "{}".into(),
+        created_at: now,
+        expires_at,
+    };
+    let e = event_for(account, client, EventKind::StepUpSucceeded, Outcome::Success)
+        .with("action", action.as_str())
+        .with("factor", factor.to_owned())
+        .with("strength", strength.as_str())
+        .with("session", session.to_string())
+        .with("bound", !binding.is_empty());
+    state.store.create_mfa_token(&t, SideEffects::event(e)).await?;
+    state.store.note_session_proof(session, account.id, strength.as_str(), now).await?;
+    Ok((token, expires_at))
+}
+
+/// The strength a factor proves.
+pub fn strength_of(factor: &str) -> FactorStrength {
+    match factor {
+        "webauthn" => FactorStrength::PhishingResistant,
+        "totp" | "backup_code" => FactorStrength::AnySecondFactor,
+        _ => FactorStrength::Password,
+    }
+}

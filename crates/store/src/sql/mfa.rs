@@ -1,0 +1,520 @@
+//! Second factors (feat/mfa): TOTP, backup codes, MFA tokens, session proofs, WebAuthn.
+//! Every consume is one conditional write (F8); see [`gatehouse_core::mfa::store`].
+
+use async_trait::async_trait;
+use gatehouse_core::clock::Timestamp;
+use gatehouse_core::ids::{SessionId, UserId};
+use gatehouse_core::mfa::StoredBackupCode;
+use gatehouse_core::mfa::store::{
+    BackupCodeRow, CeremonyRow, MfaStore, MfaToken, MfaTokenMatch, MfaTokenPurpose, TotpFactor, WebAuthnCredentialRow,
+};
+use gatehouse_core::secret::TokenHash;
+use gatehouse_core::store::{SideEffects, StoreError, StoreResult};
+use sqlx::any::AnyRow;
+
+use super::rows::{blob, hash32, i64_col, opt_i64, opt_text, opt_ts, text, ts, user_id};
+use super::{SqlStore, map_err};
+
+fn step_i64(step: u64) -> StoreResult<i64> {
+    i64::try_from(step).map_err(|_| StoreError::Other("TOTP step out of range".into()))
+}
+
+fn totp_row(row: &AnyRow) -> StoreResult<TotpFactor> {
+    Ok(TotpFactor {
+        user_id: user_id(row, "user_id")?,
+        seed_sealed: blob(row, "seed_sealed")?,
+        created_at: ts(row, "created_at")?,
+        confirmed_at: opt_ts(row, "confirmed_at")?,
+        last_step: opt_i64(row, "last_step")?.and_then(|s| u64::try_from(s).ok()),
+    })
+}
+
+fn purpose_of(s: &str) -> StoreResult<MfaTokenPurpose> {
+    match s {
+        "login" => Ok(MfaTokenPurpose::Login),
+        "step_up" => Ok(MfaTokenPurpose::StepUp),
+        _ => Err(StoreError::Corrupt("mfa token purpose".into())),
+    }
+}
+
+const TOKEN_COLS: &str =
+    "hash, user_id, purpose, session_id, action, binding, factor, strength, detail, created_at, expires_at";
+
+fn token_row(row: &AnyRow) -> StoreResult<MfaToken> {
+    let session = text(row, "session_id")?;
+    Ok(MfaToken {
+        hash: TokenHash::from_bytes(hash32(row, "hash")?),
+        user_id: user_id(row, "user_id")?,
+        purpose: purpose_of(&text(row, "purpose")?)?,
+        session_id: if session.is_empty() {
+            None
+        } else {
+            Some(SessionId::parse(&session).ok_or_else(|| StoreError::Corrupt("mfa token session".into()))?)
+        },
+        action: text(row, "action")?,
+        binding: text(row, "binding")?,
+        factor: text(row, "factor")?,
+        strength: text(row, "strength")?,
+        detail: text(row, "detail")?,
+        created_at: ts(row, "created_at")?,
+        expires_at: ts(row, "expires_at")?,
+    })
+}
+
+const CRED_COLS: &str = "id, user_id, name, kind, credential, created_at, last_used_at, flagged_at";
+
+fn cred_row(row: &AnyRow) -> StoreResult<WebAuthnCredentialRow> {
+    Ok(WebAuthnCredentialRow {
+        id: text(row, "id")?,
+        user_id: user_id(row, "user_id")?,
+        name: text(row, "name")?,
+        kind: text(row, "kind")?,
+        credential: text(row, "credential")?,
+        created_at: ts(row, "created_at")?,
+        last_used_at: opt_ts(row, "last_used_at")?,
+        flagged_at: opt_ts(row, "flagged_at")?,
+    })
+}
+
+async fn insert_codes(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user: UserId,
+    codes: &[StoredBackupCode],
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
+        .bind(user.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    for (i, c) in codes.iter().enumerate() {
+        sqlx::query("INSERT INTO mfa_backup_codes (user_id, position, hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(user.to_string())
+            .bind(i as i64)
+            .bind(c.as_str().to_owned())
+            .bind(now.as_millis())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl MfaStore for SqlStore {
+    async fn find_totp(&self, user: UserId) -> StoreResult<Option<TotpFactor>> {
+        let row = sqlx::query(
+            "SELECT user_id, seed_sealed, created_at, confirmed_at, last_step FROM mfa_totp WHERE user_id = $1",
+        )
+        .bind(user.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(totp_row).transpose()
+    }
+
+    async fn begin_totp(&self, user: UserId, seed_sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let _ = deleted;
+        let r = sqlx::query(
+            "INSERT INTO mfa_totp (user_id, seed_sealed, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user.to_string())
+        .bind(seed_sealed.to_vec())
+        .bind(now.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn activate_totp(
+        &self,
+        user: UserId,
+        step: u64,
+        backup: Option<&[StoredBackupCode]>,
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<bool> {
+        let step = step_i64(step)?;
+        let mut w = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE mfa_totp SET confirmed_at = $1, last_step = $2 WHERE user_id = $3 AND confirmed_at IS NULL",
+        )
+        .bind(now.as_millis())
+        .bind(step)
+        .bind(user.to_string())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO mfa_totp_steps (user_id, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(user.to_string())
+            .bind(step)
+            .bind(now.as_millis())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(codes) = backup {
+            insert_codes(&mut w.tx, user, codes, now).await?;
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn consume_totp_step(&self, user: UserId, step: u64, now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
+        let step = step_i64(step)?;
+        let mut w = self.begin().await?;
+        // The unique (user, step) row: a second insert of the same step, from any instance,
+        // changes nothing (F8).
+        let ins = sqlx::query(
+            "INSERT INTO mfa_totp_steps (user_id, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(user.to_string())
+        .bind(step)
+        .bind(now.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        if ins.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // And never a step older than one already accepted (RFC 6238 §5.2).
+        let up = sqlx::query(
+            "UPDATE mfa_totp SET last_step = $1 WHERE user_id = $2 AND confirmed_at IS NOT NULL \
+             AND (last_step IS NULL OR last_step < $1)",
+        )
+        .bind(step)
+        .bind(user.to_string())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        if up.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn delete_totp(&self, user: UserId, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn backup_codes(&self, user: UserId) -> StoreResult<Vec<BackupCodeRow>> {
+        let rows =
+            sqlx::query("SELECT position, hash, used_at FROM mfa_backup_codes WHERE user_id = $1 ORDER BY position")
+                .bind(user.to_string())
+                .fetch_all(self.pool())
+                .await
+                .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BackupCodeRow {
+                    position: u32::try_from(i64_col(r, "position")?)
+                        .map_err(|_| StoreError::Corrupt("backup code position".into()))?,
+                    hash: StoredBackupCode::from_stored(text(r, "hash")?),
+                    used: opt_i64(r, "used_at")?.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user: UserId,
+        codes: &[StoredBackupCode],
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        insert_codes(&mut w.tx, user, codes, now).await?;
+        self.finish(w, fx).await
+    }
+
+    async fn consume_backup_code(
+        &self,
+        user: UserId,
+        position: u32,
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE mfa_backup_codes SET used_at = $1 WHERE user_id = $2 AND position = $3 AND used_at IS NULL",
+        )
+        .bind(now.as_millis())
+        .bind(user.to_string())
+        .bind(i64::from(position))
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn create_mfa_token(&self, t: &MfaToken, fx: SideEffects) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO mfa_tokens (hash, user_id, purpose, session_id, action, binding, factor, strength, detail, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(t.hash.as_bytes().to_vec())
+        .bind(t.user_id.to_string())
+        .bind(t.purpose.as_str())
+        .bind(t.session_id.map(|s| s.to_string()).unwrap_or_default())
+        .bind(t.action.clone())
+        .bind(t.binding.clone())
+        .bind(t.factor.clone())
+        .bind(t.strength.clone())
+        .bind(t.detail.clone())
+        .bind(t.created_at.as_millis())
+        .bind(t.expires_at.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        // Expired tokens are swept as new ones arrive (bounded table).
+        sqlx::query("DELETE FROM mfa_tokens WHERE expires_at < $1")
+            .bind(t.created_at.as_millis() - 3_600_000)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        self.finish(w, fx).await
+    }
+
+    async fn find_mfa_token(
+        &self,
+        hash: TokenHash,
+        purpose: MfaTokenPurpose,
+        now: Timestamp,
+    ) -> StoreResult<Option<MfaToken>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLS} FROM mfa_tokens WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash.as_bytes().to_vec())
+            .bind(purpose.as_str())
+            .bind(now.as_millis())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    async fn consume_mfa_token(&self, m: &MfaTokenMatch<'_>, now: Timestamp) -> StoreResult<Option<MfaToken>> {
+        let mut w = self.begin().await?;
+        let sql = format!(
+            "UPDATE mfa_tokens SET used_at = $1 WHERE hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+             AND ($4 = '' OR user_id = $4) AND ($5 = '' OR session_id = $5) AND ($6 = '-' OR action = $6) \
+             AND ($7 = '-' OR binding = $7) RETURNING {TOKEN_COLS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.as_millis())
+            .bind(m.hash.as_bytes().to_vec())
+            .bind(m.purpose.as_str())
+            .bind(m.user_id.map(|u| u.to_string()).unwrap_or_default())
+            .bind(m.session_id.map(|s| s.to_string()).unwrap_or_default())
+            .bind(m.action.unwrap_or("-").to_owned())
+            .bind(m.binding.unwrap_or("-").to_owned())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let token = row.as_ref().map(token_row).transpose()?;
+        w.tx.commit().await.map_err(map_err)?;
+        Ok(token)
+    }
+
+    async fn note_session_proof(
+        &self,
+        session: SessionId,
+        user: UserId,
+        strength: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO mfa_session_proofs (session_id, user_id, strength, verified_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (session_id) DO UPDATE SET strength = excluded.strength, verified_at = excluded.verified_at",
+        )
+        .bind(session.to_string())
+        .bind(user.to_string())
+        .bind(strength.to_owned())
+        .bind(at.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        w.tx.commit().await.map_err(map_err)
+    }
+
+    async fn session_proof(&self, session: SessionId) -> StoreResult<Option<(String, Timestamp)>> {
+        let row = sqlx::query("SELECT strength, verified_at FROM mfa_session_proofs WHERE session_id = $1")
+            .bind(session.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        row.map(|r| Ok((text(&r, "strength")?, ts(&r, "verified_at")?))).transpose()
+    }
+
+    async fn create_webauthn_credential(&self, c: &WebAuthnCredentialRow, fx: SideEffects) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO webauthn_credentials (id, user_id, name, kind, credential, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.id.clone())
+        .bind(c.user_id.to_string())
+        .bind(c.name.clone())
+        .bind(c.kind.clone())
+        .bind(c.credential.clone())
+        .bind(c.created_at.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        self.finish(w, fx).await
+    }
+
+    async fn list_webauthn_credentials(&self, user: UserId) -> StoreResult<Vec<WebAuthnCredentialRow>> {
+        let sql = format!("SELECT {CRED_COLS} FROM webauthn_credentials WHERE user_id = $1 ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(cred_row).collect()
+    }
+
+    async fn find_webauthn_credential(&self, id: &str) -> StoreResult<Option<WebAuthnCredentialRow>> {
+        let sql = format!("SELECT {CRED_COLS} FROM webauthn_credentials WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_owned())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(cred_row).transpose()
+    }
+
+    async fn update_webauthn_credential(
+        &self,
+        id: &str,
+        credential: &str,
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE webauthn_credentials SET credential = $1, last_used_at = $2 WHERE id = $3 AND flagged_at IS NULL",
+        )
+        .bind(credential.to_owned())
+        .bind(now.as_millis())
+        .bind(id.to_owned())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn flag_webauthn_credential(&self, id: &str, now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query("UPDATE webauthn_credentials SET flagged_at = $1 WHERE id = $2 AND flagged_at IS NULL")
+            .bind(now.as_millis())
+            .bind(id.to_owned())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn delete_webauthn_credential(&self, user: UserId, id: &str, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
+            .bind(id.to_owned())
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn create_ceremony(&self, c: &CeremonyRow) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO webauthn_ceremonies (id, user_id, kind, state, detail, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.id.clone())
+        .bind(c.user_id.map(|u| u.to_string()))
+        .bind(c.kind.clone())
+        .bind(c.state.clone())
+        .bind(c.detail.clone())
+        .bind(c.expires_at.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at < $1")
+            .bind(c.expires_at.as_millis() - 3_600_000)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        w.tx.commit().await.map_err(map_err)
+    }
+
+    async fn take_ceremony(&self, id: &str, kind: &str, now: Timestamp) -> StoreResult<Option<CeremonyRow>> {
+        let mut w = self.begin().await?;
+        // DELETE … RETURNING: of two instances finishing the same ceremony, one gets the row.
+        let row = sqlx::query(
+            "DELETE FROM webauthn_ceremonies WHERE id = $1 AND kind = $2 \
+             RETURNING id, user_id, kind, state, detail, expires_at",
+        )
+        .bind(id.to_owned())
+        .bind(kind.to_owned())
+        .fetch_optional(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        w.tx.commit().await.map_err(map_err)?;
+        let Some(r) = row else { return Ok(None) };
+        let c = CeremonyRow {
+            id: text(&r, "id")?,
+            user_id: opt_text(&r, "user_id")?
+                .map(|u| UserId::parse(&u).ok_or_else(|| StoreError::Corrupt("ceremony user".into())))
+                .transpose()?,
+            kind: text(&r, "kind")?,
+            state: text(&r, "state")?,
+            detail: text(&r, "detail")?,
+            expires_at: ts(&r, "expires_at")?,
+        };
+        Ok((now < c.expires_at).then_some(c))
+    }
+}
