@@ -23,6 +23,7 @@ pub mod api;
 pub mod api_keys;
 pub mod assets;
 pub mod confirm;
+pub mod factors;
 pub mod form;
 pub mod phishing;
 pub mod proof;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/register", get(account::register_page).post(account::register))
         .route("/_gh/verify-email", get(account::verify_page).post(account::verify))
         .route("/_gh/login", get(account::login_page).post(account::login))
+        .route("/_gh/login/second-factor", post(account::second_factor))
         .route("/_gh/logout", post(account::logout))
         .route("/_gh/confirm-sign-in", get(confirm::page).post(confirm::confirm))
         .route("/_gh/account/security", get(security::overview))
@@ -59,6 +61,11 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/account/devices/revoke-others", post(security::revoke_others))
         .route("/_gh/account/devices/{id}/revoke", post(security::revoke_device))
         .route("/_gh/account/history", get(security::history))
+        .route("/_gh/account/factors", get(factors::list))
+        .route("/_gh/account/factors/totp", post(factors::totp_start))
+        .route("/_gh/account/factors/totp/confirm", post(factors::totp_confirm))
+        .route("/_gh/account/factors/totp/remove", post(factors::totp_remove))
+        .route("/_gh/account/backup-codes", post(factors::regenerate))
         .route("/_gh/account/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/_gh/account/api-keys/{id}", get(api_keys::detail))
         .route("/_gh/account/api-keys/{id}/{action}", post(api_keys::act))
@@ -111,7 +118,9 @@ pub fn notice_text(key: &str) -> Option<&'static str> {
         "totp_enabled" => "Your authenticator app is on.",
         "totp_removed" => "The authenticator app was removed.",
         "settings_locked" => "Your security settings are locked.",
-        "unlock_scheduled" => "The settings will unlock after the waiting period. We have emailed you a link to cancel.",
+        "unlock_scheduled" => {
+            "The settings will unlock after the waiting period. We have emailed you a link to cancel."
+        }
         "unlock_cancelled" => "The unlock was cancelled; your settings stay locked.",
         "code_saved" => "Your anti-phishing code was saved.",
         "address_added" => "The address was added. It becomes usable after the waiting period.",

@@ -60,14 +60,29 @@ impl ProofFields {
     }
 }
 
-/// Whether the signed-in account must give a code with sensitive actions.
-pub async fn needs_code(_state: &AppState, _who: &Signed) -> ApiResult<bool> {
-    Ok(false)
+/// `totp` for six digits, else `backup_code`.
+pub fn code_method(code: &str) -> &'static str {
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) { "totp" } else { "backup_code" }
 }
 
-/// The API's proof fields for `action` from what the form carried.
-pub async fn fields(_state: &AppState, _who: &Signed, _action: SensitiveAction, form: &ProofForm) -> ApiResult<Value> {
-    Ok(json!({ "password": form.password }))
+/// Whether the signed-in account must give a code with sensitive actions.
+pub async fn needs_code(state: &AppState, who: &Signed) -> ApiResult<bool> {
+    Ok(crate::mfa::factors(state, &who.0.account).await?.has_second_factor())
+}
+
+/// The API's proof fields for `action` from what the form carried: with a code, a step-up
+/// token minted by the API's own step-up endpoint (and the password, which some actions need
+/// as well); without one, the password.
+pub async fn fields(state: &AppState, who: &Signed, action: SensitiveAction, form: &ProofForm) -> ApiResult<Value> {
+    let code = form.code.trim();
+    if code.is_empty() {
+        return Ok(json!({ "password": form.password }));
+    }
+    let b = super::api::body(json!({ "action": action.as_str(), "method": code_method(code), "code": code }))?;
+    let a =
+        super::api::answer(crate::routes::mfa::step_up(axum::extract::State(state.clone()), who.0.clone(), b).await)
+            .await?;
+    Ok(json!({ "password": form.password, "step_up_token": super::api::text(&a.body, "step_up_token") }))
 }
 
 /// Whether `e` is about the proof (so the form is shown again with the message on a proof

@@ -37,6 +37,7 @@ pub struct OverviewPage {
     current: Field,
     new: Field,
     code: Option<Field>,
+    has_factor: bool,
 }
 
 fn overview_page(who: &Signed, current: Field, new: Field, code: Option<Field>) -> OverviewPage {
@@ -49,6 +50,7 @@ fn overview_page(who: &Signed, current: Field, new: Field, code: Option<Field>) 
         password_changed_at: when(&a.password_changed_at.to_rfc3339()),
         current,
         new,
+        has_factor: code.is_some(),
         code,
     }
 }
