@@ -148,6 +148,12 @@ event_kinds! {
     SmsCodeSent => "sms_code_sent",
     /// An SMS number was set as a last-resort factor.
     SmsNumberSet => "sms_number_set",
+    // --- proof of possession (issue 9: DPoP, mTLS-bound tokens, bound browser sessions) ---
+    /// A DPoP proof or a client-certificate binding was refused (check and code in the details).
+    PopProofRejected => "pop_proof_rejected",
+    /// A bound refresh token came with another key or certificate: its family was revoked.
+    PopBindingMismatch => "pop_binding_mismatch",
+    // --- end proof of possession ---
 }
 
 /// An event to append.

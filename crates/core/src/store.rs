@@ -423,6 +423,41 @@ pub trait ReplayStore: Send + Sync {
     async fn sweep_replay(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
+// --- proof of possession (issue 9) ---
+
+/// The bound session a refresh token belongs to ([`TokenBindingStore::find_refresh_binding`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshBinding {
+    /// The session (the refresh family).
+    pub session_id: SessionId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// What every token of the session is bound to.
+    pub cnf: crate::pop::Confirmation,
+}
+
+/// Sender-constrained sessions (RFC 9449 §5/§6.1, RFC 8705 §3): the `cnf` every access and
+/// refresh token of a session is bound to. A binding is written with its session, in the same
+/// transaction, and never changes afterwards; an unbound session has no row.
+#[async_trait]
+pub trait TokenBindingStore: Send + Sync {
+    /// [`SessionStore::create_session`] plus the session's binding, in one transaction.
+    async fn create_bound_session(
+        &self,
+        new: &NewSession,
+        cnf: &crate::pop::Confirmation,
+        reset_keys: &[String],
+        fx: SideEffects,
+    ) -> StoreResult<()>;
+    /// The binding of a session; `None` when it is not bound.
+    async fn find_binding(&self, session: SessionId) -> StoreResult<Option<crate::pop::Confirmation>>;
+    /// The bound session a refresh token (any state) belongs to; `None` when the token is
+    /// unknown or its session unbound.
+    async fn find_refresh_binding(&self, refresh: TokenHash) -> StoreResult<Option<RefreshBinding>>;
+}
+
+// --- end proof of possession ---
+
 /// The database server's own clock, for detecting skew between instances (F5). `None` when
 /// the database shares this process's clock (SQLite).
 pub type DbTimeFuture<'a> =
@@ -442,6 +477,7 @@ pub trait Store:
     + RiskStore
     // second factors (feat/mfa)
     + crate::mfa::store::MfaStore
+    + TokenBindingStore
 {
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;

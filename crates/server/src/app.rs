@@ -62,6 +62,12 @@ pub fn app(state: AppState) -> Router {
     if state.manual_clock.is_some() {
         router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
     }
+    // proof of possession (issue 9): the bound-session script, and its test page in test mode
+    router = router.route(&format!("{PREFIX}/assets/session-key.js"), get(routes::session_key::script));
+    if state.manual_clock.is_some() {
+        router = router.route(&format!("{PREFIX}/test/bound-session"), get(routes::session_key::test_page));
+    }
+    // end proof of possession
     router
         .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
         .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
@@ -78,6 +84,8 @@ pub fn app(state: AppState) -> Router {
             ApiError::new(ErrorCode::Internal).into_response()
         }))
         .layer(middleware::from_fn(security_headers))
+        // proof of possession (issue 9)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::pop::nonce_header))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn_with_state(state.clone(), host_allowlist))
         .layer(middleware::from_fn(request_id))
@@ -283,7 +291,10 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         })
         .map_err(|e| anyhow::anyhow!("phishing: {e}"))?,
     );
+    // proof of possession (issue 9)
+    let pop = Arc::new(crate::pop::PopService::new(&cfg.pop, &secrets.refresh_key)?);
     let state = AppState::new(Inner {
+        pop,
         url_checker,
         risk,
         metrics,
@@ -320,7 +331,10 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     use tower::ServiceExt as _;
     let listener = tokio::net::TcpListener::bind(rt.state.config.server.listen).await?;
     let addr = listener.local_addr()?;
-    println!("gatehouse listening on http://{addr}");
+    // proof of possession (issue 9): optional TLS termination with client certificates
+    let tls = crate::tls::acceptor(&rt.state.config.tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("gatehouse listening on {scheme}://{addr}");
     tracing::info!(%addr, embedded = rt.state.config.is_embedded(), "listening");
     tokio::spawn(rt.mailer.run());
     if rt.state.config.notify.enabled() {
@@ -346,6 +360,12 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // proof of possession (issue 9): TLS connections are served by crate::tls
+                if let Some(acceptor) = &tls {
+                    let (router, builder) = (router.clone(), builder.clone());
+                    crate::tls::spawn_connection(acceptor.clone(), stream, peer, router, builder, graceful.watcher());
+                    continue;
+                }
                 let router = router.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(axum::extract::ConnectInfo(peer));

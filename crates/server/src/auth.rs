@@ -25,6 +25,8 @@ pub enum Via {
     Cookie,
     /// `Authorization: Bearer`.
     Bearer,
+    /// `Authorization: DPoP` with a `DPoP` proof (issue 9, RFC 9449 §7.1).
+    Dpop,
 }
 
 /// A signed-in caller.
@@ -42,14 +44,18 @@ pub struct Authenticated {
     pub now: Timestamp,
 }
 
-fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+fn bearer(parts: &Parts) -> Result<Option<(&str, Via)>, ApiError> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let Some(v) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(ApiError::new(ErrorCode::InvalidRequest).message("Send one Authorization header."));
     }
     let v = v.to_str().map_err(|_| ApiError::new(ErrorCode::Unauthenticated))?;
-    gatehouse_core::headers::bearer_credentials(v).map(Some).ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))
+    match v.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some((t.trim(), Via::Bearer))),
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("dpop") => Ok(Some((t.trim(), Via::Dpop))),
+        _ => Err(ApiError::new(ErrorCode::Unauthenticated)),
+    }
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -63,7 +69,7 @@ impl FromRequestParts<AppState> for Authenticated {
             (Some(_), Some(_)) => {
                 return Err(ApiError::new(ErrorCode::InvalidRequest).message("Send the token in one place only."));
             }
-            (Some(t), None) => (t, Via::Bearer),
+            (Some((t, via)), None) => (t, via),
             (None, Some(t)) => (t, Via::Cookie),
             (None, None) => return Err(ApiError::new(ErrorCode::Unauthenticated)),
         };
@@ -93,6 +99,8 @@ impl FromRequestParts<AppState> for Authenticated {
         if account.status != AccountStatus::Active {
             return Err(ApiError::new(ErrorCode::Unauthenticated));
         }
+        // Proof of possession (issue 9): bound tokens need their key or certificate.
+        crate::pop::check_access(state, parts, &session, raw, via, &client).await?;
         if via == Via::Cookie && !csrf_ok(&parts.method, &parts.headers, &state.config.server.public_origin) {
             return Err(ApiError::new(ErrorCode::CsrfRejected));
         }

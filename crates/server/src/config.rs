@@ -50,6 +50,10 @@ pub struct Config {
     pub mfa: crate::mfa::config::MfaConfig,
     /// Switches that exist only for tests. Never enable in production.
     pub testing: TestingConfig,
+    /// Proof of possession: DPoP and certificate-bound tokens (issue 9).
+    pub pop: crate::pop::PopConfig,
+    /// gatehouse's own TLS with client certificates (issue 9).
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// `[server]`
@@ -295,6 +299,9 @@ impl Config {
         self.notify.validate().map_err(|m| ConfigError(m.into()))?;
         // feat/mfa
         self.mfa.validate().map_err(|m| ConfigError(m.into()))?;
+        // proof of possession (issue 9)
+        self.pop.validate().map_err(ConfigError)?;
+        self.tls.validate().map_err(ConfigError)?;
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

@@ -111,6 +111,20 @@ pub enum ErrorCode {
     CeremonyInvalid,
     /// 403: the credential was flagged (sign-counter regression) and is refused.
     CredentialFlagged,
+    // --- proof of possession (issue 9) ---
+    /// 400: the DPoP proof at a token endpoint (login, refresh) was refused, or a resource
+    /// request carried a malformed one (`details.dpop_error` names the failed check).
+    InvalidDpopProof,
+    /// 400: the DPoP proof lacks the current server nonce; retry with the `DPoP-Nonce` header
+    /// value (RFC 9449 §8).
+    UseDpopNonce,
+    /// 401: the access token is DPoP-bound and the request's proof was missing or refused, or
+    /// the token was presented as `Bearer` (RFC 9449 §7); see `WWW-Authenticate`.
+    DpopProofRejected,
+    /// 401: the access token is bound to a client certificate that this connection did not
+    /// present (RFC 8705 §3).
+    CertBindingRejected,
+    // --- end proof of possession ---
 }
 
 impl ErrorCode {
@@ -160,6 +174,11 @@ impl ErrorCode {
             Self::WebAuthnFailed => "webauthn_failed",
             Self::CeremonyInvalid => "ceremony_invalid",
             Self::CredentialFlagged => "credential_flagged",
+            // proof of possession (issue 9)
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::DpopProofRejected => "dpop_proof_rejected",
+            Self::CertBindingRejected => "cert_binding_rejected",
         }
     }
 
@@ -208,6 +227,9 @@ impl ErrorCode {
             Self::WebAuthnFailed => StatusCode::UNAUTHORIZED,
             Self::CeremonyInvalid => StatusCode::BAD_REQUEST,
             Self::CredentialFlagged => StatusCode::FORBIDDEN,
+            // proof of possession (issue 9)
+            Self::InvalidDpopProof | Self::UseDpopNonce => StatusCode::BAD_REQUEST,
+            Self::DpopProofRejected | Self::CertBindingRejected => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -259,11 +281,16 @@ impl ErrorCode {
             Self::WebAuthnFailed => "The security key could not be verified.",
             Self::CeremonyInvalid => "The security-key request expired. Try again.",
             Self::CredentialFlagged => "This security key was disabled after a suspected clone.",
+            // proof of possession (issue 9)
+            Self::InvalidDpopProof => "The DPoP proof was refused.",
+            Self::UseDpopNonce => "Send a DPoP proof with the server nonce from the DPoP-Nonce header.",
+            Self::DpopProofRejected => "This token needs a valid DPoP proof made with its key.",
+            Self::CertBindingRejected => "This token is bound to another client certificate.",
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 46] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -307,6 +334,11 @@ impl ErrorCode {
         Self::WebAuthnFailed,
         Self::CeremonyInvalid,
         Self::CredentialFlagged,
+        // proof of possession (issue 9)
+        Self::InvalidDpopProof,
+        Self::UseDpopNonce,
+        Self::DpopProofRejected,
+        Self::CertBindingRejected,
     ];
 }
 
@@ -321,6 +353,8 @@ pub struct ApiError {
     pub details: Option<serde_json::Value>,
     /// `Retry-After` seconds, for 429 and 503.
     pub retry_after: Option<i64>,
+    /// A `WWW-Authenticate` challenge (proof of possession, issue 9: `DPoP error=…`).
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -332,7 +366,7 @@ impl ApiError {
             ErrorCode::Unavailable => Some(5),
             _ => None,
         };
-        Self { code, message, details: None, retry_after }
+        Self { code, message, details: None, retry_after, challenge: None }
     }
 
     /// Replaces the message.
@@ -392,6 +426,10 @@ impl IntoResponse for ApiError {
         let mut resp = (self.code.status(), axum::Json(json!({ "error": err }))).into_response();
         if let Some(v) = self.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        // proof of possession (issue 9)
+        if let Some(v) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         resp
     }

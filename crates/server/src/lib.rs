@@ -23,7 +23,10 @@ pub mod metrics;
 pub mod mfa;
 pub mod notify;
 pub mod pages;
+pub mod pop;
 pub mod risk;
 pub mod routes;
 pub mod state;
 pub mod stepup;
+// proof of possession (issue 9)
+pub mod tls;

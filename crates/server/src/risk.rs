@@ -143,6 +143,14 @@ impl RiskService {
         }
     }
 
+    /// Counts a refused DPoP proof or certificate binding for `user`'s tokens (issue 9): a
+    /// strong signal on the account's next assessment.
+    pub fn record_pop_failure(&self, user: &UserId, now: Timestamp) {
+        if let Ok(mut v) = self.velocity.lock() {
+            v.record_pop_failure(user, now);
+        }
+    }
+
     /// Counts a verified API call.
     pub fn record_api_call(&self, key_id: &str, now: Timestamp) {
         if let Ok(mut v) = self.velocity.lock() {

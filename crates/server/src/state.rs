@@ -58,6 +58,8 @@ pub struct Inner {
     pub url_checker: Option<gatehouse_core::phishing::UrlChecker>,
     /// The risk engine, when enabled.
     pub risk: Option<Arc<crate::risk::RiskService>>,
+    /// Proof of possession (issue 9): DPoP verifier, nonces, forwarded-certificate header.
+    pub pop: Arc<crate::pop::PopService>,
 }
 
 impl std::ops::Deref for AppState {

@@ -208,6 +208,28 @@ fn session_used_from_another_device() {
     assert!(weight_of(&eval(&e, &p, &g, &o, RiskAction::Session), Signal::SessionDeviceMismatch).is_some());
 }
 
+// proof of possession (issue 9)
+#[test]
+fn refused_proofs_of_possession_are_a_strong_signal() {
+    let e = engine();
+    let (p, g) = history(&e, 40);
+    let mut o = home_obs(&e, 5);
+    for action in [RiskAction::Login, RiskAction::Session, RiskAction::Sensitive] {
+        assert_eq!(weight_of(&eval(&e, &p, &g, &o, action), Signal::ProofOfPossessionFailure), None);
+    }
+    let mut t = super::velocity::VelocityTracker::new(64);
+    let user = crate::ids::UserId::generate(T0, &crate::rng::OsRng);
+    t.record_pop_failure(&user, T0);
+    o.velocity = t.velocity(Some(&user), o.ip, None, T0.plus(Span::minutes(59)));
+    assert_eq!(o.velocity.user_pop_failures_1h, 1);
+    for action in [RiskAction::Login, RiskAction::Session, RiskAction::Sensitive] {
+        assert_eq!(weight_of(&eval(&e, &p, &g, &o, action), Signal::ProofOfPossessionFailure), Some(6.0));
+    }
+    // An hour later it is forgotten.
+    o.velocity = t.velocity(Some(&user), o.ip, None, T0.plus(Span::minutes(61)));
+    assert_eq!(weight_of(&eval(&e, &p, &g, &o, RiskAction::Login), Signal::ProofOfPossessionFailure), None);
+}
+
 fn api_obs(e: &RiskEngine, addr: &str, scope: crate::apikey::Scope) -> Observation {
     let mut o = Observation::new(ip(addr));
     o.geo = e.geo_for(o.ip);

@@ -178,6 +178,9 @@ pub enum Signal {
     BadSignatureBurst,
     /// The IP address is on the operator's denylist.
     Denylisted,
+    /// A DPoP proof or client-certificate binding for the account's sessions was refused in
+    /// the last hour: someone holds a token without its key (issue 9).
+    ProofOfPossessionFailure,
 }
 
 /// One term of the score: which signal, its weight in nats (natural-log likelihood ratio;

@@ -85,6 +85,9 @@ pub struct SignalWeights {
     pub bad_signature_step: f64,
     /// Weight of an operator denylist hit (which is also at least `Deny`).
     pub denylist: f64,
+    /// Weight of [`Signal::ProofOfPossessionFailure`]: a bound token used without its key is
+    /// close to proof of theft (ln 400).
+    pub pop_failure: f64,
 }
 
 impl Default for SignalWeights {
@@ -114,6 +117,7 @@ impl Default for SignalWeights {
             bad_signature_threshold: 5,
             bad_signature_step: 0.5,
             denylist: 4.0,
+            pop_failure: 6.0,
         }
     }
 }
@@ -133,6 +137,7 @@ impl SignalWeights {
             self.api_rate_weight,
             self.bad_signature_step,
             self.denylist,
+            self.pop_failure,
             self.max_speed_kmh,
             self.min_travel_km,
             self.api_rate_factor,
@@ -156,6 +161,13 @@ fn over(count: u32, threshold: u32, step: f64, cap: f64) -> Option<f64> {
 /// Velocity and credential-stuffing terms for a login-like action.
 pub fn velocity_terms(obs: &Observation, w: &SignalWeights, out: &mut Vec<Contribution>) {
     let v = &obs.velocity;
+    if v.user_pop_failures_1h > 0 {
+        out.push(Contribution::new(
+            Signal::ProofOfPossessionFailure,
+            w.pop_failure,
+            format!("{} refused proofs of possession for this account in 1 h", v.user_pop_failures_1h),
+        ));
+    }
     let cap = w.velocity_cap;
     if let Some(x) = over(v.user_logins_1h, w.login_velocity_threshold + 1, w.login_velocity_step, cap) {
         out.push(Contribution::new(Signal::LoginVelocity, x, format!("{} login attempts in 1 h", v.user_logins_1h)));

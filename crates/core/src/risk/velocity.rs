@@ -38,6 +38,9 @@ pub struct Velocity {
     pub key_calls_1m: u32,
     /// Requests naming this API key whose signature did not verify, in the last 10 minutes.
     pub key_bad_signatures_10m: u32,
+    /// Refused DPoP proofs or certificate bindings for this account's tokens in the last hour.
+    #[serde(default)]
+    pub user_pop_failures_1h: u32,
 }
 
 #[derive(Debug)]
@@ -138,6 +141,11 @@ impl VelocityTracker {
         self.push(format!("k:{key_id}:badsig"), 0, now);
     }
 
+    /// Records a refused proof of possession for a token of `user` (issue 9).
+    pub fn record_pop_failure(&mut self, user: &UserId, now: Timestamp) {
+        self.push(format!("u:{user}:pop"), 0, now);
+    }
+
     /// The velocities for an evaluation of `user` (if known) from `ip` with `key_id` (if any).
     pub fn velocity(&self, user: Option<&UserId>, ip: IpAddr, key_id: Option<&str>, now: Timestamp) -> Velocity {
         let ip = canonical_ip(ip);
@@ -150,6 +158,7 @@ impl VelocityTracker {
             v.user_logins_1h = self.count(&format!("u:{u}:login"), HOUR, now);
             v.user_failures_1h = self.count(&format!("u:{u}:fail"), HOUR, now);
             v.user_networks_1h = self.distinct(&format!("u:{u}:net"), HOUR, now);
+            v.user_pop_failures_1h = self.count(&format!("u:{u}:pop"), HOUR, now);
         }
         if let Some(k) = key_id {
             v.key_calls_1m = self.count(&format!("k:{k}:call"), Span::minutes(1), now);

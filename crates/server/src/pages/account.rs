@@ -208,6 +208,7 @@ pub async fn login(
     method: Method,
     headers: HeaderMap,
     client: ClientCtx,
+    pop: crate::pop::PopCtx,
     PageForm(f): PageForm<LoginForm>,
 ) -> Response {
     if let Some(r) = cross_site(&state, &method, &headers) {
@@ -215,7 +216,7 @@ pub async fn login(
     }
     let req = json!({ "email": f.email, "password": f.password, "session_type": "browser" });
     let result = match api::body(req) {
-        Ok(b) => api::answer(routes::sessions::login(State(state), client, b).await).await,
+        Ok(b) => api::answer(routes::sessions::login(State(state), client, pop, b).await).await,
         Err(e) => Err(e),
     };
     let mut page = LoginPage::new(f.next);

@@ -52,6 +52,7 @@ async fn refresh_and_return(state: &AppState, parts: &Parts, back: &str) -> Resp
     let result = crate::routes::sessions::refresh(
         State(state.clone()),
         client,
+        crate::pop::PopCtx::from_parts(parts, state),
         Method::POST,
         parts.headers.clone(),
         Bytes::new(),

@@ -79,8 +79,12 @@ pub struct SecondFactor {
 pub async fn second_factor(
     State(state): State<AppState>,
     client: ClientCtx,
+    pop: crate::pop::PopCtx,
     ApiJson(req): ApiJson<SecondFactor>,
 ) -> ApiResult<Response> {
+    // The factor step is a token endpoint too: a DPoP proof or client certificate presented
+    // here binds the session it issues (issue 9).
+    let cnf = pop.login_binding(&state, &client).await?;
     let token = Token::parse(&req.pending_token).ok_or_else(|| ApiError::new(ErrorCode::PendingLoginInvalid))?;
     let now = state.clock.now();
     let pending = state
@@ -99,10 +103,11 @@ pub async fn second_factor(
         .filter(|a| a.can_sign_in())
         .ok_or_else(|| ApiError::new(ErrorCode::PendingLoginInvalid))?;
     if matches!(req.method, Method::Sms) {
-        return crate::routes::mfa_sms::finish_login(&state, &client, &account, &pending, &req.code).await;
+        return crate::routes::mfa_sms::finish_login(&state, &client, &account, &pending, &req.code, cnf.as_ref())
+            .await;
     }
     let factor = mfa::verify_code(&state, &account, &client, req.method, &req.code, "login").await?;
-    finish_login(&state, &client, &account, &token, &detail, factor).await
+    finish_login(&state, &client, &account, &token, &detail, factor, cnf.as_ref()).await
 }
 
 /// Consumes the pending-login token (single use, F8) and starts the session.
@@ -113,6 +118,7 @@ pub async fn finish_login(
     token: &Token,
     detail: &Value,
     factor: &str,
+    cnf: Option<&gatehouse_core::pop::Confirmation>,
 ) -> ApiResult<Response> {
     let m = MfaTokenMatch {
         hash: token.hash(),
@@ -131,7 +137,16 @@ pub async fn finish_login(
     if factor == "backup_code" {
         extra["backup_codes_remaining"] = json!(factors.backup_remaining);
     }
-    crate::routes::sessions::start_session(state, client, account, kind, &["password", factor], extra, None).await
+    crate::routes::sessions::start_session(
+        state,
+        client,
+        account,
+        kind,
+        &["password", factor],
+        extra,
+        crate::routes::sessions::SignInContext { risk: None, cnf },
+    )
+    .await
 }
 
 /// The factor list for an account.

@@ -15,6 +15,7 @@ pub async fn finish_login(
     _account: &Account,
     _pending: &MfaToken,
     _code: &str,
+    _cnf: Option<&gatehouse_core::pop::Confirmation>,
 ) -> ApiResult<Response> {
     Err(ApiError::new(ErrorCode::FactorNotAllowed).message("SMS is not enabled."))
 }

@@ -12,6 +12,8 @@ pub mod mfa_sms;
 pub mod openapi;
 pub mod phishing;
 pub mod sessions;
+// proof of possession (issue 9)
+pub mod session_key;
 pub mod testing;
 
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};

@@ -52,7 +52,7 @@ fn op(summary: &str, body: Option<&str>, ok: (u16, &str, Value), errs: &[u16], s
         });
     }
     if secured {
-        o["security"] = json!([{ "bearer": [] }, { "cookie": [] }]);
+        o["security"] = json!([{ "bearer": [] }, { "cookie": [] }, { "dpop": [] }]);
     } else {
         o["security"] = json!([]);
     }
@@ -142,7 +142,9 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer", "description": "API sessions also send the device id in the Gatehouse-Device header." },
-                "cookie": { "type": "apiKey", "in": "cookie", "name": "__Host-gh_at" }
+                "cookie": { "type": "apiKey", "in": "cookie", "name": "__Host-gh_at" },
+                // proof of possession (issue 9)
+                "dpop": { "type": "http", "scheme": "DPoP", "description": "RFC 9449: `Authorization: DPoP <token>` plus a `DPoP` proof header (ES256 or EdDSA, with `ath`) on every request. Sessions are bound by sending a `DPoP` proof to POST /sessions (and each refresh); then `token_type` is `DPoP` and `cnf.jkt` the key's RFC 7638 thumbprint. With `pop.require_nonce`, proofs carry the `DPoP-Nonce` response header's value. A token bound to a client certificate (`cnf[\"x5t#S256\"]`, RFC 8705) must arrive on a connection presenting that certificate." }
             },
             "schemas": {
                 "Error": obj(json!({ "error": obj(json!({
@@ -184,7 +186,9 @@ pub fn document() -> Value {
                     "status": { "type": "string" }, "session_id": { "type": "string" }, "device_id": { "type": "string" },
                     "expires_in": { "type": "integer" }, "session_expires_at": { "type": "string" },
                     "token_type": { "type": "string" }, "access_token": { "type": "string" }, "refresh_token": { "type": "string" },
-                    "factors": { "type": "array", "items": { "type": "string" } }, "notices": { "type": "array", "items": { "type": "string" } }
+                    "factors": { "type": "array", "items": { "type": "string" } }, "notices": { "type": "array", "items": { "type": "string" } },
+                    // proof of possession (issue 9)
+                    "cnf": { "type": "object", "description": "What the session's tokens are bound to (RFC 7800): `jkt` (DPoP key thumbprint) and/or `x5t#S256` (client certificate thumbprint).", "properties": { "jkt": { "type": "string" }, "x5t#S256": { "type": "string" } } }
                 } }
             }
         }

@@ -184,7 +184,8 @@ fn token_response(
     match session.kind {
         SessionKind::Api => {
             if let Some(b) = body.as_object_mut() {
-                b.insert("token_type".into(), "Bearer".into());
+                // A bound session says `DPoP` here (issue 9, `crate::pop::token_fields`).
+                b.entry("token_type").or_insert_with(|| "Bearer".into());
                 b.insert("access_token".into(), issued.access.expose().into());
                 b.insert("refresh_token".into(), issued.refresh.expose().into());
             }
@@ -209,9 +210,13 @@ fn token_response(
 pub async fn login(
     State(state): State<AppState>,
     client: ClientCtx,
+    pop: crate::pop::PopCtx,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let password = password_field(&req.password)?;
+    // Proof of possession (issue 9): a DPoP proof or client certificate binds the session.
+    // Checked before any hashing: it is cheap and a bad proof costs the caller nothing.
+    let cnf = pop.login_binding(&state, &client).await?;
     // A place in the hashing pool first: when it is full, answer 503 before touching the
     // database (F10).
     let admission = state.hash_pool.admit().map_err(|_| ApiError::new(ErrorCode::Overloaded))?;
@@ -244,9 +249,19 @@ pub async fn login(
         req.session_type,
         &["password"],
         json!({ "notices": ["no_second_factor"], "second_factor": false }),
-        risk.as_ref(),
+        SignInContext { risk: risk.as_ref(), cnf: cnf.as_ref() },
     )
     .await
+}
+
+/// What a sign-in carries into its session besides the factors: the risk engine's assessment
+/// (recorded with the login event) and the proof-of-possession binding (issue 9).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SignInContext<'a> {
+    /// The assessment made after the password, when the risk engine is on.
+    pub risk: Option<&'a crate::risk::LoginAssessment>,
+    /// The key or certificate the session's tokens are bound to.
+    pub cnf: Option<&'a gatehouse_core::pop::Confirmation>,
 }
 
 /// Creates a session after every required factor was checked: new tokens (R43), the login
@@ -258,8 +273,9 @@ pub async fn start_session(
     kind: SessionKind,
     factors: &[&str],
     extra: serde_json::Value,
-    risk: Option<&crate::risk::LoginAssessment>,
+    with: SignInContext<'_>,
 ) -> ApiResult<Response> {
+    let SignInContext { risk, cnf } = with;
     let now = state.clock.now();
     let rng = state.rng.as_ref();
     let device_id = client.device.unwrap_or_else(|| DeviceId::generate(now, rng));
@@ -299,13 +315,16 @@ pub async fn start_session(
     if let Some(r) = risk {
         ok = ok.with("risk", r.summary());
     }
-    state.store.create_session(&new, &throttle_keys(&account.email, client), SideEffects::event(ok)).await?;
+    let ok = if cnf.is_some() { ok.with("bound", crate::pop::token_fields(cnf)["cnf"].clone()) } else { ok };
+    let keys = throttle_keys(&account.email, client);
+    crate::pop::create_session(state, &new, cnf, &keys, SideEffects::event(ok)).await?;
     // A completed sign-in (every factor checked) is what profiles learn from.
     crate::risk::learn_sign_in(state, account.id, client, session.device_id);
     let mut extra = extra;
     if let Some(e) = extra.as_object_mut() {
         e.insert("factors".into(), json!(factors));
     }
+    extend(&mut extra, crate::pop::token_fields(cnf));
     Ok(token_response(StatusCode::CREATED, &session, &issued, now, extra))
 }
 
@@ -342,6 +361,7 @@ struct RefreshBody {
 pub async fn refresh(
     State(state): State<AppState>,
     client: ClientCtx,
+    pop: crate::pop::PopCtx,
     method: axum::http::Method,
     headers: HeaderMap,
     body: Bytes,
@@ -365,6 +385,8 @@ pub async fn refresh(
         (b.refresh_token, false)
     };
     let presented = Token::parse(&raw).ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant))?;
+    // Proof of possession (issue 9): a bound family needs its key; another key revokes it.
+    let cnf = pop.refresh_binding(&state, &client, presented.hash()).await?;
     let (successor, access) = derive_successor(&state.refresh_key, &presented)
         .ok_or_else(|| ApiError::internal("refresh", "successor derivation failed"))?;
     let now = state.clock.now();
@@ -430,7 +452,14 @@ pub async fn refresh(
     crate::risk::assess_session(&state, &session, &client).await?;
     let issued =
         Issued { access, refresh: successor, access_expires_at: req.access_expires_at.min(session.expires_at) };
-    Ok(token_response(StatusCode::OK, &session, &issued, now, json!({})))
+    Ok(token_response(StatusCode::OK, &session, &issued, now, crate::pop::token_fields(cnf.as_ref())))
+}
+
+/// Adds the members of `more` to the object `into`.
+fn extend(into: &mut serde_json::Value, more: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), more) {
+        a.extend(b);
+    }
 }
 
 /// Emails the owner about a refresh-token reuse (best effort: the revocation already

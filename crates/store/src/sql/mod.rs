@@ -4,6 +4,8 @@
 mod accounts;
 mod apikeys;
 mod audit;
+// proof of possession (issue 9)
+mod bindings;
 mod mail;
 mod mfa;
 mod replay;

@@ -159,39 +159,50 @@ async fn load_session_account(
     row.map(|r| Ok((rows::session(&r)?, rows::account(&r)?))).transpose()
 }
 
+/// Inserts a session, its first tokens, and clears the login counters in `reset_keys`, inside
+/// `tx` (shared by plain and bound session creation).
+pub(crate) async fn insert_session(
+    tx: &mut Transaction<'static, Any>,
+    new: &NewSession,
+    reset_keys: &[String],
+) -> StoreResult<()> {
+    let s = &new.session;
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, device_id, ua_family, device_name, kind, created_ip, last_ip, created_at, \
+         last_seen_at, expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(s.id.to_string())
+    .bind(s.user_id.to_string())
+    .bind(s.device_id.to_string())
+    .bind(s.ua_family.clone())
+    .bind(s.device_name.clone())
+    .bind(s.kind.as_str())
+    .bind(s.created_ip.clone())
+    .bind(s.last_ip.clone())
+    .bind(s.created_at.as_millis())
+    .bind(s.last_seen_at.as_millis())
+    .bind(s.expires_at.as_millis())
+    .bind(s.auth_time.as_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    insert_access(tx, new.access_hash, s.id, s.created_at, new.access_expires_at).await?;
+    insert_refresh(tx, new.refresh_hash, s.id, s.created_at, s.expires_at).await?;
+    for k in reset_keys {
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(k.clone())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn create_session(&self, new: &NewSession, reset_keys: &[String], fx: SideEffects) -> StoreResult<()> {
-        let s = &new.session;
         let mut w = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, device_id, ua_family, device_name, kind, created_ip, last_ip, created_at, \
-             last_seen_at, expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(s.id.to_string())
-        .bind(s.user_id.to_string())
-        .bind(s.device_id.to_string())
-        .bind(s.ua_family.clone())
-        .bind(s.device_name.clone())
-        .bind(s.kind.as_str())
-        .bind(s.created_ip.clone())
-        .bind(s.last_ip.clone())
-        .bind(s.created_at.as_millis())
-        .bind(s.last_seen_at.as_millis())
-        .bind(s.expires_at.as_millis())
-        .bind(s.auth_time.as_millis())
-        .execute(&mut *w.tx)
-        .await
-        .map_err(map_err)?;
-        insert_access(&mut w.tx, new.access_hash, s.id, s.created_at, new.access_expires_at).await?;
-        insert_refresh(&mut w.tx, new.refresh_hash, s.id, s.created_at, s.expires_at).await?;
-        for k in reset_keys {
-            sqlx::query("DELETE FROM login_throttle WHERE key = $1")
-                .bind(k.clone())
-                .execute(&mut *w.tx)
-                .await
-                .map_err(map_err)?;
-        }
+        insert_session(&mut w.tx, new, reset_keys).await?;
         self.finish(w, fx).await
     }
 
