@@ -304,6 +304,7 @@ pub async fn second_factor(
     method: Method,
     headers: HeaderMap,
     client: ClientCtx,
+    pop: crate::pop::PopCtx,
     PageForm(f): PageForm<SecondFactorForm>,
 ) -> Response {
     if let Some(r) = cross_site(&state, &method, &headers) {
@@ -312,7 +313,7 @@ pub async fn second_factor(
     let code = f.code.trim();
     let req = json!({ "pending_token": f.pending_token, "method": super::proof::code_method(code), "code": code });
     let result = match api::body(req) {
-        Ok(b) => api::answer(routes::mfa::second_factor(State(state), client, b).await).await,
+        Ok(b) => api::answer(routes::mfa::second_factor(State(state), client, pop, b).await).await,
         Err(e) => Err(e),
     };
     let mut page = second_factor_page(&f.pending_token, f.next.as_deref().unwrap_or_default());
