@@ -30,9 +30,8 @@ macro_rules! event_kinds {
         /// What happened. The string names are stable: they appear in the API, the security
         /// history and the documentation.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
         pub enum EventKind {
-            $($(#[$doc])* $variant,)*
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
         }
 
         impl EventKind {

@@ -58,7 +58,19 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{api}/account/factors/totp/confirm"), post(routes::mfa::totp_confirm))
         .route(&format!("{api}/account/factors/totp/remove"), post(routes::mfa::totp_remove))
         .route(&format!("{api}/account/backup-codes"), post(routes::mfa::backup_regenerate))
-        .route(&format!("{api}/account/step-up"), post(routes::mfa::step_up));
+        .route(&format!("{api}/account/step-up"), post(routes::mfa::step_up))
+        .route(&format!("{api}/account/webauthn/register/start"), post(routes::mfa_webauthn::register_start))
+        .route(&format!("{api}/account/webauthn/register/finish"), post(routes::mfa_webauthn::register_finish))
+        .route(&format!("{api}/account/webauthn/remove"), post(routes::mfa_webauthn::remove))
+        .route(&format!("{api}/account/step-up/webauthn/start"), post(routes::mfa_webauthn::step_up_start))
+        .route(&format!("{api}/account/step-up/webauthn/finish"), post(routes::mfa_webauthn::step_up_finish))
+        .route(&format!("{api}/sessions/second-factor/webauthn/start"), post(routes::mfa_webauthn::login_start))
+        .route(&format!("{api}/sessions/second-factor/webauthn/finish"), post(routes::mfa_webauthn::login_finish))
+        .route(&format!("{api}/sessions/passkey/start"), post(routes::mfa_webauthn::passkey_start))
+        .route(&format!("{api}/sessions/passkey/finish"), post(routes::mfa_webauthn::passkey_finish))
+        .route(&format!("{api}/account/factors/sms"), post(routes::mfa_sms::set_number))
+        .route(&format!("{api}/account/factors/sms/remove"), post(routes::mfa_sms::remove_number))
+        .route(&format!("{api}/sessions/second-factor/sms/send"), post(routes::mfa_sms::send));
     if state.manual_clock.is_some() {
         router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
     }

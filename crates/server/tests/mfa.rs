@@ -335,6 +335,10 @@ on_both_backends!(step_up_matrix, |backend| {
     assert_eq!(s, 200);
     let (_, me) = d.get(&srv.api("/account")).await;
     assert_eq!(me["notices"], json!(["no_second_factor"]));
+    // Enrolling again at once (a new seed) works: the old step history does not block it.
+    let again = enrol_totp(&srv, &d, PW).await;
+    let t = again.step_up(&srv, &d, "create_api_key").await;
+    assert_eq!(d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": t }))).await.0, 201);
     let history = history_kinds(&d, &srv).await;
     for k in ["totp_enabled", "step_up_succeeded", "step_up_denied", "totp_disabled", "backup_code_used"] {
         assert!(history.iter().any(|h| h == k), "{k} missing from {history:?}");
@@ -410,3 +414,136 @@ async fn same_code_on_two_instances_succeeds_once() {
         assert_eq!((ok, replayed), (1, 1), "round {round} ({method}): {ra:?} {rb:?}");
     }
 }
+
+/// A tiny HTTP receiver standing in for the operator's SMS provider: records every JSON body.
+struct SmsReceiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl SmsReceiver {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(i) = text.find("\r\n\r\n") {
+                        let len = text[..i]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= i + 4 + len {
+                            let body: Value = serde_json::from_slice(&buf[i + 4..i + 4 + len]).unwrap_or(Value::Null);
+                            sink.lock().unwrap().push(body);
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Self { url, got }
+    }
+
+    fn last_code(&self) -> String {
+        let msgs = self.got.lock().unwrap();
+        let text = msgs.last().unwrap()["text"].as_str().unwrap().to_owned();
+        text.split_whitespace().next().unwrap().to_owned()
+    }
+}
+
+on_both_backends!(sms_is_a_bound_expiring_last_resort, |backend| {
+    let dir = scratch("mfa-sms");
+    let sink = SmtpSink::start(&dir);
+    let rx = SmsReceiver::start();
+    let srv = Server::start(backend, &sink, &[("GATEHOUSE_MFA__SMS__WEBHOOK_URL", &rx.url)]).await;
+    let email = "sam@example.com";
+    let d = signed_in(&srv, &sink, email).await;
+    let (s, e) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "12345", "password": PW })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_request")));
+    let (s, v) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15551234567", "password": PW })).await;
+    assert_eq!((s, v["weaker"].as_bool()), (200, Some(true)), "{v}");
+    let (_, f) = d.get(&srv.api("/account/factors")).await;
+    assert_eq!((f["sms"]["enabled"].as_bool(), f["sms"]["weaker"].as_bool()), (Some(true), Some(true)));
+    // SMS alone is not a second factor for sensitive actions: still nudged.
+    let (_, me) = d.get(&srv.api("/account")).await;
+    assert_eq!(me["notices"], json!(["no_second_factor"]));
+
+    // Login: password → pending with SMS labelled weaker.
+    let login = Device::new("python-requests/2.34.2");
+    let (s, a) = login.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    assert_eq!((s, a["weaker_methods"].clone()), (200, json!(["sms"])), "{a}");
+    let pa = a["pending_token"].as_str().unwrap().to_owned();
+    let (s, v) = login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pa })).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15551234567"));
+    let code_a1 = rx.last_code();
+    // A resend replaces the first code (R38).
+    let (s, _) = login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pa })).await;
+    assert_eq!(s, 200);
+    let code_a2 = rx.last_code();
+    if code_a1 != code_a2 {
+        let (s, e) = finish(&srv, &login, &pa, "sms", &code_a1).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_code")), "the replaced code fails");
+    }
+    // A code from flow A does not work in flow B (bound to the request).
+    let (_, b) = login.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    let pb = b["pending_token"].as_str().unwrap().to_owned();
+    let (s, e) = finish(&srv, &login, &pb, "sms", &code_a2).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_code")));
+    // The right code in its own flow works, once.
+    let (s, body) = finish(&srv, &login, &pa, "sms", &code_a2).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["factors"], json!(["password", "sms"]));
+    // Expiry: a code older than its lifetime (300 s here, ≤ 600 s by configuration) fails.
+    let (s, _) = login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pb })).await;
+    assert_eq!(s, 200);
+    let code_b = rx.last_code();
+    srv.advance(301_000).await;
+    let (s, e) = finish(&srv, &login, &pb, "sms", &code_b).await;
+    assert!(
+        s == 401 && ["invalid_code", "pending_login_invalid"].contains(&e["error"]["code"].as_str().unwrap()),
+        "{e}"
+    );
+    // At most three codes per pending login (SMS pumping).
+    let (_, c) = login.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    let pc = c["pending_token"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(
+            login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pc })).await.0,
+            200
+        );
+    }
+    let (s, e) = login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pc })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (429, Some("rate_limited")));
+    // Never for step-up (R39), and not enough for sensitive actions.
+    let (s, e) = d
+        .post(&srv.api("/account/step-up"), json!({ "action": "create_api_key", "method": "sms", "code": code_b }))
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("factor_not_allowed")));
+    // The code and the number never reach the database in clear.
+    if backend == Backend::Sqlite {
+        let db = std::fs::read(srv.data_dir().join("gatehouse.db")).unwrap_or_default();
+        let wal = std::fs::read(srv.data_dir().join("gatehouse.db-wal")).unwrap_or_default();
+        for bytes in [db, wal] {
+            assert!(!bytes.windows(12).any(|w| w == b"+15551234567"), "number in clear");
+        }
+    }
+});

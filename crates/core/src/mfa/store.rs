@@ -33,6 +33,11 @@ pub struct TotpFactor {
     pub last_step: Option<u64>,
 }
 
+/// Associated data sealing a user's SMS number.
+pub fn sms_number_aad(user: &UserId) -> Aad {
+    Aad::new(&["mfa_sms_number", &user.to_string(), "v1"])
+}
+
 /// Associated data sealing a user's TOTP seed to its row (R26, R88).
 pub fn totp_seed_aad(user: &UserId) -> Aad {
     Aad::new(&["mfa_totp_seed", &user.to_string(), "v1"])
@@ -56,6 +61,8 @@ pub enum MfaTokenPurpose {
     Login,
     /// A factor was proven for one action (the step-up token).
     StepUp,
+    /// An SMS code, bound to one pending login (stored as a keyed hash of the code).
+    Sms,
 }
 
 impl MfaTokenPurpose {
@@ -64,6 +71,7 @@ impl MfaTokenPurpose {
         match self {
             Self::Login => "login",
             Self::StepUp => "step_up",
+            Self::Sms => "sms",
         }
     }
 }
@@ -233,6 +241,18 @@ pub trait MfaStore: Send + Sync {
     async fn flag_webauthn_credential(&self, id: &str, now: Timestamp, fx: SideEffects) -> StoreResult<bool>;
     /// Removes one of the user's credentials.
     async fn delete_webauthn_credential(&self, user: UserId, id: &str, fx: SideEffects) -> StoreResult<bool>;
+    /// Sets (or replaces) the SMS number, sealed.
+    async fn set_sms_number(&self, user: UserId, sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<()>;
+    /// The sealed SMS number.
+    async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
+    /// Removes the SMS number.
+    async fn delete_sms_number(&self, user: UserId, fx: SideEffects) -> StoreResult<bool>;
+    /// Marks every live token of `purpose` with this `binding` used (an SMS resend replaces the
+    /// earlier code, R38).
+    async fn revoke_mfa_tokens(&self, purpose: MfaTokenPurpose, binding: &str, now: Timestamp) -> StoreResult<u64>;
+    /// How many tokens of `purpose` were ever minted with this `binding` (used ones included):
+    /// bounds SMS sends per pending login.
+    async fn count_mfa_tokens(&self, purpose: MfaTokenPurpose, binding: &str) -> StoreResult<u64>;
     /// Stores ceremony state.
     async fn create_ceremony(&self, c: &CeremonyRow) -> StoreResult<()>;
     /// Takes ceremony state (single use: deleted as it is read; `None` if unknown, used or

@@ -39,7 +39,7 @@ impl ContentDigest {
             let Member::Item(sf::Item { bare: BareItem::ByteSeq(bytes), .. }) = member else {
                 return Err("value is not a byte sequence");
             };
-            match alg.as_str() {
+            match alg.as_ref() {
                 "sha-256" => sha256 = Some(bytes.try_into().map_err(|_| "sha-256 length")?),
                 "sha-512" => sha512 = Some(bytes.try_into().map_err(|_| "sha-512 length")?),
                 _ => {}

@@ -32,6 +32,7 @@
 //! exhaustion (hard size limits below).
 
 pub mod binance;
+mod codec;
 mod content_digest;
 pub(crate) mod json_flat;
 pub mod key;
@@ -138,6 +139,33 @@ pub(crate) fn json_string(s: &str) -> String {
 /// Whether `s` is a plausible key id: 1..=[`MAX_KEY_ID_LEN`] visible ASCII characters.
 pub(crate) fn is_key_id(s: &[u8]) -> bool {
     !s.is_empty() && s.len() <= MAX_KEY_ID_LEN && s.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A short string kept inline (key ids ≤ [`MAX_KEY_ID_LEN`] bytes, nonces ≤
+/// [`MAX_NONCE_LEN`]), so a parsed request holds no heap memory of its own.
+#[derive(Clone)]
+pub(crate) struct InlineStr<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> InlineStr<N> {
+    pub(crate) fn new(s: &str) -> Option<Self> {
+        let mut bytes = [0u8; N];
+        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(Self { len: s.len(), bytes })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Always valid: `new` copied a whole `&str`.
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for InlineStr<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 /// A signing dialect.

@@ -15,6 +15,8 @@
 //!
 //! Every function is a single pass over its input (no quadratic work) and never panics.
 
+use std::borrow::Cow;
+
 use super::json_flat::{Entry, Scalar, Value};
 
 /// One `key=value` segment in wire order, still percent-encoded. `value` is `None` when the
@@ -118,8 +120,13 @@ pub(crate) fn unbracket_into(out: &mut Vec<u8>, input: &[u8]) {
 }
 
 /// The DOC form of a raw URL query (`plus_is_space = false`) or form body (`true`), and how
-/// many parameters it holds.
-pub(crate) fn doc_raw(raw: &[u8], plus_is_space: bool) -> (Vec<u8>, usize) {
+/// many parameters it holds. Borrowed when it is `raw` itself — nothing to decode (no `%`, and
+/// no `+` in a form body) and no empty segment — which is what clients send in the common
+/// case; otherwise rebuilt pair by pair.
+pub(crate) fn doc_raw(raw: &[u8], plus_is_space: bool) -> (Cow<'_, [u8]>, usize) {
+    if let Some(n) = verbatim_pairs(raw, plus_is_space) {
+        return (Cow::Borrowed(raw), n);
+    }
     let mut doc = Vec::with_capacity(raw.len());
     let mut n = 0;
     for p in pairs(raw) {
@@ -133,7 +140,27 @@ pub(crate) fn doc_raw(raw: &[u8], plus_is_space: bool) -> (Vec<u8>, usize) {
             pct_decode_into(&mut doc, v, plus_is_space);
         }
     }
-    (doc, n)
+    (Cow::Owned(doc), n)
+}
+
+/// The number of pairs in `raw` when its DOC form is `raw` itself: non-empty, no empty
+/// segment (leading, trailing or doubled `&`), nothing percent-decoding would change.
+fn verbatim_pairs(raw: &[u8], plus_is_space: bool) -> Option<usize> {
+    let mut n = 1;
+    let mut after_amp = true;
+    for &b in raw {
+        match b {
+            b'%' => return None,
+            b'+' if plus_is_space => return None,
+            b'&' if after_amp => return None,
+            b'&' => {
+                n += 1;
+                after_amp = true;
+            }
+            _ => after_amp = false,
+        }
+    }
+    (!after_amp).then_some(n)
 }
 
 /// The PYU form of a raw URL query or form body.
@@ -209,12 +236,51 @@ mod tests {
 
     fn canonical_raw(raw: &[u8], plus_is_space: bool) -> Canonical {
         let (doc, pairs) = doc_raw(raw, plus_is_space);
-        Canonical { doc, pyu: pyu_raw(raw), pairs }
+        let slow = doc_raw_slow(raw, plus_is_space);
+        assert_eq!((doc.as_ref(), pairs), (slow.0.as_slice(), slow.1), "{:?}", s(raw));
+        Canonical { doc: doc.into_owned(), pyu: pyu_raw(raw), pairs }
     }
 
     fn canonical_json(entries: &[crate::signing::json_flat::Entry<'_>]) -> Canonical {
         let (doc, pairs) = doc_json(entries);
         Canonical { doc, pyu: pyu_json(entries), pairs }
+    }
+
+    /// The DOC form always rebuilt pair by pair (the reference for the borrowed fast path).
+    fn doc_raw_slow(raw: &[u8], plus_is_space: bool) -> (Vec<u8>, usize) {
+        let mut doc = Vec::new();
+        let mut n = 0;
+        for p in pairs(raw) {
+            if n > 0 {
+                doc.push(b'&');
+            }
+            n += 1;
+            pct_decode_into(&mut doc, p.key, plus_is_space);
+            if let Some(v) = p.value {
+                doc.push(b'=');
+                pct_decode_into(&mut doc, v, plus_is_space);
+            }
+        }
+        (doc, n)
+    }
+
+    #[test]
+    fn verbatim_fast_path_edges() {
+        for (raw, n) in [
+            (&b"a=1"[..], Some(1)),
+            (b"a=1&b&c=", Some(3)),
+            (b"", None),
+            (b"&a=1", None),
+            (b"a=1&", None),
+            (b"a=1&&b=2", None),
+            (b"a=%41", None),
+            (b"a=b+c", Some(1)),
+        ] {
+            assert_eq!(verbatim_pairs(raw, false), n, "{:?}", s(raw));
+            let _ = canonical_raw(raw, false);
+            let _ = canonical_raw(raw, true);
+        }
+        assert_eq!(verbatim_pairs(b"a=b+c", true), None);
     }
 
     fn s(b: &[u8]) -> String {

@@ -26,13 +26,16 @@
 //! set. Unsupported (refused with `malformed_signature`): component parameters (`;sf`, `;key`,
 //! `;req`, …), `@target-uri`, `@scheme`, `@query-param`, `@status`, and multiple signatures.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::content_digest::ContentDigest;
 use super::sf::{self, BareItem, Member};
 use super::{
-    Denial, Dialect, Header, MAX_BODY_LEN, MAX_KEY_ID_LEN, MAX_NONCE_LEN, MAX_SIGNATURE_FIELD_LEN, MAX_TARGET_LEN,
-    RawRequest, ReplayKey, Verified, VerifyKey, json_string, key, key::KeyKind, key::SignatureAlg, windowed_retention,
+    Denial, Dialect, Header, InlineStr, MAX_BODY_LEN, MAX_KEY_ID_LEN, MAX_NONCE_LEN, MAX_SIGNATURE_FIELD_LEN,
+    MAX_TARGET_LEN, RawRequest, ReplayKey, Verified, VerifyKey, json_string, key, key::KeyKind, key::SignatureAlg,
+    windowed_retention,
 };
 use crate::clock::{Span, Timestamp};
 
@@ -202,48 +205,94 @@ impl From<Denial> for Rfc9421Error {
 pub struct SignatureInput {
     label: String,
     components: Vec<String>,
-    params: sf::Params,
     serialized: String,
+}
+
+/// A validated `Signature-Input` member borrowing the field text: every item of `list` is a
+/// plain, unique, valid component name (what [`SignatureInput`] holds, without copying).
+struct InputMember<'a> {
+    label: Cow<'a, str>,
+    list: sf::InnerList<'a>,
+}
+
+impl<'a> InputMember<'a> {
+    /// Checks a dictionary member: an inner list of at most [`MAX_COMPONENTS`] strings with
+    /// no parameters, each a valid component identifier, none twice.
+    fn check(member: &Member<'_>) -> Result<(), Rfc9421Error> {
+        use Rfc9421Error::Malformed;
+        let Member::InnerList(list) = member else {
+            return Err(Malformed("member is not an inner list"));
+        };
+        if list.items.len() > MAX_COMPONENTS {
+            return Err(Malformed("too many components"));
+        }
+        for (n, item) in list.items.iter().enumerate() {
+            let BareItem::String(name) = &item.bare else {
+                return Err(Malformed("component is not a string"));
+            };
+            if !item.params.is_empty() {
+                return Err(Malformed("component parameters are not supported"));
+            }
+            if !is_component_name(name) {
+                return Err(Malformed("invalid component identifier"));
+            }
+            let earlier = list.items.get(..n).unwrap_or_default();
+            if earlier.iter().any(|e| matches!(&e.bare, BareItem::String(x) if x == name)) {
+                return Err(Malformed("duplicate component"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every member of a `Signature-Input` field value, checked.
+    fn parse_all(value: &'a [u8]) -> Result<Vec<Self>, Rfc9421Error> {
+        use Rfc9421Error::Malformed;
+        if value.len() > MAX_SIGNATURE_FIELD_LEN {
+            return Err(Malformed("Signature-Input too long"));
+        }
+        let dict = sf::parse_dictionary(value).map_err(|_| Malformed("Signature-Input is not a dictionary"))?;
+        for (_, member) in &dict {
+            Self::check(member)?;
+        }
+        Ok(dict
+            .into_iter()
+            .filter_map(|(label, member)| match member {
+                Member::InnerList(list) => Some(Self { label, list }),
+                Member::Item(_) => None,
+            })
+            .collect())
+    }
+
+    /// The covered component identifiers, in order.
+    fn components(&self) -> impl Iterator<Item = &str> {
+        self.list.items.iter().filter_map(|item| match &item.bare {
+            BareItem::String(name) => Some(name.as_ref()),
+            _ => None,
+        })
+    }
+
+    fn covers(&self, component: &str) -> bool {
+        self.components().any(|c| c == component)
+    }
+
+    fn param(&self, name: &str) -> Option<&BareItem<'a>> {
+        self.list.params.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
 }
 
 impl SignatureInput {
     /// Parses every member of a `Signature-Input` field value. Components must be plain
     /// strings (no component parameters), unique, lower-case.
     pub fn parse_field(value: &[u8]) -> Result<Vec<Self>, Rfc9421Error> {
-        use Rfc9421Error::Malformed;
-        if value.len() > MAX_SIGNATURE_FIELD_LEN {
-            return Err(Malformed("Signature-Input too long"));
-        }
-        let dict = sf::parse_dictionary(value).map_err(|_| Malformed("Signature-Input is not a dictionary"))?;
-        dict.into_iter()
-            .map(|(label, member)| {
-                let Member::InnerList(mut list) = member else {
-                    return Err(Malformed("member is not an inner list"));
-                };
-                if list.items.len() > MAX_COMPONENTS {
-                    return Err(Malformed("too many components"));
-                }
+        Ok(InputMember::parse_all(value)?
+            .into_iter()
+            .map(|m| Self {
+                label: m.label.clone().into_owned(),
+                components: m.components().map(str::to_owned).collect(),
                 // The `@signature-params` value is the serialization of what was parsed.
-                let serialized = sf::serialize_inner_list(&list);
-                let mut components: Vec<String> = Vec::with_capacity(list.items.len());
-                for item in &mut list.items {
-                    let BareItem::String(name) = &mut item.bare else {
-                        return Err(Malformed("component is not a string"));
-                    };
-                    if !item.params.is_empty() {
-                        return Err(Malformed("component parameters are not supported"));
-                    }
-                    if !is_component_name(name) {
-                        return Err(Malformed("invalid component identifier"));
-                    }
-                    if components.contains(name) {
-                        return Err(Malformed("duplicate component"));
-                    }
-                    components.push(std::mem::take(name));
-                }
-                Ok(Self { label, components, params: list.params, serialized })
+                serialized: sf::serialize_inner_list(&m.list),
             })
-            .collect()
+            .collect())
     }
 
     /// The dictionary label (`sig1`).
@@ -261,10 +310,6 @@ impl SignatureInput {
     pub fn signature_params(&self) -> &str {
         &self.serialized
     }
-
-    fn param(&self, name: &str) -> Option<&BareItem> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-    }
 }
 
 fn is_component_name(name: &str) -> bool {
@@ -278,7 +323,11 @@ fn component_value(req: &RawRequest<'_>, name: &str, out: &mut Vec<u8>) -> Resul
     use Rfc9421Error::Malformed;
     match name {
         "@method" => out.extend_from_slice(req.method.as_bytes()),
-        "@authority" => out.extend(req.authority.bytes().map(|b| b.to_ascii_lowercase())),
+        "@authority" => {
+            let start = out.len();
+            out.extend_from_slice(req.authority.as_bytes());
+            out.get_mut(start..).unwrap_or_default().make_ascii_lowercase();
+        }
         "@path" => match req.path() {
             "" => out.push(b'/'),
             p if p.starts_with('/') => out.extend_from_slice(p.as_bytes()),
@@ -314,9 +363,23 @@ fn component_value(req: &RawRequest<'_>, name: &str, out: &mut Vec<u8>) -> Resul
 /// Builds the signature base of `req` for `input` (RFC 9421 §2.5), for any component list.
 pub fn signature_base(req: &RawRequest<'_>, input: &SignatureInput) -> Result<Vec<u8>, Rfc9421Error> {
     let params = input.signature_params();
-    let mut base = Vec::with_capacity(64 * input.components.len() + params.len() + 24);
-    for name in &input.components {
-        // Identifiers were validated by `parse_field` (token characters only), so their
+    build_base(req, input.components.iter().map(String::as_str), input.components.len(), params.len(), |base| {
+        base.extend_from_slice(params.as_bytes());
+    })
+}
+
+/// The signature base: one `"<name>": <value>` line per component, then the
+/// `"@signature-params"` line whose value `params` appends (`params_len` sizes the buffer).
+fn build_base<'c>(
+    req: &RawRequest<'_>,
+    components: impl Iterator<Item = &'c str>,
+    count: usize,
+    params_len: usize,
+    params: impl FnOnce(&mut Vec<u8>),
+) -> Result<Vec<u8>, Rfc9421Error> {
+    let mut base = Vec::with_capacity(64 * count + params_len + 24);
+    for name in components {
+        // Identifiers were validated by `InputMember::check` (token characters only), so their
         // sf-string serialization is the name in quotes.
         base.push(b'"');
         base.extend_from_slice(name.as_bytes());
@@ -325,7 +388,7 @@ pub fn signature_base(req: &RawRequest<'_>, input: &SignatureInput) -> Result<Ve
         base.push(b'\n');
     }
     base.extend_from_slice(b"\"@signature-params\": ");
-    base.extend_from_slice(params.as_bytes());
+    params(&mut base);
     Ok(base)
 }
 
@@ -341,8 +404,8 @@ pub enum Rfc9421Alg {
 /// A parsed RFC 9421 request: signature located, base built, nothing verified yet.
 #[derive(Debug, Clone)]
 pub struct Rfc9421Request<'a> {
-    keyid: String,
-    nonce: String,
+    keyid: InlineStr<MAX_KEY_ID_LEN>,
+    nonce: InlineStr<MAX_NONCE_LEN>,
     created: i64,
     expires: Option<i64>,
     alg: Option<Rfc9421Alg>,
@@ -355,12 +418,12 @@ pub struct Rfc9421Request<'a> {
 impl Rfc9421Request<'_> {
     /// The `keyid` parameter: the key to look up.
     pub fn key_id(&self) -> &str {
-        &self.keyid
+        self.keyid.as_str()
     }
 
     /// The `nonce` parameter.
     pub fn nonce(&self) -> &str {
-        &self.nonce
+        self.nonce.as_str()
     }
 
     /// The rebuilt signature base.
@@ -393,25 +456,25 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Erro
     if req.target.len() > MAX_TARGET_LEN || req.body.len() > MAX_BODY_LEN {
         return Err(Malformed("request too large"));
     }
-    let mut inputs = SignatureInput::parse_field(input_field)?;
+    let mut inputs = InputMember::parse_all(input_field)?;
     let input = match (inputs.pop(), inputs.is_empty()) {
         (Some(input), true) => input,
         _ => return Err(Malformed("exactly one signature is supported")),
     };
-    let sigs = sf::parse_dictionary(sig_field).map_err(|_| Malformed("Signature is not a dictionary"))?;
-    let signature = match sigs.as_slice() {
-        [(label, Member::Item(sf::Item { bare: BareItem::ByteSeq(sig), params }))]
-            if *label == input.label && params.is_empty() =>
+    let mut sigs = sf::parse_dictionary(sig_field).map_err(|_| Malformed("Signature is not a dictionary"))?;
+    let signature = match (sigs.pop(), sigs.is_empty()) {
+        (Some((label, Member::Item(sf::Item { bare: BareItem::ByteSeq(sig), params }))), true)
+            if label == input.label && params.is_empty() =>
         {
-            sig.clone()
+            sig
         }
         _ => {
             return Err(Malformed("Signature must hold exactly the Signature-Input label"));
         }
     };
 
-    for (name, _) in &input.params {
-        if !matches!(name.as_str(), "created" | "expires" | "nonce" | "keyid" | "alg" | "tag") {
+    for (name, _) in &input.list.params {
+        if !matches!(name.as_ref(), "created" | "expires" | "nonce" | "keyid" | "alg" | "tag") {
             return Err(Malformed("unknown signature parameter"));
         }
     }
@@ -422,7 +485,7 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Erro
     };
     let string = |name| match input.param(name) {
         None => Ok(None),
-        Some(BareItem::String(s)) => Ok(Some(s.clone())),
+        Some(BareItem::String(s)) => Ok(Some(s.as_ref())),
         Some(_) => Err(Malformed("nonce/keyid/alg/tag must be strings")),
     };
     let created = int("created")?.ok_or(MissingComponent("created"))?;
@@ -434,11 +497,13 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Erro
     if !(MIN_NONCE_LEN..=MAX_NONCE_LEN).contains(&nonce.len()) {
         return Err(Malformed("nonce must be 16 to 64 bytes"));
     }
+    let nonce = InlineStr::new(nonce).ok_or(Malformed("nonce must be 16 to 64 bytes"))?;
     let keyid = string("keyid")?.ok_or(MissingComponent("keyid"))?;
     if keyid.is_empty() || keyid.len() > MAX_KEY_ID_LEN {
         return Err(Malformed("keyid length"));
     }
-    let alg = match string("alg")?.as_deref() {
+    let keyid = InlineStr::new(keyid).ok_or(Malformed("keyid length"))?;
+    let alg = match string("alg")? {
         None => None,
         Some("hmac-sha256") => Some(Rfc9421Alg::HmacSha256),
         Some("ed25519") => Some(Rfc9421Alg::Ed25519),
@@ -446,19 +511,20 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<Rfc9421Request<'a>, Rfc9421Erro
     };
     string("tag")?;
 
-    let covers = |c: &str| input.components.iter().any(|x| x == c);
-    if let Some(missing) = REQUIRED_COMPONENTS.into_iter().find(|c| !covers(c)) {
+    if let Some(missing) = REQUIRED_COMPONENTS.into_iter().find(|c| !input.covers(c)) {
         return Err(MissingComponent(missing));
     }
-    let digest = if !req.body.is_empty() || covers("content-digest") {
-        if !covers("content-digest") {
+    let digest = if !req.body.is_empty() || input.covers("content-digest") {
+        if !input.covers("content-digest") {
             return Err(MissingComponent("content-digest"));
         }
         Some(ContentDigest::parse(req).map_err(Rfc9421Error::MalformedDigest)?)
     } else {
         None
     };
-    let base = signature_base(req, &input)?;
+    let base = build_base(req, input.components(), input.list.items.len(), 160, |base| {
+        sf::serialize_inner_list_into(base, &input.list);
+    })?;
     Ok(Rfc9421Request { keyid, nonce, created, expires, alg, signature, base, body: req.body, digest })
 }
 
@@ -503,8 +569,8 @@ pub fn verify(
     }
     Ok(Verified {
         dialect: Dialect::Rfc9421,
-        key_id: r.keyid.clone(),
-        replay_key: ReplayKey::derive(Dialect::Rfc9421.as_str(), &[r.keyid.as_bytes(), r.nonce.as_bytes()]),
+        key_id: r.key_id().to_owned(),
+        replay_key: ReplayKey::derive(Dialect::Rfc9421.as_str(), &[r.key_id().as_bytes(), r.nonce().as_bytes()]),
         retention: windowed_retention(
             policy.max_age,
             policy.max_future,

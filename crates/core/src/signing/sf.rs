@@ -10,11 +10,16 @@
 //! error instead of "last one wins" (a parser differential is how a signed value and an acted-on
 //! value drift apart), and byte sequences must be canonical padded base64. Parsing is a single
 //! left-to-right pass; every loop consumes input, so work is linear in the field length.
+//!
+//! Keys, tokens and escape-free strings borrow the field text (a `Signature-Input` parses
+//! with a handful of allocations, not one per component and parameter).
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+
+use super::codec;
 
 /// Why a structured field was refused. Deliberately coarse: the caller maps every variant to
 /// its dialect's "malformed" error.
@@ -30,15 +35,15 @@ pub(crate) enum SfError {
 
 /// An RFC 8941 bare item.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BareItem {
+pub(crate) enum BareItem<'a> {
     /// `sf-integer`, at most 15 digits.
     Integer(i64),
     /// `sf-decimal`, held exactly as thousandths.
     Decimal(i64),
-    /// `sf-string` (printable ASCII).
-    String(String),
+    /// `sf-string` (printable ASCII), borrowed unless it had escapes.
+    String(Cow<'a, str>),
     /// `sf-token`.
-    Token(String),
+    Token(Cow<'a, str>),
     /// `sf-binary`.
     ByteSeq(Vec<u8>),
     /// `sf-boolean`.
@@ -46,34 +51,40 @@ pub(crate) enum BareItem {
 }
 
 /// Parameters, in wire order, keys unique.
-pub(crate) type Params = Vec<(String, BareItem)>;
+pub(crate) type Params<'a> = Vec<(Cow<'a, str>, BareItem<'a>)>;
 
 /// A bare item with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Item {
-    pub bare: BareItem,
-    pub params: Params,
+pub(crate) struct Item<'a> {
+    pub bare: BareItem<'a>,
+    pub params: Params<'a>,
 }
 
 /// An inner list with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct InnerList {
-    pub items: Vec<Item>,
-    pub params: Params,
+pub(crate) struct InnerList<'a> {
+    pub items: Vec<Item<'a>>,
+    pub params: Params<'a>,
 }
 
 /// The value of a dictionary member.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Member {
-    Item(Item),
-    InnerList(InnerList),
+pub(crate) enum Member<'a> {
+    Item(Item<'a>),
+    InnerList(InnerList<'a>),
 }
 
+/// A dictionary: members in wire order, keys unique.
+pub(crate) type Dictionary<'a> = Vec<(Cow<'a, str>, Member<'a>)>;
+
 /// Parses an RFC 8941 dictionary (§4.2.2), keeping members in wire order.
-pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, SfError> {
-    let mut p = Parser { b: input, i: 0 };
+pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Dictionary<'_>, SfError> {
+    // Every byte of a structured field is ASCII, so anything else fails to parse anyway;
+    // refusing it up front lets the parser slice `&str`s without re-validating each one.
+    let text = std::str::from_utf8(input).ok().filter(|t| t.is_ascii()).ok_or(SfError::Syntax)?;
+    let mut p = Parser { b: input, s: text, i: 0 };
     p.skip_sp();
-    let mut out: Vec<(String, Member)> = Vec::new();
+    let mut out: Dictionary<'_> = Vec::new();
     if p.at_end() {
         return Ok(out);
     }
@@ -102,88 +113,123 @@ pub(crate) fn parse_dictionary(input: &[u8]) -> Result<Vec<(String, Member)>, Sf
 /// Whether two entries share a key: pairwise for a handful (no allocation), sort-based
 /// (`O(n log n)`) above that, so a 4 KiB field of 800 one-letter members costs no more than
 /// a sort — never a quadratic scan.
-fn has_duplicate_keys<T>(entries: &[(String, T)]) -> bool {
+fn has_duplicate_keys<T>(entries: &[(Cow<'_, str>, T)]) -> bool {
     if entries.len() <= 16 {
         return entries.iter().enumerate().any(|(i, (a, _))| entries.iter().skip(i + 1).any(|(b, _)| a == b));
     }
-    let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_ref()).collect();
     keys.sort_unstable();
     keys.windows(2).any(|w| w.first() == w.get(1))
 }
 
 /// Serializes an inner list with its parameters (RFC 8941 §4.1.1.1).
-pub(crate) fn serialize_inner_list(list: &InnerList) -> String {
-    let mut out = String::from("(");
+pub(crate) fn serialize_inner_list(list: &InnerList<'_>) -> String {
+    let mut out = Vec::with_capacity(128);
+    serialize_inner_list_into(&mut out, list);
+    // Every serialized byte is ASCII (strings and tokens were parsed as ASCII, keys are
+    // lower-case ASCII, byte sequences become base64), so this never replaces anything.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Appends the serialization of an inner list with its parameters (RFC 8941 §4.1.1.1).
+pub(crate) fn serialize_inner_list_into(out: &mut Vec<u8>, list: &InnerList<'_>) {
+    out.push(b'(');
     for (n, item) in list.items.iter().enumerate() {
         if n > 0 {
-            out.push(' ');
+            out.push(b' ');
         }
-        serialize_bare(&mut out, &item.bare);
-        serialize_params(&mut out, &item.params);
+        serialize_bare(out, &item.bare);
+        serialize_params(out, &item.params);
     }
-    out.push(')');
-    serialize_params(&mut out, &list.params);
-    out
+    out.push(b')');
+    serialize_params(out, &list.params);
 }
 
 /// Serializes one `sf-string` (RFC 8941 §4.1.6).
-fn serialize_string(out: &mut String, s: &str) {
-    out.push('"');
-    let mut rest = s;
-    while let Some(i) = rest.find(['"', '\\']) {
+fn serialize_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let mut rest = s.as_bytes();
+    while let Some(i) = rest.iter().position(|&c| c == b'"' || c == b'\\') {
         let (head, tail) = rest.split_at(i);
-        out.push_str(head);
-        out.push('\\');
+        out.extend_from_slice(head);
+        out.push(b'\\');
         let (escaped, after) = tail.split_at(1);
-        out.push_str(escaped);
+        out.extend_from_slice(escaped);
         rest = after;
     }
-    out.push_str(rest);
-    out.push('"');
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
-fn serialize_params(out: &mut String, params: &Params) {
+fn serialize_params(out: &mut Vec<u8>, params: &Params<'_>) {
     for (k, v) in params {
-        out.push(';');
-        out.push_str(k);
+        out.push(b';');
+        out.extend_from_slice(k.as_bytes());
         if *v != BareItem::Boolean(true) {
-            out.push('=');
+            out.push(b'=');
             serialize_bare(out, v);
         }
     }
 }
 
-fn serialize_bare(out: &mut String, v: &BareItem) {
+/// Appends the decimal digits of `n` (no `fmt` machinery: this runs for every request).
+fn serialize_integer(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut v = n;
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || start == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+}
+
+fn serialize_bare(out: &mut Vec<u8>, v: &BareItem<'_>) {
     match v {
         BareItem::Integer(n) => {
-            let _ = write!(out, "{n}");
+            if *n < 0 {
+                out.push(b'-');
+            }
+            serialize_integer(out, n.unsigned_abs());
         }
         BareItem::Decimal(thousandths) => {
-            let sign = if *thousandths < 0 { "-" } else { "" };
-            let abs = thousandths.unsigned_abs();
-            let mut frac = format!("{:03}", abs % 1000);
-            while frac.len() > 1 && frac.ends_with('0') {
-                frac.pop();
+            if *thousandths < 0 {
+                out.push(b'-');
             }
-            let _ = write!(out, "{sign}{}.{frac}", abs / 1000);
+            let abs = thousandths.unsigned_abs();
+            serialize_integer(out, abs / 1000);
+            out.push(b'.');
+            let frac = format!("{:03}", abs % 1000);
+            out.extend_from_slice(frac.trim_end_matches('0').as_bytes());
+            if frac == "000" {
+                out.push(b'0');
+            }
         }
         BareItem::String(s) => serialize_string(out, s),
-        BareItem::Token(t) => out.push_str(t),
+        BareItem::Token(t) => out.extend_from_slice(t.as_bytes()),
         BareItem::ByteSeq(b) => {
-            out.push(':');
-            out.push_str(&STANDARD.encode(b));
-            out.push(':');
+            out.push(b':');
+            out.extend_from_slice(STANDARD.encode(b).as_bytes());
+            out.push(b':');
         }
-        BareItem::Boolean(b) => out.push_str(if *b { "?1" } else { "?0" }),
+        BareItem::Boolean(b) => out.extend_from_slice(if *b { b"?1" } else { b"?0" }),
     }
 }
 
 struct Parser<'a> {
     b: &'a [u8],
+    /// `b` as text (all ASCII).
+    s: &'a str,
     i: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -214,7 +260,7 @@ impl Parser<'_> {
     }
 
     /// `key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )`
-    fn key(&mut self) -> Result<String, SfError> {
+    fn key(&mut self) -> Result<Cow<'a, str>, SfError> {
         let start = self.i;
         match self.peek() {
             Some(b'a'..=b'z' | b'*') => self.i += 1,
@@ -227,14 +273,16 @@ impl Parser<'_> {
     }
 
     /// The bytes from `start` to the cursor, known to be ASCII by the caller's grammar.
-    fn ascii(&self, start: usize) -> Result<String, SfError> {
-        let bytes = self.b.get(start..self.i).ok_or(SfError::Syntax)?;
-        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| SfError::Syntax)
+    fn ascii(&self, start: usize) -> Result<Cow<'a, str>, SfError> {
+        self.s.get(start..self.i).map(Cow::Borrowed).ok_or(SfError::Syntax)
     }
 
-    fn params(&mut self) -> Result<Params, SfError> {
-        let mut out: Params = Vec::new();
+    fn params(&mut self) -> Result<Params<'a>, SfError> {
+        let mut out: Params<'a> = Vec::new();
         while self.eat(b';') {
+            if out.is_empty() {
+                out.reserve(4);
+            }
             self.skip_sp();
             let key = self.key()?;
             let value = if self.eat(b'=') { self.bare_item()? } else { BareItem::Boolean(true) };
@@ -246,21 +294,22 @@ impl Parser<'_> {
         Ok(out)
     }
 
-    fn item_or_inner_list(&mut self) -> Result<Member, SfError> {
+    fn item_or_inner_list(&mut self) -> Result<Member<'a>, SfError> {
         if self.peek() == Some(b'(') { self.inner_list().map(Member::InnerList) } else { self.item().map(Member::Item) }
     }
 
-    fn item(&mut self) -> Result<Item, SfError> {
+    fn item(&mut self) -> Result<Item<'a>, SfError> {
         let bare = self.bare_item()?;
         let params = self.params()?;
         Ok(Item { bare, params })
     }
 
-    fn inner_list(&mut self) -> Result<InnerList, SfError> {
+    fn inner_list(&mut self) -> Result<InnerList<'a>, SfError> {
         if !self.eat(b'(') {
             return Err(SfError::Syntax);
         }
-        let mut items = Vec::new();
+        // Sized for a typical `Signature-Input` (five to seven components) in one allocation.
+        let mut items = Vec::with_capacity(8);
         loop {
             self.skip_sp();
             if self.eat(b')') {
@@ -274,7 +323,7 @@ impl Parser<'_> {
         }
     }
 
-    fn bare_item(&mut self) -> Result<BareItem, SfError> {
+    fn bare_item(&mut self) -> Result<BareItem<'a>, SfError> {
         match self.peek() {
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'"') => self.string().map(BareItem::String),
@@ -286,7 +335,7 @@ impl Parser<'_> {
     }
 
     /// RFC 8941 §4.2.4: at most 15 integer digits, or 12 + up to 3 fractional digits.
-    fn number(&mut self) -> Result<BareItem, SfError> {
+    fn number(&mut self) -> Result<BareItem<'a>, SfError> {
         let negative = self.eat(b'-');
         let mut int_digits = 0usize;
         let mut value: i64 = 0;
@@ -324,19 +373,19 @@ impl Parser<'_> {
         Ok(BareItem::Decimal(if negative { -thousandths } else { thousandths }))
     }
 
-    fn string(&mut self) -> Result<String, SfError> {
+    fn string(&mut self) -> Result<Cow<'a, str>, SfError> {
         if !self.eat(b'"') {
             return Err(SfError::Syntax);
         }
-        // Fast path: no escapes before the closing quote, one allocation.
+        // Fast path: no escapes before the closing quote, borrowed.
         let rest = self.b.get(self.i..).ok_or(SfError::Syntax)?;
         let stop = rest.iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..=0x7e).contains(&c));
         if let Some(end) = stop
             && rest.get(end) == Some(&b'"')
         {
-            let text = rest.get(..end).ok_or(SfError::Syntax)?;
+            let text = self.s.get(self.i..self.i + end).ok_or(SfError::Syntax)?;
             self.i += end + 1;
-            return std::str::from_utf8(text).map(str::to_owned).map_err(|_| SfError::Syntax);
+            return Ok(Cow::Borrowed(text));
         }
         let mut out = String::new();
         loop {
@@ -344,7 +393,7 @@ impl Parser<'_> {
                 None => return Err(SfError::Syntax),
                 Some(b'"') => {
                     self.i += 1;
-                    return Ok(out);
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.i += 1;
@@ -363,7 +412,7 @@ impl Parser<'_> {
         }
     }
 
-    fn token(&mut self) -> Result<String, SfError> {
+    fn token(&mut self) -> Result<Cow<'a, str>, SfError> {
         let start = self.i;
         self.i += 1;
         while let Some(c) = self.peek() {
@@ -386,7 +435,7 @@ impl Parser<'_> {
         let len = rest.iter().position(|&c| c == b':').ok_or(SfError::Syntax)?;
         let encoded = rest.get(..len).ok_or(SfError::Syntax)?;
         self.i += len + 1;
-        STANDARD.decode(encoded).map_err(|_| SfError::Syntax)
+        codec::b64_padded_decode(encoded).ok_or(SfError::Syntax)
     }
 
     fn boolean(&mut self) -> Result<bool, SfError> {
@@ -408,11 +457,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn dict(s: &str) -> Result<Vec<(String, Member)>, SfError> {
+    fn dict(s: &str) -> Result<Dictionary<'_>, SfError> {
         parse_dictionary(s.as_bytes())
     }
 
-    fn inner(s: &str) -> Option<InnerList> {
+    fn inner(s: &str) -> Option<InnerList<'_>> {
         match dict(s).ok()?.into_iter().next()? {
             (_, Member::InnerList(l)) => Some(l),
             _ => None,
@@ -444,7 +493,7 @@ mod tests {
     #[test]
     fn dictionary_forms() {
         let Ok(d) = dict("a=1, b;x=?0,  c=:AQID:, d=\"s\" , e=tok") else { unreachable!() };
-        let keys: Vec<&str> = d.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = d.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["a", "b", "c", "d", "e"]);
         assert!(matches!(&d[2].1, Member::Item(Item { bare: BareItem::ByteSeq(b), .. }) if b == &[1, 2, 3]));
         assert!(matches!(&d[1].1, Member::Item(Item { bare: BareItem::Boolean(true), params }) if params.len() == 1));
@@ -485,20 +534,20 @@ mod tests {
         assert_eq!(dict("a=1;p;p").err(), Some(SfError::DuplicateKey));
     }
 
-    fn arb_bare() -> impl Strategy<Value = BareItem> {
+    fn arb_bare() -> impl Strategy<Value = BareItem<'static>> {
         prop_oneof![
             (-999_999_999_999_999i64..=999_999_999_999_999).prop_map(BareItem::Integer),
             (-999_999_999_999_999i64..=999_999_999_999_999).prop_map(BareItem::Decimal),
-            "[ -~]{0,20}".prop_map(BareItem::String),
-            "[A-Za-z*][A-Za-z0-9:/!#$%&'*+.^_`|~-]{0,10}".prop_map(BareItem::Token),
+            "[ -~]{0,20}".prop_map(|s| BareItem::String(Cow::Owned(s))),
+            "[A-Za-z*][A-Za-z0-9:/!#$%&'*+.^_`|~-]{0,10}".prop_map(|t| BareItem::Token(Cow::Owned(t))),
             proptest::collection::vec(any::<u8>(), 0..20).prop_map(BareItem::ByteSeq),
             any::<bool>().prop_map(BareItem::Boolean),
         ]
     }
 
-    fn arb_params() -> impl Strategy<Value = Params> {
+    fn arb_params() -> impl Strategy<Value = Params<'static>> {
         proptest::collection::btree_map("[a-z*][a-z0-9_.*-]{0,6}", arb_bare(), 0..4)
-            .prop_map(|m| m.into_iter().collect())
+            .prop_map(|m| m.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
     }
 
     proptest! {
@@ -523,7 +572,7 @@ mod tests {
             };
             let text = format!("sig={}", serialize_inner_list(&list));
             let parsed = parse_dictionary(text.as_bytes());
-            prop_assert_eq!(parsed, Ok(vec![("sig".to_owned(), Member::InnerList(list))]));
+            prop_assert_eq!(parsed, Ok(vec![(Cow::Borrowed("sig"), Member::InnerList(list))]));
         }
     }
 }

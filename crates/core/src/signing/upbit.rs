@@ -28,17 +28,19 @@
 //! server's expired-key and IP checks (step 6), so a request failing both reports
 //! `invalid_query_payload`. Both are post-authentication answers; nothing leaks.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha512};
 use subtle::ConstantTimeEq as _;
 
+use super::codec;
 use super::json_flat::{self, Entry, JsonError, Scalar, Value};
 use super::query::{doc_json, doc_raw, pyu_json, pyu_raw};
 use super::{
-    Denial, Dialect, Header, MAX_BODY_LEN, MAX_JWT_LEN, MAX_NONCE_LEN, MAX_QUERY_LEN, MAX_TARGET_LEN, RawRequest,
-    ReplayKey, Verified, VerifyKey, is_key_id, is_media_type, json_string, key, key::SignatureAlg,
+    Denial, Dialect, Header, InlineStr, MAX_BODY_LEN, MAX_JWT_LEN, MAX_KEY_ID_LEN, MAX_NONCE_LEN, MAX_QUERY_LEN,
+    MAX_TARGET_LEN, RawRequest, ReplayKey, Verified, VerifyKey, is_key_id, is_media_type, json_string, key,
+    key::SignatureAlg,
 };
 use crate::clock::{Span, Timestamp};
 
@@ -213,14 +215,18 @@ enum Params<'a> {
     Invalid(&'static str),
 }
 
+/// Longest tag of an accepted alg (HS512).
+const MAX_TAG_LEN: usize = 64;
+
 /// A parsed Upbit request: claims extracted, nothing verified yet.
 #[derive(Debug, Clone)]
 pub struct UpbitRequest<'a> {
-    access_key: String,
-    nonce: String,
+    access_key: InlineStr<MAX_KEY_ID_LEN>,
+    nonce: InlineStr<MAX_NONCE_LEN>,
     alg: JwtAlg,
     signing_input: &'a [u8],
-    signature: Vec<u8>,
+    /// The tag; its first `alg.tag_len()` bytes.
+    signature: [u8; MAX_TAG_LEN],
     query_hash: Option<[u8; 64]>,
     timestamp_ms: Option<i64>,
     iat_s: Option<i64>,
@@ -232,46 +238,92 @@ pub struct UpbitRequest<'a> {
 impl UpbitRequest<'_> {
     /// The `access_key` claim: the key to look up.
     pub fn key_id(&self) -> &str {
-        &self.access_key
+        self.access_key.as_str()
     }
 
     /// The `nonce` claim.
     pub fn nonce(&self) -> &str {
-        &self.nonce
+        self.nonce.as_str()
     }
 
     /// The JWS algorithm.
     pub fn alg(&self) -> JwtAlg {
         self.alg
     }
+
+    fn tag(&self) -> &[u8] {
+        self.signature.get(..self.alg.tag_len()).unwrap_or_default()
+    }
 }
 
-/// The three decoded segments of a compact JWS, and the signed bytes as received.
+/// The three base64url segments of a compact JWS (still encoded), and the signed bytes as
+/// received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct JwtParts<'a> {
-    pub header: Vec<u8>,
-    pub payload: Vec<u8>,
+    pub header: &'a [u8],
+    pub payload: &'a [u8],
     pub signing_input: &'a [u8],
-    pub signature: Vec<u8>,
+    pub signature: &'a [u8],
 }
 
-/// Splits a compact JWS into exactly three non-empty, canonical unpadded base64url segments.
+/// Splits a compact JWS into exactly three non-empty segments. Their characters are checked
+/// by the strict base64url decoder ([`decode_segment`]), which refuses every byte outside
+/// `A-Za-z0-9-_`.
 pub(crate) fn split_jwt(token: &[u8]) -> Option<JwtParts<'_>> {
-    // No separate character pass: the strict unpadded base64url decoder refuses every byte
-    // outside `A-Za-z0-9-_` in each segment, and a byte loop over random base64 text costs
-    // more than the decode itself. `str` searches for `.` word-at-a-time (memchr).
-    let text = std::str::from_utf8(token).ok()?;
-    let (h, rest) = text.split_once('.')?;
-    let (p, s) = rest.split_once('.')?;
-    if s.contains('.') || h.is_empty() || p.is_empty() || s.is_empty() {
+    // `.` is searched word-at-a-time.
+    let dot = |s: &[u8]| codec::find_byte(s, b'.');
+    let h = dot(token)?;
+    let (header, rest) = (token.get(..h)?, token.get(h + 1..)?);
+    let p = dot(rest)?;
+    let (payload, signature) = (rest.get(..p)?, rest.get(p + 1..)?);
+    if dot(signature).is_some() || header.is_empty() || payload.is_empty() || signature.is_empty() {
         return None;
     }
-    Some(JwtParts {
-        header: URL_SAFE_NO_PAD.decode(h).ok()?,
-        payload: URL_SAFE_NO_PAD.decode(p).ok()?,
-        signing_input: token.get(..h.len() + 1 + p.len())?,
-        signature: URL_SAFE_NO_PAD.decode(s).ok()?,
-    })
+    Some(JwtParts { header, payload, signing_input: token.get(..h + 1 + p)?, signature })
+}
+
+/// Decodes a base64url segment into `stack` when it fits, else into `heap`.
+fn decode_segment<'b>(segment: &[u8], stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    let len = codec::b64url_decoded_len(segment.len())?;
+    let buf: &'b mut [u8] = if len <= stack.len() {
+        stack
+    } else {
+        heap.resize(len, 0);
+        heap.as_mut_slice()
+    };
+    let n = codec::b64url_decode(segment, buf)?;
+    buf.get(..n)
+}
+
+/// Header segments real clients send, exactly (PyJWT — so pyupbit — and ccxt write
+/// `{"alg":…,"typ":"JWT"}`; other JWT libraries put `typ` first). A token carrying one of
+/// them is decided without decoding its header: [`parse_header`] gives each of these the same
+/// answer (see the `known_headers_agree_with_the_general_path` test).
+const KNOWN_HEADERS: [(&[u8], JwtAlg); 4] = [
+    (b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", JwtAlg::Hs256), // {"alg":"HS256","typ":"JWT"}
+    (b"eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9", JwtAlg::Hs512), // {"alg":"HS512","typ":"JWT"}
+    (b"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9", JwtAlg::Hs256), // {"typ":"JWT","alg":"HS256"}
+    (b"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9", JwtAlg::Hs512), // {"typ":"JWT","alg":"HS512"}
+];
+
+/// The alg of a decoded JOSE header: `alg` ∈ {HS256, HS512}, no `crit`, `typ` (if any) `JWT`.
+fn parse_header(header: &[u8]) -> Result<JwtAlg, UpbitError> {
+    use UpbitError::JwtVerification as Jwt;
+    let header = json_flat::parse_object(header).map_err(|_| Jwt("header is not a flat JSON object"))?;
+    let alg = match claim_str(&header, "alg") {
+        Some("HS256") => JwtAlg::Hs256,
+        Some("HS512") => JwtAlg::Hs512,
+        _ => return Err(Jwt("alg is not HS256 or HS512")),
+    };
+    if json_flat::get(&header, "crit").is_some() {
+        return Err(Jwt("crit header"));
+    }
+    if json_flat::get(&header, "typ").is_some()
+        && !claim_str(&header, "typ").is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(Jwt("typ is not JWT"));
+    }
+    Ok(alg)
 }
 
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
@@ -340,24 +392,30 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<UpbitRequest<'a>, UpbitError> {
     }
     let jwt = split_jwt(token).ok_or(Jwt("not a compact JWS"))?;
 
-    let header = json_flat::parse_object(&jwt.header).map_err(|_| Jwt("header is not a flat JSON object"))?;
-    let alg = match claim_str(&header, "alg") {
-        Some("HS256") => JwtAlg::Hs256,
-        Some("HS512") => JwtAlg::Hs512,
-        _ => return Err(Jwt("alg is not HS256 or HS512")),
+    // Every segment must decode before anything else is judged. Small segments (all real
+    // ones) decode into stack buffers; a known header needs no decoding at all.
+    let known = KNOWN_HEADERS.iter().find(|(h, _)| *h == jwt.header).map(|&(_, alg)| alg);
+    let (mut header_stack, mut header_heap) = ([0u8; 256], Vec::new());
+    let header = match known {
+        Some(_) => None,
+        None => Some(decode_segment(jwt.header, &mut header_stack, &mut header_heap).ok_or(Jwt("not a compact JWS"))?),
     };
-    if json_flat::get(&header, "crit").is_some() {
-        return Err(Jwt("crit header"));
-    }
-    if json_flat::get(&header, "typ").is_some()
-        && !claim_str(&header, "typ").is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
-    {
-        return Err(Jwt("typ is not JWT"));
-    }
-    if jwt.signature.len() != alg.tag_len() {
+    let (mut payload_stack, mut payload_heap) = ([0u8; 1024], Vec::new());
+    let payload = decode_segment(jwt.payload, &mut payload_stack, &mut payload_heap).ok_or(Jwt("not a compact JWS"))?;
+    let (mut sig_stack, mut sig_heap) = ([0u8; MAX_TAG_LEN], Vec::new());
+    let sig = decode_segment(jwt.signature, &mut sig_stack, &mut sig_heap).ok_or(Jwt("not a compact JWS"))?;
+
+    let alg = match (known, header) {
+        (Some(alg), _) => alg,
+        (None, Some(header)) => parse_header(header)?,
+        (None, None) => return Err(Jwt("not a compact JWS")),
+    };
+    if sig.len() != alg.tag_len() {
         return Err(Jwt("signature length does not match alg"));
     }
-    let claims = json_flat::parse_object(&jwt.payload).map_err(|_| Jwt("payload is not a flat JSON object"))?;
+    let mut signature = [0u8; MAX_TAG_LEN];
+    signature.get_mut(..sig.len()).ok_or(Jwt("signature length does not match alg"))?.copy_from_slice(sig);
+    let claims = json_flat::parse_object(payload).map_err(|_| Jwt("payload is not a flat JSON object"))?;
 
     let access_key = claim_str(&claims, "access_key").filter(|k| is_key_id(k.as_bytes())).ok_or(Iqp("access_key"))?;
     let nonce = claim_str(&claims, "nonce")
@@ -367,7 +425,9 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<UpbitRequest<'a>, UpbitError> {
         None => None,
         Some(Value::Scalar(Scalar::Str(h))) if h.len() == 128 => {
             let mut out = [0u8; 64];
-            hex::decode_to_slice(h.as_bytes(), &mut out).map_err(|_| Iqp("query_hash is not hex"))?;
+            if !codec::hex_decode(h.as_bytes(), &mut out) {
+                return Err(Iqp("query_hash is not hex"));
+            }
             Some(out)
         }
         Some(_) => return Err(Iqp("query_hash is not 128 hex digits")),
@@ -378,11 +438,11 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<UpbitRequest<'a>, UpbitError> {
         Some(_) => return Err(Iqp("query_hash_alg is not SHA512")),
     }
     Ok(UpbitRequest {
-        access_key: access_key.to_owned(),
-        nonce: nonce.to_owned(),
+        access_key: InlineStr::new(access_key).ok_or(Iqp("access_key"))?,
+        nonce: InlineStr::new(nonce).ok_or(Iqp("nonce"))?,
         alg,
         signing_input: jwt.signing_input,
-        signature: jwt.signature,
+        signature,
         query_hash,
         timestamp_ms: int_claim(&claims, "timestamp")?,
         iat_s: int_claim(&claims, "iat")?,
@@ -420,7 +480,7 @@ fn check_query_hash(r: &UpbitRequest<'_>, policy: &UpbitPolicy) -> Result<(), Up
     use UpbitError::InvalidQueryPayload as Iqp;
     let mut entries = Vec::new();
     let (doc, pairs) = match r.params {
-        Params::None => (Vec::new(), 0),
+        Params::None => (Cow::Borrowed(&[][..]), 0),
         Params::Invalid(why) => return Err(Iqp(why)),
         Params::Query(q) => doc_raw(q, false),
         Params::Form(b) => doc_raw(b, true),
@@ -434,7 +494,8 @@ fn check_query_hash(r: &UpbitRequest<'_>, policy: &UpbitPolicy) -> Result<(), Up
                     JsonError::Syntax => "body is not a JSON object",
                 })
             })?;
-            doc_json(&entries)
+            let (doc, n) = doc_json(&entries);
+            (Cow::Owned(doc), n)
         }
     };
     let claimed = match (pairs, r.query_hash) {
@@ -454,7 +515,7 @@ fn check_query_hash(r: &UpbitRequest<'_>, policy: &UpbitPolicy) -> Result<(), Up
             Params::Json(_) => pyu_json(&entries),
             Params::None | Params::Invalid(_) => Vec::new(),
         };
-        if pyu != doc && bool::from(claimed.ct_eq(Sha512::digest(&pyu).as_slice())) {
+        if pyu != doc.as_ref() && bool::from(claimed.ct_eq(Sha512::digest(&pyu).as_slice())) {
             return Ok(());
         }
     }
@@ -470,14 +531,14 @@ pub fn verify(
     policy: &UpbitPolicy,
 ) -> Result<Verified, UpbitError> {
     check_times(r, now, policy)?;
-    if !key.verify_parts(r.alg.signature_alg(), &[r.signing_input], &r.signature) {
+    if !key.verify_parts(r.alg.signature_alg(), &[r.signing_input], r.tag()) {
         return Err(UpbitError::JwtVerification("signature mismatch"));
     }
     check_query_hash(r, policy)?;
     Ok(Verified {
         dialect: Dialect::Upbit,
-        key_id: r.access_key.clone(),
-        replay_key: ReplayKey::derive(Dialect::Upbit.as_str(), &[r.access_key.as_bytes(), r.nonce.as_bytes()]),
+        key_id: r.key_id().to_owned(),
+        replay_key: ReplayKey::derive(Dialect::Upbit.as_str(), &[r.key_id().as_bytes(), r.nonce().as_bytes()]),
         retention: policy.nonce_retention,
         binds_method_and_path: false,
     })
@@ -488,7 +549,7 @@ pub fn verify(
 /// [`UpbitPolicy::hide_unknown_keys`] is set.
 pub fn reject_unknown_key(r: &UpbitRequest<'_>, policy: &UpbitPolicy) -> UpbitError {
     if let Some(dummy) = key::dummy_hmac() {
-        std::hint::black_box(dummy.verify_parts(r.alg.signature_alg(), &[r.signing_input], &r.signature));
+        std::hint::black_box(dummy.verify_parts(r.alg.signature_alg(), &[r.signing_input], r.tag()));
     }
     if policy.hide_unknown_keys {
         UpbitError::JwtVerification("unknown access_key")

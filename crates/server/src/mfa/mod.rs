@@ -9,6 +9,8 @@
 pub mod config;
 pub mod mail;
 pub mod openapi;
+pub mod sms;
+pub mod webauthn;
 
 use gatehouse_core::account::Account;
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
@@ -39,6 +41,8 @@ pub struct Factors {
     pub backup_remaining: usize,
     /// Size of the current backup set.
     pub backup_total: usize,
+    /// An SMS number is set and an SMS sender is configured (login only; weaker).
+    pub sms: bool,
 }
 
 impl Factors {
@@ -46,6 +50,12 @@ impl Factors {
     /// are the way back in when the factor is lost).
     pub fn has_second_factor(&self) -> bool {
         self.totp || self.webauthn > 0
+    }
+
+    /// Whether a login needs a second step (SMS counts here, as a last resort, but never for
+    /// step-up).
+    pub fn has_login_factor(&self) -> bool {
+        self.has_second_factor() || self.sms
     }
 
     /// Methods usable to finish a login or step up, strongest first.
@@ -60,6 +70,9 @@ impl Factors {
         if self.backup_remaining > 0 {
             m.push("backup_code");
         }
+        if self.sms {
+            m.push("sms");
+        }
         m
     }
 }
@@ -70,7 +83,9 @@ pub async fn factors(state: &AppState, account: &Account) -> ApiResult<Factors> 
     let creds = state.store.list_webauthn_credentials(account.id).await?;
     let live: Vec<_> = creds.iter().filter(|c| c.flagged_at.is_none()).collect();
     let codes = state.store.backup_codes(account.id).await?;
+    let sms = !state.config.mfa.sms.webhook_url.is_empty() && state.store.find_sms_number(account.id).await?.is_some();
     Ok(Factors {
+        sms,
         totp,
         webauthn: live.len(),
         passkeys: live.iter().filter(|c| c.kind == "passkey").count(),

@@ -151,6 +151,49 @@ pub fn extend(doc: &mut Value, prefix: &str) {
             "step_up_token": token
         } }),
         );
+        let cred = json!({ "type": "object", "description": "PublicKeyCredential as JSON (base64url fields)" });
+        s.insert(
+            "WebAuthnRegisterStart".into(),
+            json!({ "type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": { "type": "string", "minLength": 1, "maxLength": 64 },
+            "kind": { "type": "string", "enum": ["security_key", "passkey"] },
+            "password": { "type": "string", "maxLength": 4096 },
+            "step_up_token": token
+        } }),
+        );
+        s.insert(
+            "WebAuthnFinish".into(),
+            json!({ "type": "object", "required": ["ceremony_id", "credential"], "properties": {
+            "ceremony_id": { "type": "string", "maxLength": 64 }, "credential": cred,
+            "session_type": { "type": "string", "enum": ["api", "browser"] }
+        } }),
+        );
+        s.insert("WebAuthnLoginFinish".into(), json!({ "type": "object", "additionalProperties": false, "required": ["pending_token", "ceremony_id", "credential"], "properties": {
+            "pending_token": { "type": "string", "maxLength": 64 }, "ceremony_id": { "type": "string", "maxLength": 64 }, "credential": cred
+        } }));
+        s.insert(
+            "WebAuthnRemove".into(),
+            json!({ "type": "object", "additionalProperties": false, "required": ["id"], "properties": {
+            "id": { "type": "string", "maxLength": 1400 }, "step_up_token": token
+        } }),
+        );
+        s.insert(
+            "WebAuthnStepUpStart".into(),
+            json!({ "type": "object", "additionalProperties": false, "required": ["action"], "properties": {
+            "action": { "type": "string", "enum": actions.clone() },
+            "binding": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$" }
+        } }),
+        );
+        s.insert("PendingRequest".into(), json!({ "type": "object", "additionalProperties": false, "required": ["pending_token"], "properties": { "pending_token": { "type": "string", "maxLength": 64 } } }));
+        s.insert(
+            "SmsNumberRequest".into(),
+            json!({ "type": "object", "additionalProperties": false, "required": ["phone"], "properties": {
+            "phone": { "type": "string", "pattern": "^\\+[1-9][0-9]{6,14}$" },
+            "password": { "type": "string", "maxLength": 4096 },
+            "step_up_token": token
+        } }),
+        );
+        s.insert("Empty".into(), json!({ "type": "object" }));
         s.insert("CodeRequest".into(), json!({ "type": "object", "additionalProperties": false, "required": ["code"], "properties": { "code": { "type": "string", "maxLength": 64 } } }));
         s.insert("StepUpRequest".into(), json!({ "type": "object", "additionalProperties": false, "required": ["action", "method"], "properties": {
             "action": { "type": "string", "enum": actions },

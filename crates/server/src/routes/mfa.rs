@@ -60,6 +60,7 @@ pub async fn pending_login(
             "pending_token": token.expose(),
             "expires_in": ttl,
             "methods": factors.methods(),
+            "weaker_methods": if factors.sms { json!(["sms"]) } else { json!([]) },
             "factors": ["password"],
         })),
     )
@@ -103,8 +104,17 @@ pub async fn second_factor(
         .filter(|a| a.can_sign_in())
         .ok_or_else(|| ApiError::new(ErrorCode::PendingLoginInvalid))?;
     if matches!(req.method, Method::Sms) {
-        return crate::routes::mfa_sms::finish_login(&state, &client, &account, &pending, &req.code, cnf.as_ref())
-            .await;
+        return crate::routes::mfa_sms::finish_login(
+            &state,
+            &client,
+            &account,
+            &pending,
+            &req.code,
+            &token,
+            &detail,
+            cnf.as_ref(),
+        )
+        .await;
     }
     let factor = mfa::verify_code(&state, &account, &client, req.method, &req.code, "login").await?;
     finish_login(&state, &client, &account, &token, &detail, factor, cnf.as_ref()).await
@@ -164,7 +174,7 @@ pub fn factors_json(f: &Factors, creds: &[gatehouse_core::mfa::store::WebAuthnCr
             "flagged": c.flagged_at.is_some(),
             "strength": "phishing_resistant",
         })).collect::<Vec<_>>(),
-        "sms": { "available_for": ["login"], "weaker": true, "note": "SMS is a last resort: exposed to SIM swap; never accepted for step-up." },
+        "sms": { "enabled": f.sms, "available_for": ["login"], "weaker": true, "note": "SMS is a last resort: exposed to SIM swap and interception; never accepted for step-up, withdrawals, API keys or security settings." },
     })
 }
 
@@ -188,7 +198,8 @@ pub struct ProofBody {
 }
 
 impl ProofBody {
-    fn input(&self) -> StepUpInput<'_> {
+    /// The step-up input it carries.
+    pub fn input(&self) -> StepUpInput<'_> {
         StepUpInput { password: self.password.as_deref(), step_up_token: self.step_up_token.as_deref() }
     }
 }

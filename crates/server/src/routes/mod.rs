@@ -9,6 +9,7 @@ pub mod keys;
 pub mod me;
 pub mod mfa;
 pub mod mfa_sms;
+pub mod mfa_webauthn;
 pub mod openapi;
 pub mod phishing;
 pub mod sessions;

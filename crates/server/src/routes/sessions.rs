@@ -238,8 +238,8 @@ pub async fn login(
     let factors = crate::mfa::factors(&state, &account).await?;
     // Behavioural risk (R107): refused, or confirmed by email when there is no second factor
     // to ask for, before any session exists.
-    let risk = crate::risk::assess_login(&state, &account, &client, factors.has_second_factor()).await?;
-    if factors.has_second_factor() {
+    let risk = crate::risk::assess_login(&state, &account, &client, factors.has_login_factor()).await?;
+    if factors.has_login_factor() {
         return crate::routes::mfa::pending_login(&state, &client, &account, req.session_type, &factors).await;
     }
     start_session(

@@ -39,7 +39,11 @@ pub async fn enrol_totp(srv: &Server, dev: &Device, password: &str) -> Mfa {
     let code = totp_at(&secret_b32, now);
     let (s, done) = dev.post(&srv.api("/account/factors/totp/confirm"), json!({ "code": code })).await;
     assert_eq!(s, 200, "{done}");
-    let codes = done["backup_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    // Backup codes come with the first second factor only.
+    let codes = done["backup_codes"]
+        .as_array()
+        .map(|a| a.iter().map(|c| c.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
     Mfa { secret_b32, last_step: Mutex::new(Some((now / 30_000) as u64)), backup_codes: Mutex::new(codes) }
 }
 

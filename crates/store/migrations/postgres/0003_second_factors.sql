@@ -76,3 +76,10 @@ CREATE TABLE webauthn_ceremonies (
     detail TEXT NOT NULL,
     expires_at BIGINT NOT NULL
 );
+
+-- SMS as a last resort (login only): the number sealed under the master key.
+CREATE TABLE mfa_sms (
+    user_id TEXT PRIMARY KEY REFERENCES accounts(id),
+    phone_sealed BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);

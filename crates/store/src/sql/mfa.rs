@@ -33,6 +33,7 @@ fn purpose_of(s: &str) -> StoreResult<MfaTokenPurpose> {
     match s {
         "login" => Ok(MfaTokenPurpose::Login),
         "step_up" => Ok(MfaTokenPurpose::StepUp),
+        "sms" => Ok(MfaTokenPurpose::Sms),
         _ => Err(StoreError::Corrupt("mfa token purpose".into())),
     }
 }
@@ -115,12 +116,11 @@ impl MfaStore for SqlStore {
 
     async fn begin_totp(&self, user: UserId, seed_sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
         let mut w = self.begin().await?;
-        let deleted = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL")
+        sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL")
             .bind(user.to_string())
             .execute(&mut *w.tx)
             .await
             .map_err(map_err)?;
-        let _ = deleted;
         let r = sqlx::query(
             "INSERT INTO mfa_totp (user_id, seed_sealed, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING",
         )
@@ -133,6 +133,12 @@ impl MfaStore for SqlStore {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
+        // No active factor: any step history belongs to a removed seed.
+        sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
         self.finish(w, fx).await?;
         Ok(true)
     }
@@ -203,6 +209,14 @@ impl MfaStore for SqlStore {
         if up.rows_affected() == 0 {
             return Ok(false);
         }
+        // Steps more than a window behind the newest can never be accepted again
+        // (`last_step` refuses them): keep the table small.
+        sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1 AND step < $2")
+            .bind(user.to_string())
+            .bind(step - 4)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
         self.finish(w, fx).await?;
         Ok(true)
     }
@@ -217,6 +231,12 @@ impl MfaStore for SqlStore {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
+        // A new seed starts a new step history.
+        sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
         self.finish(w, fx).await?;
         Ok(true)
     }
@@ -467,6 +487,68 @@ impl MfaStore for SqlStore {
         }
         self.finish(w, fx).await?;
         Ok(true)
+    }
+
+    async fn set_sms_number(&self, user: UserId, sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<()> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO mfa_sms (user_id, phone_sealed, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET phone_sealed = excluded.phone_sealed, created_at = excluded.created_at",
+        )
+        .bind(user.to_string())
+        .bind(sealed.to_vec())
+        .bind(now.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        self.finish(w, fx).await
+    }
+
+    async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT phone_sealed FROM mfa_sms WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(|r| blob(r, "phone_sealed")).transpose()
+    }
+
+    async fn delete_sms_number(&self, user: UserId, fx: SideEffects) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        let r = sqlx::query("DELETE FROM mfa_sms WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn revoke_mfa_tokens(&self, purpose: MfaTokenPurpose, binding: &str, now: Timestamp) -> StoreResult<u64> {
+        let mut w = self.begin().await?;
+        let r =
+            sqlx::query("UPDATE mfa_tokens SET used_at = $1 WHERE purpose = $2 AND binding = $3 AND used_at IS NULL")
+                .bind(now.as_millis())
+                .bind(purpose.as_str())
+                .bind(binding.to_owned())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(map_err)?;
+        w.tx.commit().await.map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn count_mfa_tokens(&self, purpose: MfaTokenPurpose, binding: &str) -> StoreResult<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM mfa_tokens WHERE purpose = $1 AND binding = $2")
+            .bind(purpose.as_str())
+            .bind(binding.to_owned())
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(u64::try_from(i64_col(&row, "n")?).unwrap_or(0))
     }
 
     async fn create_ceremony(&self, c: &CeremonyRow) -> StoreResult<()> {

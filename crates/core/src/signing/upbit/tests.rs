@@ -405,3 +405,19 @@ proptest! {
         }
     }
 }
+
+/// The verbatim header fast path decides exactly what decoding and parsing the header would.
+#[test]
+fn known_headers_agree_with_the_general_path() {
+    for (segment, alg) in KNOWN_HEADERS {
+        let decoded = URL_SAFE_NO_PAD.decode(segment).ok();
+        assert_eq!(decoded.map(|d| parse_header(&d)), Some(Ok(alg)), "{}", String::from_utf8_lossy(segment));
+    }
+    // And a token that uses one still verifies end to end, with either alg.
+    for header in [HS256, r#"{"alg":"HS512","typ":"JWT"}"#] {
+        let owned = bearer(&jwt(header, &claims("")));
+        raw!(owned => req);
+        let parsed = must!(parse(&req));
+        assert!(verify(&parsed, &key(), now(), &UpbitPolicy::default()).is_ok(), "{header}");
+    }
+}

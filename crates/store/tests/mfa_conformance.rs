@@ -1,0 +1,181 @@
+//! Second-factor storage, on SQLite and PostgreSQL: every single-use check-and-set succeeds
+//! exactly once under concurrency (F8), and the rules around it hold.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::T0;
+use gatehouse_core::account::{Account, AccountStatus, Email};
+use gatehouse_core::clock::Span;
+use gatehouse_core::ids::{SessionId, UserId};
+use gatehouse_core::mfa::StoredBackupCode;
+use gatehouse_core::mfa::store::{CeremonyRow, MfaStore, MfaToken, MfaTokenMatch, MfaTokenPurpose};
+use gatehouse_core::password::PasswordHashString;
+use gatehouse_core::rng::{SecureRng, SeededRng};
+use gatehouse_core::secret::Token;
+use gatehouse_core::store::{AccountStore, EmailToken, SideEffects};
+
+async fn user(store: &gatehouse_store::SqlStore, email: &str, rng: &dyn SecureRng) -> UserId {
+    let a = Account {
+        id: UserId::generate(T0, rng),
+        email: Email::parse(email).unwrap(),
+        email_verified_at: Some(T0),
+        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        status: AccountStatus::Active,
+        is_admin: false,
+        high_value: false,
+        created_at: T0,
+        password_changed_at: T0,
+        frozen_at: None,
+    };
+    let et = EmailToken {
+        hash: Token::generate(rng).hash(),
+        user_id: a.id,
+        purpose: "verify_email".into(),
+        expires_at: T0.plus(Span::hours(1)),
+    };
+    store.create_account(&a, &et, SideEffects::default()).await.unwrap();
+    a.id
+}
+
+on_every_backend!(totp_steps_are_single_use_and_monotonic, |store, _clock| {
+    let rng = SeededRng::new(7);
+    let u = user(&store, "t@example.com", &rng).await;
+    assert!(store.begin_totp(u, b"sealed-seed", T0, SideEffects::default()).await.unwrap());
+    assert!(store.find_totp(u).await.unwrap().unwrap().confirmed_at.is_none());
+    // A second pending enrolment replaces the first; an active one blocks a new one.
+    assert!(store.begin_totp(u, b"sealed-seed-2", T0, SideEffects::default()).await.unwrap());
+    assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
+    assert!(!store.begin_totp(u, b"x", T0, SideEffects::default()).await.unwrap());
+    assert!(!store.activate_totp(u, 101, None, T0, SideEffects::default()).await.unwrap(), "already active");
+    assert!(!store.consume_totp_step(u, 100, T0, SideEffects::default()).await.unwrap(), "step used at activation");
+    assert!(!store.consume_totp_step(u, 99, T0, SideEffects::default()).await.unwrap(), "older step");
+    assert!(store.consume_totp_step(u, 101, T0, SideEffects::default()).await.unwrap());
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.consume_totp_step(u, 102, T0, SideEffects::default()).await.unwrap() }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "one step, twenty parallel submissions, one success");
+    assert_eq!(store.find_totp(u).await.unwrap().unwrap().last_step, Some(102));
+    assert!(store.delete_totp(u, SideEffects::default()).await.unwrap());
+    assert!(store.find_totp(u).await.unwrap().is_none());
+    // A new seed starts a new step history.
+    assert!(store.begin_totp(u, b"new-seed", T0, SideEffects::default()).await.unwrap());
+    assert!(store.activate_totp(u, 101, None, T0, SideEffects::default()).await.unwrap());
+    assert!(store.consume_totp_step(u, 102, T0, SideEffects::default()).await.unwrap());
+});
+
+on_every_backend!(backup_codes_are_single_use_and_replaced_as_a_set, |store, _clock| {
+    let rng = SeededRng::new(8);
+    let u = user(&store, "b@example.com", &rng).await;
+    let set: Vec<_> = (0..10).map(|i| StoredBackupCode::from_stored(format!("$argon2id$v=19$code{i}"))).collect();
+    store.replace_backup_codes(u, &set, T0, SideEffects::default()).await.unwrap();
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.consume_backup_code(u, 3, T0, SideEffects::default()).await.unwrap() }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let rows = store.backup_codes(u).await.unwrap();
+    assert_eq!((rows.len(), rows.iter().filter(|r| r.used).count()), (10, 1));
+    assert_eq!(rows.iter().map(|r| r.position).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    // Regeneration: a whole new set, nothing used, the old hashes gone.
+    let fresh: Vec<_> = (0..10).map(|i| StoredBackupCode::from_stored(format!("$argon2id$v=19$new{i}"))).collect();
+    store.replace_backup_codes(u, &fresh, T0, SideEffects::default()).await.unwrap();
+    let rows = store.backup_codes(u).await.unwrap();
+    assert!(rows.iter().all(|r| !r.used && r.hash.as_str().contains("new")));
+});
+
+on_every_backend!(mfa_tokens_are_single_use_bound_and_expiring, |store, _clock| {
+    let rng = SeededRng::new(9);
+    let u = user(&store, "k@example.com", &rng).await;
+    let session = SessionId::generate(T0, &rng);
+    let token = Token::generate(&rng);
+    let t = MfaToken {
+        hash: token.hash(),
+        user_id: u,
+        purpose: MfaTokenPurpose::StepUp,
+        session_id: Some(session),
+        action: "withdraw".into(),
+        binding: "ab".repeat(32),
+        factor: "totp".into(),
+        strength: "any_second_factor".into(),
+        detail: "{}".into(),
+        created_at: T0,
+        expires_at: T0.plus(Span::secs(300)),
+    };
+    store.create_mfa_token(&t, SideEffects::default()).await.unwrap();
+    let binding = "ab".repeat(32);
+    let other = "cd".repeat(32);
+    let m = |action: &'static str, b: String| MfaTokenMatch {
+        hash: token.hash(),
+        purpose: MfaTokenPurpose::StepUp,
+        user_id: Some(u),
+        session_id: Some(session),
+        action: Some(action),
+        binding: Some(Box::leak(b.into_boxed_str())),
+    };
+    // Another action or binding: refused, and the token is not burnt.
+    assert!(store.consume_mfa_token(&m("create_api_key", binding.clone()), T0).await.unwrap().is_none());
+    assert!(store.consume_mfa_token(&m("withdraw", other), T0).await.unwrap().is_none());
+    // Expired: refused.
+    assert!(
+        store.consume_mfa_token(&m("withdraw", binding.clone()), T0.plus(Span::secs(300))).await.unwrap().is_none()
+    );
+    // Twenty at once: one wins.
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let s = store.clone();
+        let mm = m("withdraw", binding.clone());
+        tasks.push(tokio::spawn(async move { s.consume_mfa_token(&mm, T0).await.unwrap().is_some() }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    // SMS resend: revoking a binding's live codes.
+    let sms = Token::generate(&rng);
+    let s = MfaToken { hash: sms.hash(), purpose: MfaTokenPurpose::Sms, session_id: None, ..t.clone() };
+    store.create_mfa_token(&s, SideEffects::default()).await.unwrap();
+    assert_eq!(store.revoke_mfa_tokens(MfaTokenPurpose::Sms, &binding, T0).await.unwrap(), 1);
+    assert!(store.find_mfa_token(sms.hash(), MfaTokenPurpose::Sms, T0).await.unwrap().is_none());
+});
+
+on_every_backend!(webauthn_ceremonies_are_taken_once, |store, _clock| {
+    let rng = SeededRng::new(10);
+    let u = user(&store, "w@example.com", &rng).await;
+    let c = CeremonyRow {
+        id: "ceremony-1".into(),
+        user_id: Some(u),
+        kind: "step_up".into(),
+        state: "{}".into(),
+        detail: "{}".into(),
+        expires_at: T0.plus(Span::secs(300)),
+    };
+    store.create_ceremony(&c).await.unwrap();
+    assert!(store.take_ceremony("ceremony-1", "login", T0).await.unwrap().is_none(), "kind must match");
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.take_ceremony("ceremony-1", "step_up", T0).await.unwrap().is_some() }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    // An expired ceremony is not handed out (R29: after 300 s).
+    store.create_ceremony(&CeremonyRow { id: "ceremony-2".into(), ..c }).await.unwrap();
+    assert!(store.take_ceremony("ceremony-2", "step_up", T0.plus(Span::secs(301))).await.unwrap().is_none());
+});
