@@ -133,7 +133,8 @@ export async function visit(page, name) {
     const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
     const dup = ids.filter((id, i) => ids.indexOf(id) !== i);
     if (dup.length) out.push(`duplicate ids: ${dup.join(', ')}`);
-    if (document.querySelector('[style], script:not([src])')) out.push('inline style or script');
+    // (Chromium's password manager leaves an empty style attribute on password fields.)
+    for (const el of document.querySelectorAll('[style]:not([style=""]), script:not([src])')) out.push(`inline style or script: ${el.outerHTML.slice(0, 160)}`);
     // The stylesheet loaded (a page without it would still "work" but look broken).
     if (getComputedStyle(document.body).display !== 'flex') out.push('stylesheet not applied');
     return out;

@@ -186,6 +186,28 @@ async fn second_factors_in_chromium() {
     assert_eq!(s, 401, "a code from the replaced set: {body}");
 }
 
+/// Passkeys through the pages (script from /_gh/assets/webauthn.js, DevTools virtual
+/// authenticator): add one, use it as the second step, then sign in with it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_in_chromium() {
+    let dir = scratch("pages-passkeys");
+    let sink = SmtpSink::start(&dir);
+    // WebAuthn needs a domain for its RP ID (an IP address is not one): the browser uses
+    // `localhost`, which chromium also treats as a secure context.
+    let cfg =
+        "[mfa.webauthn]\nrp_id = \"localhost\"\norigins = [\"http://localhost:8080\"]\ndanger_allow_any_port = true\n";
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, cfg, &[]).await;
+    let email = "keys@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_BASE_URL", base.as_str())];
+    let result = run_browser("passkeys.mjs", &srv, &sink, "passkeys", &env);
+    assert_eq!(result["pages"], 5, "{result}");
+    let mut api = Device::new("verifier/1.0");
+    let (_, body) = api.login(&srv, email, PW).await;
+    assert_eq!(body["methods"], serde_json::json!(["webauthn", "backup_code"]), "{body}");
+}
+
 /// A held sign-in (risk engine) confirmed from the emailed link in the browser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_sign_in_confirmed_in_chromium() {

@@ -222,7 +222,9 @@ pub async fn login(
     let mut page = LoginPage::new(f.next);
     match result {
         Ok(a) if api::text(&a.body, "status") == "second_factor_required" => {
-            render(StatusCode::OK, &second_factor_page(&api::text(&a.body, "pending_token"), &page.next))
+            let mut p = second_factor_page(&api::text(&a.body, "pending_token"), &page.next);
+            p.webauthn = api::strings(&a.body, "methods").iter().any(|m| m == "webauthn");
+            render(StatusCode::OK, &p)
         }
         Ok(a) => {
             let to = if page.next.is_empty() { "/_gh/account/security" } else { page.next.as_str() };
@@ -274,6 +276,7 @@ pub struct SecondFactorPage {
     next: String,
     code: Field,
     error: Option<String>,
+    webauthn: bool,
 }
 
 fn second_factor_page(token: &str, next: &str) -> SecondFactorPage {
@@ -284,6 +287,7 @@ fn second_factor_page(token: &str, next: &str) -> SecondFactorPage {
         code: Field::new("code", "Authentication code", "text", "one-time-code")
             .hint("The 6-digit code from your authenticator app, or one of your backup codes."),
         error: None,
+        webauthn: true,
     }
 }
 

@@ -38,6 +38,8 @@ pub struct FactorsPage {
     enrol: ProofFields,
     remove: ProofFields,
     regenerate: ProofFields,
+    key_name: Field,
+    add_key: ProofFields,
 }
 
 async fn factors_page(state: &AppState, who: &Signed) -> Result<FactorsPage, ApiError> {
@@ -66,6 +68,10 @@ async fn factors_page(state: &AppState, who: &Signed) -> Result<FactorsPage, Api
         enrol: ProofFields::new("enrol", has),
         remove: ProofFields::new("remove", has),
         regenerate: ProofFields::new("regenerate", has),
+        key_name: Field::new("name", "Name of the key", "text", "off")
+            .id("key-name")
+            .hint("So you can tell your keys apart, e.g. \"blue YubiKey\"."),
+        add_key: ProofFields::new("key", has),
     })
 }
 

@@ -117,6 +117,7 @@ pub fn notice_text(key: &str) -> Option<&'static str> {
         "allowlist_changed" => "The IP allowlist was updated.",
         "totp_enabled" => "Your authenticator app is on.",
         "totp_removed" => "The authenticator app was removed.",
+        "key_added" => "Your security key was added.",
         "settings_locked" => "Your security settings are locked.",
         "unlock_scheduled" => {
             "The settings will unlock after the waiting period. We have emailed you a link to cancel."
