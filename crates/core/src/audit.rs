@@ -153,6 +153,52 @@ event_kinds! {
     /// A bound refresh token came with another key or certificate: its family was revoked.
     PopBindingMismatch => "pop_binding_mismatch",
     // --- end proof of possession ---
+    // friction (issue 5): withdrawals, holds, settings lock, recovery, anti-phishing
+    /// A withdrawal address was added to the address book (pending its activation delay).
+    WithdrawalAddressAdded => "withdrawal_address_added",
+    /// A withdrawal address was cancelled by its owner.
+    WithdrawalAddressCancelled => "withdrawal_address_cancelled",
+    /// Allowlist-only withdrawal mode was turned on or off.
+    WithdrawalAllowlistModeChanged => "withdrawal_allowlist_mode_changed",
+    /// A withdrawal intent was created (not yet approved).
+    WithdrawalIntentCreated => "withdrawal_intent_created",
+    /// A withdrawal was refused (frozen, hold, address, limit, step-up).
+    WithdrawalRefused => "withdrawal_refused",
+    /// A withdrawal intent was confirmed with a bound step-up and queued for the back end.
+    WithdrawalConfirmed => "withdrawal_confirmed",
+    /// The exchange back end acknowledged a confirmed withdrawal.
+    WithdrawalDelivered => "withdrawal_delivered",
+    /// Security settings were locked.
+    SettingsLocked => "settings_locked",
+    /// An unlock of the security settings was requested (takes effect after the delay).
+    SettingsUnlockRequested => "settings_unlock_requested",
+    /// A waiting settings unlock was cancelled.
+    SettingsUnlockCancelled => "settings_unlock_cancelled",
+    /// A security-setting change was refused because settings are locked.
+    SettingsChangeRefused => "settings_change_refused",
+    /// The anti-phishing code was set or cleared.
+    AntiPhishingCodeChanged => "anti_phishing_code_changed",
+    /// A password-reset link was requested for an existing account.
+    PasswordResetRequested => "password_reset_requested",
+    /// A password was reset with an emailed link.
+    PasswordResetCompleted => "password_reset_completed",
+    /// A lost-factor recovery case was opened.
+    RecoveryRequested => "recovery_requested",
+    /// A reviewer approved a recovery case (more approvals may be needed).
+    RecoveryApproved => "recovery_approved",
+    /// A reviewer's approval was refused (too early, own case, same reviewer, closed).
+    RecoveryApprovalRefused => "recovery_approval_refused",
+    /// A recovery was carried out: sessions revoked, keys suspended, factors reset, hold set.
+    RecoveryExecuted => "recovery_executed",
+    /// A reviewer rejected a recovery case.
+    RecoveryRejected => "recovery_rejected",
+    /// A recovery case was cancelled from its notice link.
+    RecoveryCancelled => "recovery_cancelled",
+    /// An account's high-value flag was changed with the operator CLI.
+    HighValueChanged => "high_value_changed",
+    /// An account was made staff with the operator CLI.
+    AdminGranted => "admin_granted",
+    // end friction
 }
 
 /// An event to append.

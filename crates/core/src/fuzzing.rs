@@ -381,6 +381,39 @@ pub fn headers(data: &[u8]) {
     }
 }
 
+/// DPoP (RFC 9449) and its helpers: the proof verifier with and without its key cache (a
+/// differential: the cache must never change an answer), `htu` normalisation (idempotent), a
+/// JWK's canonical JSON (re-parses to the same thumbprint), and the mTLS certificate header.
+///
+/// Fields: `DPoP proof`, `htu`, `access token`.
+pub fn dpop(data: &[u8]) {
+    use crate::pop::{DpopPolicy, DpopVerifier, NonceRule, ProofContext, PublicJwk, normalize_htu, verify_proof};
+    let [proof, htu, token] = fields::<3>(data);
+    let htu = text(htu).unwrap_or_default();
+    if let Some(n) = normalize_htu(htu) {
+        assert_eq!(normalize_htu(&n).as_deref(), Some(n.as_str()), "htu normalisation is not idempotent");
+    }
+    let ctx = ProofContext {
+        method: "POST",
+        htu: "https://gh.example/_gh/api/v1/sessions",
+        now: NOW,
+        access_token: text(token).filter(|t| !t.is_empty()),
+        expected_jkt: None,
+        nonce: NonceRule::None,
+    };
+    let plain = verify_proof(&[proof], &ctx, &DpopPolicy::default()).map(|v| v.jkt().as_str().to_owned());
+    let cached = DpopVerifier::new(DpopPolicy::default(), 4);
+    for _ in 0..2 {
+        let again = cached.verify(&[proof], &ctx).map(|v| v.jkt().as_str().to_owned());
+        assert_eq!(again, plain, "the key cache changed the answer");
+    }
+    if let Ok(jwk) = PublicJwk::from_json(proof) {
+        let again = PublicJwk::from_json(jwk.canonical_json().as_bytes()).expect("canonical JWK re-parses");
+        assert_eq!(again.thumbprint().as_str(), jwk.thumbprint().as_str());
+    }
+    let _ = crate::pop::cert_from_proxy_header(proof);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +464,30 @@ mod tests {
     #[test]
     fn seed_corpus_cookie() {
         replay("cookie", cookie);
+    }
+
+    #[test]
+    fn seed_corpus_dpop() {
+        replay("dpop", dpop);
+    }
+
+    /// The committed ES256 proof is valid at [`NOW`], so the fuzzer starts from the success
+    /// path of the verifier (where the cache differential matters), not only from refusals.
+    #[test]
+    fn dpop_seed_is_a_valid_proof() {
+        use crate::pop::{DpopPolicy, NonceRule, ProofContext, verify_proof};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/dpop/es256");
+        let data = std::fs::read(dir).unwrap();
+        let [proof, _, _] = fields::<3>(&data);
+        let ctx = ProofContext {
+            method: "POST",
+            htu: "https://gh.example/_gh/api/v1/sessions",
+            now: NOW,
+            access_token: None,
+            expected_jkt: None,
+            nonce: NonceRule::None,
+        };
+        verify_proof(&[proof], &ctx, &DpopPolicy::default()).unwrap();
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub mod clock;
 pub mod crypto;
 pub mod device;
 pub mod headers;
+// friction (issue 5): withdrawals, holds, settings lock, recovery
+pub mod friction;
+pub mod friction_store;
+pub mod recovery;
+pub mod withdrawal;
+// end friction
 pub mod ids;
 pub mod mfa;
 pub mod password;

@@ -77,6 +77,10 @@ pub struct SideEffects {
     pub mails: Vec<QueuedMail>,
     /// Webhooks to deliver once committed.
     pub webhooks: Vec<QueuedWebhook>,
+    // friction (issue 5): a withdrawal hold recorded with the change that causes it.
+    /// A withdrawal hold to record (extends, never shortens, an existing hold).
+    pub hold: Option<crate::friction::WithdrawalHold>,
+    // end friction
 }
 
 impl SideEffects {
@@ -102,6 +106,14 @@ impl SideEffects {
         self.webhooks.push(w);
         self
     }
+
+    // friction (issue 5)
+    /// Holds the user's withdrawals until `until` (a security change happened).
+    pub fn hold(mut self, user: UserId, until: Timestamp, reason: &str) -> Self {
+        self.hold = Some(crate::friction::WithdrawalHold { user, until, reason: reason.to_owned() });
+        self
+    }
+    // end friction
 }
 
 /// A single-use emailed token (verification link, later: reset links).
@@ -478,6 +490,7 @@ pub trait Store:
     // second factors (feat/mfa)
     + crate::mfa::store::MfaStore
     + TokenBindingStore
+    + crate::friction_store::FrictionStore
 {
     /// Whether the database answers (readiness).
     fn ping(&self) -> futures_ping::PingFuture<'_>;

@@ -71,6 +71,35 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{api}/account/factors/sms"), post(routes::mfa_sms::set_number))
         .route(&format!("{api}/account/factors/sms/remove"), post(routes::mfa_sms::remove_number))
         .route(&format!("{api}/sessions/second-factor/sms/send"), post(routes::mfa_sms::send));
+    // friction (issue 5): withdrawals, settings lock, recovery, emailed links.
+    {
+        use routes::{links, recovery, settings_lock, withdrawals};
+        router = router
+            .route(
+                &format!("{api}/withdrawal-addresses"),
+                post(withdrawals::add_address).get(withdrawals::list_addresses),
+            )
+            .route(&format!("{api}/withdrawal-addresses/{{id}}/cancel"), post(withdrawals::cancel_address))
+            .route(&format!("{api}/withdrawal-settings"), post(withdrawals::set_settings).get(withdrawals::settings))
+            .route(&format!("{api}/withdrawals"), post(withdrawals::create))
+            .route(&format!("{api}/withdrawals/{{id}}"), get(withdrawals::get))
+            .route(&format!("{api}/withdrawals/{{id}}/confirm"), post(withdrawals::confirm))
+            .route(&format!("{api}/account/settings-lock"), post(settings_lock::lock).get(settings_lock::status))
+            .route(&format!("{api}/account/settings-lock/unlock"), post(settings_lock::unlock))
+            .route(&format!("{api}/account/settings-lock/cancel-unlock"), post(settings_lock::cancel_unlock))
+            .route(&format!("{api}/account/anti-phishing-code"), post(settings_lock::set_code))
+            .route(&format!("{api}/links/redeem"), post(links::redeem))
+            .route(&format!("{PREFIX}/link"), get(links::page).post(links::page_post))
+            .route(&format!("{api}/recovery/password-reset"), post(recovery::request_reset))
+            .route(&format!("{api}/recovery/password-reset/complete"), post(recovery::complete_reset))
+            .route(&format!("{PREFIX}/reset-password"), get(recovery::reset_page).post(recovery::reset_form))
+            .route(&format!("{api}/recovery/cases"), post(recovery::open_case))
+            .route(&format!("{api}/admin/recovery"), get(recovery::admin_list))
+            .route(&format!("{api}/admin/recovery/{{id}}"), get(recovery::admin_get))
+            .route(&format!("{api}/admin/recovery/{{id}}/approve"), post(recovery::admin_approve))
+            .route(&format!("{api}/admin/recovery/{{id}}/reject"), post(recovery::admin_reject));
+    }
+    // end friction
     if state.manual_clock.is_some() {
         router = router.route(&format!("{PREFIX}/test/clock"), post(routes::testing::clock));
     }
@@ -227,6 +256,10 @@ pub struct Runtime {
     pub mailer: Mailer,
     /// The webhook worker, to be spawned when webhooks are configured.
     pub webhooks: crate::notify::WebhookWorker,
+    // friction (issue 5)
+    /// The withdrawal delivery worker, spawned when an upstream is configured.
+    pub intents: crate::friction::IntentDelivery,
+    // end friction
 }
 
 /// Assembles the server: keys, store, secrets, Redis, hasher, mailer.
@@ -273,6 +306,18 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         clock.clone(),
         mail_wake.clone(),
     )?;
+    // friction (issue 5): anti-phishing code, official channels and freeze link in every mail.
+    let mailer = mailer.with_decorator(crate::mail::Decorator {
+        store: store.clone(),
+        keyring: keyring.clone(),
+        rng: rng.clone(),
+        origin: cfg.server.public_origin.clone(),
+        friction: cfg.friction.clone(),
+    });
+    let intent_wake = Arc::new(Notify::new());
+    let intents =
+        crate::friction::IntentDelivery::new(&cfg.friction, store.clone(), clock.clone(), intent_wake.clone());
+    // end friction
     let trusted_proxies =
         gatehouse_core::apikey::TrustedProxies::parse(cfg.server.trusted_proxies.iter().map(|n| n.to_string()))
             .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
@@ -307,6 +352,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
     let pop = Arc::new(crate::pop::PopService::new(&cfg.pop, &secrets.refresh_key)?);
     let state = AppState::new(Inner {
         pop,
+        intent_wake,
         url_checker,
         risk,
         metrics,
@@ -326,7 +372,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         hash_pool,
         mail_wake,
     });
-    Ok(Runtime { state, mailer, webhooks })
+    Ok(Runtime { state, mailer, webhooks, intents })
 }
 
 /// Largest request head (request line + headers) accepted; larger heads get 431 (F11).
@@ -352,6 +398,11 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     if rt.state.config.notify.enabled() {
         tokio::spawn(rt.webhooks.run());
     }
+    // friction (issue 5)
+    if !rt.state.config.friction.upstream_url.is_empty() {
+        tokio::spawn(rt.intents.run());
+    }
+    // end friction
     let remind = std::time::Duration::from_secs(rt.state.config.gateway.reminder_check_secs);
     tokio::spawn(crate::gateway::alerts::run(rt.state.clone(), std::time::Duration::from_secs(2), remind));
     let router = app(rt.state);
@@ -359,40 +410,47 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_buf_size(MAX_HEAD_BYTES.max(8192)).max_headers(100).timer(hyper_util::rt::TokioTimer::new());
     builder.header_read_timeout(std::time::Duration::from_secs(10));
+    let serve_conn = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        // proof of possession (issue 9): TLS connections are served by crate::tls
+        if let Some(acceptor) = &tls {
+            let (router, builder) = (router.clone(), builder.clone());
+            crate::tls::spawn_connection(acceptor.clone(), stream, peer, router, builder, graceful.watcher());
+            return;
+        }
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    };
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                // proof of possession (issue 9): TLS connections are served by crate::tls
-                if let Some(acceptor) = &tls {
-                    let (router, builder) = (router.clone(), builder.clone());
-                    crate::tls::spawn_connection(acceptor.clone(), stream, peer, router, builder, graceful.watcher());
-                    continue;
+                match accepted {
+                    Ok((stream, peer)) => serve_conn(stream, peer),
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
                 }
-                let router = router.clone();
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                    router.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
             }
             () = &mut stop => break,
         }
     }
-    drop(listener);
+    // rolling restart (F19): serve what the kernel already queued, then close the listener.
+    let queued = crate::drain::accept_queued(listener);
+    tracing::info!(queued = queued.len(), "shutting down: listener closed, draining connections");
+    for (stream, peer) in queued {
+        serve_conn(stream, peer);
+    }
+    // hyper's graceful shutdown closes a connection that has not yet read a request, even when
+    // the request is already in the socket buffer; give just-accepted connections time to read
+    // theirs (a load balancer wrote it right after the handshake) before asking them to close.
+    tokio::time::sleep(crate::drain::READ_GRACE).await;
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use gatehouse_core::account::{Account, AccountStatus, Email};
 use gatehouse_core::audit::{AuditEvent, ChainVerifier, EventKind, Outcome};
 use gatehouse_core::clock::{Clock, SystemClock, Timestamp};
+use gatehouse_core::friction_store::FrictionStore;
 use gatehouse_core::ids::UserId;
 use gatehouse_core::password::{Password, PasswordHasher, PasswordPolicy};
 use gatehouse_core::rng::OsRng;
@@ -190,6 +191,25 @@ enum AdminCmd {
         #[arg(long)]
         email: String,
     },
+    // friction (issue 5)
+    /// Make an existing, verified account staff (a recovery reviewer).
+    Grant {
+        #[command(flatten)]
+        common: Common,
+        /// The account's email address.
+        email: String,
+    },
+    /// Mark an account high-value (two reviewers for its recovery; `--off` to clear).
+    HighValue {
+        #[command(flatten)]
+        common: Common,
+        /// The account's email address.
+        email: String,
+        /// Clear the flag instead.
+        #[arg(long)]
+        off: bool,
+    },
+    // end friction
 }
 
 fn load(common: &Common) -> Result<Config, String> {
@@ -233,6 +253,14 @@ pub fn main() -> ExitCode {
             }
             Command::Audit { cmd: AuditCmd::Verify { common, checkpoint } } => audit_verify(&common, checkpoint).await,
             Command::Admin { cmd: AdminCmd::Create { common, email } } => admin_create(&common, &email).await,
+            // friction (issue 5)
+            Command::Admin { cmd: AdminCmd::Grant { common, email } } => {
+                admin_flag(&common, &email, "admin", true).await
+            }
+            Command::Admin { cmd: AdminCmd::HighValue { common, email, off } } => {
+                admin_flag(&common, &email, "high_value", !off).await
+            }
+            // end friction
             Command::Apikey { cmd } => apikey(cmd).await,
             Command::CheckUrl { common, url, json } => check_url(&common, &url, json),
         }
@@ -300,6 +328,32 @@ async fn audit_verify(common: &Common, checkpoint: Option<String>) -> Result<(),
     println!("audit chain OK: {} events, head {}", verifier.count(), hex::encode(verifier.head()));
     Ok(())
 }
+
+// friction (issue 5)
+/// Sets the staff or high-value flag of an existing account, audited.
+async fn admin_flag(common: &Common, email: &str, flag: &str, on: bool) -> Result<(), String> {
+    let cfg = load(common)?;
+    let email = Email::parse(email).map_err(|_| "not a valid email address".to_owned())?;
+    let (store, _) = open_store(&cfg).await?;
+    let account = store
+        .find_account_by_email(&email)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no account with this email".to_owned())?;
+    if flag == "admin" {
+        if account.email_verified_at.is_none() {
+            return Err("the account's email address is not verified".into());
+        }
+        let e = AuditEvent::new(EventKind::AdminGranted, Outcome::Success).about(account.id).with("on", on);
+        store.set_admin(account.id, on, SideEffects::event(e)).await.map_err(|e| e.to_string())?;
+    } else {
+        let e = AuditEvent::new(EventKind::HighValueChanged, Outcome::Success).about(account.id).with("on", on);
+        store.set_high_value(account.id, on, SideEffects::event(e)).await.map_err(|e| e.to_string())?;
+    }
+    println!("{flag} = {on} for {} ({})", account.email, account.id);
+    Ok(())
+}
+// end friction
 
 async fn admin_create(common: &Common, email: &str) -> Result<(), String> {
     let cfg = load(common)?;

@@ -54,6 +54,10 @@ pub struct Config {
     pub pop: crate::pop::PopConfig,
     /// gatehouse's own TLS with client certificates (issue 9).
     pub tls: crate::tls::TlsConfig,
+    // friction (issue 5)
+    /// Withdrawals, holds, settings lock, recovery and email links.
+    pub friction: crate::friction::FrictionConfig,
+    // end friction
 }
 
 /// `[server]`
@@ -302,6 +306,9 @@ impl Config {
         // proof of possession (issue 9)
         self.pop.validate().map_err(ConfigError)?;
         self.tls.validate().map_err(ConfigError)?;
+        // friction (issue 5)
+        self.friction.validate().map_err(ConfigError)?;
+        // end friction
         if self.mail.transport != MailTransport::File && self.mail.smtp_host.is_empty() {
             return e("mail.smtp_host is required for SMTP transports");
         }

@@ -125,6 +125,34 @@ pub enum ErrorCode {
     /// present (RFC 8705 §3).
     CertBindingRejected,
     // --- end proof of possession ---
+    // friction (issue 5)
+    /// 403: security settings are locked; `details.unlock_at` when an unlock is waiting.
+    SettingsLocked,
+    /// 403: withdrawals are held after a security change; `details.held_until`.
+    WithdrawalsHeld,
+    /// 403: the destination is in the address book but its activation delay has not passed; `details.active_at`.
+    AddressNotActive,
+    /// 403: allowlist-only mode is on (or the entry was cancelled) and the destination is not an active address-book entry.
+    AddressNotAllowlisted,
+    /// 403: the asset's rolling 24 h limit would be exceeded.
+    DailyLimitExceeded,
+    /// 400: unknown asset, malformed amount or address, or a bad label.
+    InvalidWithdrawal,
+    /// 409: the `intent_hash` sent with a confirmation is not the hash of the stored intent.
+    IntentMismatch,
+    /// 409: the intent expired or was cancelled.
+    IntentNotConfirmable,
+    /// 403: the step-up proof is weaker than the action requires (`details.required`), or not bound to this intent.
+    StepUpTooWeak,
+    /// 403: a staff-only endpoint was called by a non-staff account.
+    AdminRequired,
+    /// 409: a recovery case cannot be approved before its waiting period ends; `details.execute_after`.
+    RecoveryWaiting,
+    /// 409: reviewers cannot decide their own case, and high-value cases need two different reviewers.
+    ReviewerConflict,
+    /// 409: the case was already executed, rejected or cancelled.
+    RecoveryClosed,
+    // end friction
 }
 
 impl ErrorCode {
@@ -179,6 +207,21 @@ impl ErrorCode {
             Self::UseDpopNonce => "use_dpop_nonce",
             Self::DpopProofRejected => "dpop_proof_rejected",
             Self::CertBindingRejected => "cert_binding_rejected",
+            // friction (issue 5)
+            Self::SettingsLocked => "settings_locked",
+            Self::WithdrawalsHeld => "withdrawals_held",
+            Self::AddressNotActive => "address_not_active",
+            Self::AddressNotAllowlisted => "address_not_allowlisted",
+            Self::DailyLimitExceeded => "daily_limit_exceeded",
+            Self::InvalidWithdrawal => "invalid_withdrawal",
+            Self::IntentMismatch => "intent_mismatch",
+            Self::IntentNotConfirmable => "intent_not_confirmable",
+            Self::StepUpTooWeak => "step_up_too_weak",
+            Self::AdminRequired => "admin_required",
+            Self::RecoveryWaiting => "recovery_waiting",
+            Self::ReviewerConflict => "reviewer_conflict",
+            Self::RecoveryClosed => "recovery_closed",
+            // end friction
         }
     }
 
@@ -230,6 +273,21 @@ impl ErrorCode {
             // proof of possession (issue 9)
             Self::InvalidDpopProof | Self::UseDpopNonce => StatusCode::BAD_REQUEST,
             Self::DpopProofRejected | Self::CertBindingRejected => StatusCode::UNAUTHORIZED,
+            // friction (issue 5)
+            Self::SettingsLocked => StatusCode::FORBIDDEN,
+            Self::WithdrawalsHeld => StatusCode::FORBIDDEN,
+            Self::AddressNotActive => StatusCode::FORBIDDEN,
+            Self::AddressNotAllowlisted => StatusCode::FORBIDDEN,
+            Self::DailyLimitExceeded => StatusCode::FORBIDDEN,
+            Self::InvalidWithdrawal => StatusCode::BAD_REQUEST,
+            Self::IntentMismatch => StatusCode::CONFLICT,
+            Self::IntentNotConfirmable => StatusCode::CONFLICT,
+            Self::StepUpTooWeak => StatusCode::FORBIDDEN,
+            Self::AdminRequired => StatusCode::FORBIDDEN,
+            Self::RecoveryWaiting => StatusCode::CONFLICT,
+            Self::ReviewerConflict => StatusCode::CONFLICT,
+            Self::RecoveryClosed => StatusCode::CONFLICT,
+            // end friction
         }
     }
 
@@ -286,11 +344,28 @@ impl ErrorCode {
             Self::UseDpopNonce => "Send a DPoP proof with the server nonce from the DPoP-Nonce header.",
             Self::DpopProofRejected => "This token needs a valid DPoP proof made with its key.",
             Self::CertBindingRejected => "This token is bound to another client certificate.",
+            // friction (issue 5)
+            Self::SettingsLocked => {
+                "Security settings are locked; unlock them first (the unlock takes effect after a waiting period)."
+            }
+            Self::WithdrawalsHeld => "Withdrawals are held after a recent security change.",
+            Self::AddressNotActive => "This withdrawal address is not active yet.",
+            Self::AddressNotAllowlisted => "Withdrawals may only go to active addresses in your address book.",
+            Self::DailyLimitExceeded => "This withdrawal would exceed the daily limit.",
+            Self::InvalidWithdrawal => "The withdrawal request is not valid.",
+            Self::IntentMismatch => "The confirmation does not match the withdrawal's details.",
+            Self::IntentNotConfirmable => "This withdrawal can no longer be confirmed.",
+            Self::StepUpTooWeak => "This action needs a stronger verification.",
+            Self::AdminRequired => "This needs a staff account.",
+            Self::RecoveryWaiting => "The recovery waiting period has not passed.",
+            Self::ReviewerConflict => "A different reviewer must decide.",
+            Self::RecoveryClosed => "This recovery case is closed.",
+            // end friction
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 46] = [
+    pub const ALL: [ErrorCode; 59] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
@@ -339,6 +414,21 @@ impl ErrorCode {
         Self::UseDpopNonce,
         Self::DpopProofRejected,
         Self::CertBindingRejected,
+        // friction (issue 5)
+        Self::SettingsLocked,
+        Self::WithdrawalsHeld,
+        Self::AddressNotActive,
+        Self::AddressNotAllowlisted,
+        Self::DailyLimitExceeded,
+        Self::InvalidWithdrawal,
+        Self::IntentMismatch,
+        Self::IntentNotConfirmable,
+        Self::StepUpTooWeak,
+        Self::AdminRequired,
+        Self::RecoveryWaiting,
+        Self::ReviewerConflict,
+        Self::RecoveryClosed,
+        // end friction
     ];
 }
 

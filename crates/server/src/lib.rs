@@ -13,7 +13,11 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod error;
+// friction (issue 5)
+pub mod friction;
+// end friction
 pub mod gateway;
 pub mod hashing;
 pub mod http;

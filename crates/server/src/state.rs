@@ -60,6 +60,10 @@ pub struct Inner {
     pub risk: Option<Arc<crate::risk::RiskService>>,
     /// Proof of possession (issue 9): DPoP verifier, nonces, forwarded-certificate header.
     pub pop: Arc<crate::pop::PopService>,
+    // friction (issue 5)
+    /// Wakes the withdrawal delivery worker after a confirmation.
+    pub intent_wake: Arc<Notify>,
+    // end friction
 }
 
 impl std::ops::Deref for AppState {

@@ -520,6 +520,26 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
     let seen = env.upstream.seen();
     let w = seen.iter().find(|s| s.path == "/v1/withdraws/coin").unwrap();
     assert!(w.identity.as_ref().unwrap().scopes.has_withdraw());
+    // friction (issue 5): a password change holds withdrawals through keys too.
+    assert_eq!(env.mfa.login(&env.srv, &mut env.owner, "trader@example.com", PW).await.0, 201);
+    let t = env.mfa.step_up(&env.srv, &env.owner, "change_password").await;
+    let (s, b) = env
+        .owner
+        .post(
+            &env.srv.api("/account/password"),
+            json!({ "current_password": PW, "new_password": "amber kite lantern 31", "step_up_token": t }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let coin = json!({ "currency": "BTC", "net_type": "BTC", "amount": "0.02", "address": "bc1qexample" });
+    let (s, _) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin.clone())).await;
+    assert_eq!(s, 403, "held after the password change");
+    let (s, _) = upbit_call(&base, "GET", "/v1/accounts", &wid, &wsecret, None).await;
+    assert_eq!(s, 200, "reading is not held");
+    env.srv.advance(24 * 3_600_000 + 60_000).await;
+    let (s, body) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin)).await;
+    assert_eq!(s, 200, "{body}");
+    // end friction
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

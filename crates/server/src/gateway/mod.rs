@@ -485,6 +485,21 @@ impl Gateway {
             record(denied.reason);
             return Err(fail(denied));
         }
+        // friction (issue 5): withdrawals through a key are held after a security change too
+        // (password, factors, recovery, a new withdraw key). Fail closed if the store is down.
+        if rule.access.required_scope() == Some(gatehouse_core::apikey::Scope::Withdraw) {
+            match store.find_friction(key.key.owner).await {
+                Ok(f) => {
+                    if let Some(until) = f.hold_at(now) {
+                        let denied = Denied::key(dialect, gatehouse_core::apikey::KeyDenied::CoolingOff { until });
+                        record(denied.reason);
+                        return Err(fail(denied));
+                    }
+                }
+                Err(_) => return Err(fail(Denied::unavailable(dialect))),
+            }
+        }
+        // end friction
         // 7b. Behavioural risk of this key's use (R107): a new network, a rarely used scope, a
         // burst of calls or of bad signatures. Trading and withdrawal routes are refused from
         // "step-up" upwards (an API client cannot answer a challenge); reading from "deny".

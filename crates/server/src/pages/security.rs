@@ -269,7 +269,7 @@ pub async fn history(State(state): State<AppState>, who: Signed, Query(q): Query
         Ok(v) => v,
         Err(e) => return error_page(&ApiError::internal("history query", e), None),
     };
-    let result = routes::me::history(State(state), who.0.clone(), Query(query)).await;
+    let result = routes::me::history(State(state), who.0.clone(), crate::http::ApiQuery(query)).await;
     let answer = match api::answer(result).await {
         Ok(a) => a,
         Err(e) => return error_page(&e, Some(who.0.account.email.as_str().to_owned())),

@@ -96,6 +96,7 @@ pub async fn create(
     auth: Authenticated,
     ApiJson(req): ApiJson<CreateKey>,
 ) -> ApiResult<Response> {
+    crate::friction::ensure_settings_unlocked(&state, &auth, "api_key").await?; // friction (issue 5)
     require(&state, &auth, SensitiveAction::CreateApiKey, None, input(&req.password, &req.step_up_token)).await?;
     let new = NewApiKey {
         label: req.label,
@@ -107,6 +108,12 @@ pub async fn create(
     let now = state.clock.now();
     let mail = state
         .mail(auth.account.email.as_str(), &templates::api_key_created(&new.label, &auth.client.ip.to_string()))?;
+    // friction (issue 5): a key that can withdraw holds withdrawals, in the same transaction.
+    let mut extra = SideEffects::default().mail(mail);
+    if new.scopes.has_withdraw() {
+        extra = extra.hold(auth.account.id, now.plus(state.config.friction.hold()), "api_key_withdraw");
+    }
+    // end friction
     let (key, secret) = ops(&state)
         .create(
             auth.account.id,
@@ -120,7 +127,7 @@ pub async fn create(
                     .with("scopes", json!(k.scopes))
                     .with("allowlist", json!(k.allowlist))
             },
-            SideEffects::default().mail(mail),
+            extra,
         )
         .await?;
     state.wake_mailer();

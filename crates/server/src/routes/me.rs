@@ -1,7 +1,7 @@
 //! The signed-in user's own account: profile, password change, security history.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use gatehouse_core::audit::{EventKind, Outcome};
 use gatehouse_core::store::SideEffects;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use super::accounts::password_field;
 use super::sessions::reauthenticate;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::ApiJson;
+use crate::http::{ApiJson, ApiQuery};
 use crate::mail::templates;
 use crate::state::AppState;
 
@@ -22,6 +22,19 @@ pub async fn account(State(state): State<AppState>, auth: Authenticated) -> ApiR
     let factors = crate::mfa::factors(&state, a).await?;
     let creds = state.store.list_webauthn_credentials(a.id).await?;
     let notices: Vec<&str> = if factors.has_second_factor() { vec![] } else { vec!["no_second_factor"] };
+    // friction (issue 5): the hold, settings lock and freeze are visible to the owner.
+    let f = state.store.find_friction(a.id).await?;
+    let now = state.clock.now();
+    let friction = json!({
+        "frozen": a.is_frozen(),
+        "withdrawals_held_until": f.hold_at(now).map(|t| t.to_rfc3339()),
+        "withdrawal_hold_reason": f.hold_at(now).and(f.hold_reason.clone()),
+        "settings_locked": f.is_settings_locked(now),
+        "settings_unlock_at": if f.has_pending_unlock(now) { f.settings_unlock_at.map(|t| t.to_rfc3339()) } else { None },
+        "anti_phishing_code_set": f.anti_phishing_sealed.is_some(),
+        "withdrawal_allowlist_only": f.allowlist_only,
+    });
+    // end friction
     Ok(Json(json!({
         "id": a.id.to_string(),
         "email": a.email.as_str(),
@@ -39,6 +52,7 @@ pub async fn account(State(state): State<AppState>, auth: Authenticated) -> ApiR
             "auth_time": auth.session.auth_time.to_rfc3339(),
             "expires_at": auth.session.expires_at.to_rfc3339(),
         },
+        "friction": friction,
     })))
 }
 
@@ -62,6 +76,7 @@ pub async fn change_password(
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let new = password_field(&req.new_password)?;
+    crate::friction::ensure_settings_unlocked(&state, &auth, "password").await?; // friction (issue 5)
     let failed = |reason: &str| auth.event(EventKind::PasswordChangeFailed, Outcome::Failure).with("reason", reason);
     // The current password is always needed (R10); the step-up policy comes on top of it.
     if let Err(e) = reauthenticate(&state, &auth, req.current_password.as_deref()).await {
@@ -94,7 +109,11 @@ pub async fn change_password(
         auth.account.email.as_str(),
         &templates::password_changed(&now.to_rfc3339(), &auth.client.ip.to_string()),
     )?;
-    let fx = SideEffects::event(auth.event(EventKind::PasswordChanged, Outcome::Success)).mail(mail);
+    let fx = SideEffects::event(auth.event(EventKind::PasswordChanged, Outcome::Success)).mail(mail).hold(
+        auth.account.id,
+        now.plus(state.config.friction.hold()),
+        "password_change",
+    ); // friction (issue 5)
     let revoked = state.store.change_password(auth.account.id, &hash, Some(auth.session.id), now, fx).await?;
     state.wake_mailer();
     Ok(Json(json!({ "status": "changed", "revoked_sessions": revoked })))
@@ -114,9 +133,13 @@ pub struct HistoryQuery {
 pub async fn history(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    // The document says 1–200; a value outside is refused, not silently clamped.
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidRequest).message("limit must be between 1 and 200."));
+    }
     let records = state.store.history(auth.account.id, q.before, limit).await?;
     let next = if records.len() == limit as usize { records.last().map(|r| r.seq) } else { None };
     let events: Vec<_> = records

@@ -214,6 +214,7 @@ pub async fn totp_start(
     if state.store.find_totp(auth.account.id).await?.is_some_and(|t| t.confirmed_at.is_some()) {
         return Err(ApiError::new(ErrorCode::FactorExists));
     }
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
     require_for_enrolment(&state, &auth, body.input()).await?;
     let secret = TotpSecret::generate(state.rng.as_ref());
     let sealed = state
@@ -288,7 +289,11 @@ pub async fn totp_confirm(
     };
     let mail = state
         .mail(auth.account.email.as_str(), &mail::factor_added("An authenticator app", &auth.client.ip.to_string()))?;
-    let mut fx = SideEffects::event(auth.event(EventKind::TotpEnabled, Outcome::Success)).mail(mail);
+    let mut fx = SideEffects::event(auth.event(EventKind::TotpEnabled, Outcome::Success)).mail(mail).hold(
+        auth.account.id,
+        crate::friction::factor_change_hold_until(&state),
+        "factor_change",
+    );
     if first {
         fx = fx.and(auth.event(EventKind::BackupCodesGenerated, Outcome::Success).with("count", 10));
     }
@@ -323,12 +328,17 @@ pub async fn totp_remove(
     auth: Authenticated,
     ApiJson(body): ApiJson<ProofBody>,
 ) -> ApiResult<Json<Value>> {
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
     require(&state, &auth, SensitiveAction::ChangeFactors, None, body.input()).await?;
     let mail = state.mail(
         auth.account.email.as_str(),
         &mail::factor_removed("The authenticator app", &auth.client.ip.to_string()),
     )?;
-    let fx = SideEffects::event(auth.event(EventKind::TotpDisabled, Outcome::Success)).mail(mail);
+    let fx = SideEffects::event(auth.event(EventKind::TotpDisabled, Outcome::Success)).mail(mail).hold(
+        auth.account.id,
+        crate::friction::factor_change_hold_until(&state),
+        "factor_change",
+    );
     if !state.store.delete_totp(auth.account.id, fx).await? {
         return Err(ApiError::new(ErrorCode::NotFound));
     }
@@ -342,6 +352,7 @@ pub async fn backup_regenerate(
     auth: Authenticated,
     ApiJson(body): ApiJson<ProofBody>,
 ) -> ApiResult<Response> {
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
     require(&state, &auth, SensitiveAction::ChangeFactors, None, body.input()).await?;
     let (shown, stored) = generate_codes(&state).await?;
     let mail = state.mail(auth.account.email.as_str(), &mail::backup_codes_regenerated(&auth.client.ip.to_string()))?;

@@ -49,13 +49,26 @@ pub async fn set_number(
         return Err(ApiError::new(ErrorCode::InvalidRequest).message("phone must be E.164: + and 7–15 digits"));
     }
     let input = StepUpInput { password: req.password.as_deref(), step_up_token: req.step_up_token.as_deref() };
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
     require_for_enrolment(&state, &auth, input).await?;
     let sealed = state
         .keyring
         .seal(req.phone.as_bytes(), &sms_number_aad(&auth.account.id), state.rng.as_ref())
         .map_err(|e| ApiError::internal("sms seal", e))?;
     let e = auth.event(EventKind::SmsNumberSet, Outcome::Success);
-    state.store.set_sms_number(auth.account.id, &sealed, state.clock.now(), SideEffects::event(e)).await?;
+    state
+        .store
+        .set_sms_number(
+            auth.account.id,
+            &sealed,
+            state.clock.now(),
+            SideEffects::event(e).hold(
+                auth.account.id,
+                crate::friction::factor_change_hold_until(&state),
+                "factor_change",
+            ),
+        )
+        .await?;
     Ok(Json(json!({
         "status": "enabled",
         "weaker": true,
@@ -69,9 +82,21 @@ pub async fn remove_number(
     auth: Authenticated,
     ApiJson(body): ApiJson<super::mfa::ProofBody>,
 ) -> ApiResult<Json<Value>> {
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
     require(&state, &auth, SensitiveAction::ChangeFactors, None, body.input()).await?;
     let e = auth.event(EventKind::SmsNumberSet, Outcome::Success).with("removed", true);
-    if !state.store.delete_sms_number(auth.account.id, SideEffects::event(e)).await? {
+    if !state
+        .store
+        .delete_sms_number(
+            auth.account.id,
+            SideEffects::event(e).hold(
+                auth.account.id,
+                crate::friction::factor_change_hold_until(&state),
+                "factor_change",
+            ),
+        )
+        .await?
+    {
         return Err(ApiError::new(ErrorCode::NotFound));
     }
     Ok(Json(json!({ "status": "removed" })))

@@ -61,6 +61,7 @@ pub async fn register_start(
         _ => return Err(ApiError::new(ErrorCode::InvalidRequest).message("kind is security_key or passkey")),
     };
     let input = StepUpInput { password: req.password.as_deref(), step_up_token: req.step_up_token.as_deref() };
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
     require_for_enrolment(&state, &auth, input).await?;
     let existing = state.store.list_webauthn_credentials(auth.account.id).await?;
     if existing.len() >= 10 {
@@ -155,7 +156,8 @@ pub async fn register_finish(
             .with("name", name.clone())
             .with("kind", kind.clone()),
     )
-    .mail(m);
+    .mail(m)
+    .hold(auth.account.id, crate::friction::factor_change_hold_until(&state), "factor_change");
     match state.store.create_webauthn_credential(&row, fx).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
@@ -196,6 +198,7 @@ pub async fn remove(
     auth: Authenticated,
     ApiJson(req): ApiJson<Remove>,
 ) -> ApiResult<Json<Value>> {
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
     require(
         &state,
         &auth,
@@ -214,7 +217,8 @@ pub async fn remove(
     )?;
     let fx =
         SideEffects::event(auth.event(EventKind::WebAuthnRemoved, Outcome::Success).with("name", row.name.clone()))
-            .mail(m);
+            .mail(m)
+            .hold(auth.account.id, crate::friction::factor_change_hold_until(&state), "factor_change");
     if !state.store.delete_webauthn_credential(auth.account.id, &req.id, fx).await? {
         return Err(ApiError::new(ErrorCode::NotFound));
     }

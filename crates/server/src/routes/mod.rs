@@ -16,6 +16,13 @@ pub mod sessions;
 // proof of possession (issue 9)
 pub mod session_key;
 pub mod testing;
+// friction (issue 5)
+pub mod links;
+pub mod openapi_friction;
+pub mod recovery;
+pub mod settings_lock;
+pub mod withdrawals;
+// end friction
 
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 

@@ -81,6 +81,17 @@ fn key_action(summary: &str) -> Value {
     })
 }
 
+// schemathesis (ADR 0010): the email rule of `Email::parse`, so the document describes exactly
+// the addresses the server accepts: surrounding Unicode whitespace (trimmed), a local part of
+// 1–64 printable ASCII characters without `@ " ( ) , : ; < > [ \ ]`, and at least two
+// dot-separated LDH labels of 1–63 characters that neither start nor end with `-`.
+fn email_schema() -> Value {
+    const WS: &str = "[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*";
+    const LABEL: &str = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    let pattern = format!("^{WS}[!#-'*+\\-./0-9=?A-Z^-~]{{1,64}}@{LABEL}(?:\\.{LABEL})+{WS}$");
+    json!({ "type": "string", "maxLength": 254, "pattern": pattern })
+}
+
 /// The document.
 pub fn document() -> Value {
     let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
@@ -153,9 +164,9 @@ pub fn document() -> Value {
                     "request_id": { "type": "string" },
                     "details": { "type": "object" }
                 }), &["code", "message", "request_id"]) }), &["error"]),
-                "RegisterRequest": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "maxLength": 254 }, "password": { "type": "string", "maxLength": 4096 } } },
+                "RegisterRequest": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": email_schema(), "password": { "type": "string", "maxLength": 4096 } } },
                 "VerifyRequest": { "type": "object", "additionalProperties": false, "required": ["token"], "properties": { "token": { "type": "string" } } },
-                "LoginRequest": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "maxLength": 254 }, "password": { "type": "string", "maxLength": 4096 }, "session_type": { "type": "string", "enum": ["api", "browser"] } } },
+                "LoginRequest": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": email_schema(), "password": { "type": "string", "maxLength": 4096 }, "session_type": { "type": "string", "enum": ["api", "browser"] } } },
                 "RefreshRequest": { "type": "object", "additionalProperties": false, "required": ["refresh_token"], "properties": { "refresh_token": { "type": "string" } } },
                 "ReauthRequest": { "type": "object", "additionalProperties": false, "properties": { "password": { "type": "string", "maxLength": 4096 } } },
                 "ChangePasswordRequest": { "type": "object", "additionalProperties": false, "required": ["new_password"], "properties": { "current_password": { "type": "string", "maxLength": 4096 }, "new_password": { "type": "string", "maxLength": 4096 } } },
@@ -195,6 +206,7 @@ pub fn document() -> Value {
     });
     // second factors and step-up (feat/mfa)
     crate::mfa::openapi::extend(&mut doc, p);
+    super::openapi_friction::extend(&mut doc); // friction (issue 5)
     doc
 }
 

@@ -6,6 +6,11 @@ mod apikeys;
 mod audit;
 // proof of possession (issue 9)
 mod bindings;
+// friction (issue 5)
+mod friction;
+mod recovery;
+mod withdrawals;
+// end friction
 mod mail;
 mod mfa;
 mod replay;
@@ -244,6 +249,11 @@ impl SqlStore {
                 append_event(tx, e, now, signer).await?;
             }
         }
+        // friction (issue 5): the withdrawal hold commits with the change that causes it.
+        if let Some(h) = &fx.hold {
+            friction::apply_hold(tx, h).await?;
+        }
+        // end friction
         for m in fx.mails {
             insert_mail(tx, &m).await?;
         }
