@@ -186,6 +186,38 @@ async fn second_factors_in_chromium() {
     assert_eq!(s, 401, "a code from the replaced set: {body}");
 }
 
+/// Account protection and recovery through the pages: anti-phishing code (seen in the next
+/// mail), a withdrawal address pending then cancelled from the emailed link, the settings lock
+/// (lock, unlock scheduled, cancelled), a password reset by email, a recovery request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protection_and_recovery_in_chromium() {
+    let dir = scratch("pages-protection");
+    let sink = SmtpSink::start(&dir);
+    let cfg = format!(
+        "{PASSWORD_STEP_UP}\
+[mfa.step_up.actions.add_withdrawal_address]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.lift_settings_lock]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.change_factors]\nstrength = \"password\"\nmax_age_secs = 0\n"
+    );
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, &cfg, &[]).await;
+    let email = "guard@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_PW2", PW2)];
+    let result = run_browser("protection.mjs", &srv, &sink, "protection", &env);
+    assert_eq!(result["pages"], 7, "{result}");
+    // The reset took: the new password signs in, the old one does not.
+    let mut api = Device::new("verifier/1.0");
+    assert_eq!(api.login(&srv, email, PW).await.0, 401);
+    assert_eq!(api.login(&srv, email, PW2).await.0, 201);
+    let (_, history) = api.get(&srv.api("/account/security-history?limit=200")).await;
+    let kinds = events(&history);
+    for k in
+        ["anti_phishing_code_changed", "withdrawal_address_added", "withdrawal_address_cancelled", "settings_locked"]
+    {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+}
+
 /// Passkeys through the pages (script from /_gh/assets/webauthn.js, DevTools virtual
 /// authenticator): add one, use it as the second step, then sign in with it alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,8 @@ pub mod factors;
 pub mod form;
 pub mod phishing;
 pub mod proof;
+pub mod protection;
+pub mod recover;
 pub mod security;
 pub mod session;
 
@@ -69,6 +71,16 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/account/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/_gh/account/api-keys/{id}", get(api_keys::detail))
         .route("/_gh/account/api-keys/{id}/{action}", post(api_keys::act))
+        .route("/_gh/account/protection", get(protection::page))
+        .route("/_gh/account/settings-lock", post(protection::lock))
+        .route("/_gh/account/settings-lock/unlock", post(protection::unlock))
+        .route("/_gh/account/settings-lock/cancel", post(protection::cancel_unlock))
+        .route("/_gh/account/anti-phishing-code", post(protection::set_code))
+        .route("/_gh/account/withdrawal-addresses", get(protection::addresses).post(protection::add_address))
+        .route("/_gh/account/withdrawal-addresses/{id}/cancel", post(protection::cancel_address))
+        .route("/_gh/recover", get(recover::page))
+        .route("/_gh/recover/reset", post(recover::request_reset))
+        .route("/_gh/recover/case", post(recover::open_case))
         .route("/_gh/official", get(phishing::official))
         .route("/_gh/check-url", get(phishing::check_url))
 }
