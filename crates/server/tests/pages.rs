@@ -49,6 +49,8 @@ fn node_modules() -> PathBuf {
 /// Runs a browser script and returns its `RESULT {json}` line.
 fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {
     let dir = workspace().join("test-artifacts/screenshots").join(shots);
+    // Only this run's screenshots (numbered in page order).
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new("node");
     cmd.arg(workspace().join("tests/browser").join(script))
