@@ -1,8 +1,9 @@
-// Drives headless Chromium through every page flow of gatehouse (issue 7): official channels,
-// URL checker, register (refused, then accepted), email verification from the link in the real
-// SMTP sink, sign in (refused, then accepted), security centre and password change, devices
-// with revoke from a second browser, API keys (create with scopes and allowlist, secret shown
-// once, unlock withdrawals, change allowlist, rotate, revoke), security history, sign out.
+// Drives headless Chromium, with JavaScript disabled, through every page flow of gatehouse
+// (issue 7): official channels, URL checker, register (refused, then accepted), email
+// verification from the link in the real SMTP sink, sign in (refused, then accepted), security
+// centre and password change, devices with revoke from a second browser, API keys (create with
+// scopes and allowlist, secret shown once, unlock withdrawals, change allowlist, rotate,
+// revoke), security history, sign out.
 //
 // Run by crates/server/tests/pages.rs. Environment: GH_BASE_URL, GH_MAIL_FILE, GH_EMAIL, GH_PW,
 // GH_PW2 and those of lib.mjs. Prints `RESULT {json}` for the Rust side to cross-check.
@@ -19,7 +20,9 @@ const result = {};
 
 const browser = await launch();
 try {
-  const a = await watchedPage(browser, 'laptop');
+  // The whole flow runs with JavaScript off: every page is plain HTML forms (only WebAuthn
+  // will need script, from /_gh/assets/).
+  const a = await watchedPage(browser, 'laptop', { javaScriptEnabled: false });
   const page = a.page;
 
   // Anti-phishing pages, in the layout.

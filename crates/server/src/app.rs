@@ -118,7 +118,6 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{PREFIX}/confirm-email"), get(routes::email::confirm_page).post(routes::email::confirm_form))
         // risk: confirmation of a challenged sign-in
         .route(&format!("{api}/sessions/confirm-sign-in"), post(routes::confirm::api))
-        .route(&format!("{PREFIX}/confirm-sign-in"), get(routes::confirm::page).post(routes::confirm::form))
         // pages (issue 7): server-rendered pages under /_gh, see crate::pages.
         .merge(crate::pages::router())
         .fallback(gateway_or_not_found)

@@ -19,6 +19,15 @@ use serde_json::Value;
 const PW: &str = "violet tram harbour 77";
 const PW2: &str = "amber kite lantern 31";
 
+/// The operator's choice of the password as step-up proof for the actions the main flow takes.
+const PASSWORD_STEP_UP: &str = "[risk]\nenabled = false\n\n\
+[mfa.step_up.actions.revoke_sessions]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.change_password]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.create_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.rotate_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.unlock_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.change_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n";
+
 fn chromium() -> PathBuf {
     let p = std::env::var_os("GH_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
     assert!(p.exists(), "REQUIRED TOOL MISSING: chromium at {} (apt-get install -y chromium)", p.display());
@@ -40,6 +49,8 @@ fn node_modules() -> PathBuf {
 /// Runs a browser script and returns its `RESULT {json}` line.
 fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {
     let dir = workspace().join("test-artifacts/screenshots").join(shots);
+    // Only this run's screenshots (numbered in page order).
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new("node");
     cmd.arg(workspace().join("tests/browser").join(script))
@@ -95,7 +106,10 @@ macro_rules! on_both_backends {
 on_both_backends!(every_page_flow_in_chromium, |backend| {
     let dir = scratch("pages");
     let sink = SmtpSink::start(&dir);
-    let srv = Server::start(backend, &sink, &[]).await;
+    // A password-only account, on a deployment whose operator lets the password re-entered
+    // stand as the proof (the built-in policy asks for a second factor, and the risk engine
+    // steps brand-new accounts up to one: both are exercised by `second_factors_in_chromium`).
+    let srv = Server::start_with_config(backend, &sink, PASSWORD_STEP_UP, &[]).await;
     let email = format!("pat-{}@example.com", if backend == Backend::Sqlite { "lite" } else { "pg" });
     let shots = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
     let result = run_browser("pages.mjs", &srv, &sink, shots, &[("GH_EMAIL", &email), ("GH_PW", PW), ("GH_PW2", PW2)]);
@@ -145,6 +159,124 @@ on_both_backends!(every_page_flow_in_chromium, |backend| {
     }
     sink.wait_for(&email, "API key");
 });
+
+/// Second factors through the pages (risk engine on): enrol an authenticator app from its QR
+/// page, backup codes shown once, a sensitive action with a code, the two-step sign-in with a
+/// code and with a backup code, new backup codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_factors_in_chromium() {
+    let dir = scratch("pages-mfa");
+    let sink = SmtpSink::start(&dir);
+    let srv = Server::start(Backend::Sqlite, &sink, &[]).await;
+    let email = "two@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    let result = run_browser("factors.mjs", &srv, &sink, "factors", &[("GH_EMAIL", email), ("GH_PW", PW)]);
+    assert_eq!(result["pages"], 7, "{result}");
+
+    // Through the API: a password alone no longer signs in, the old backup codes are dead.
+    let mut api = Device::new("verifier/1.0");
+    let (s, body) = api.login(&srv, email, PW).await;
+    assert_eq!((s, body["status"].as_str()), (200, Some("second_factor_required")), "{body}");
+    let (s, body) = api
+        .post(
+            &srv.api("/sessions/second-factor"),
+            serde_json::json!({
+                "pending_token": body["pending_token"], "method": "backup_code", "code": result["old_code"]
+            }),
+        )
+        .await;
+    assert_eq!(s, 401, "a code from the replaced set: {body}");
+}
+
+/// Account protection and recovery through the pages: anti-phishing code (seen in the next
+/// mail), a withdrawal address pending then cancelled from the emailed link, the settings lock
+/// (lock, unlock scheduled, cancelled), a password reset by email, a recovery request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protection_and_recovery_in_chromium() {
+    let dir = scratch("pages-protection");
+    let sink = SmtpSink::start(&dir);
+    let cfg = format!(
+        "{PASSWORD_STEP_UP}\
+[mfa.step_up.actions.add_withdrawal_address]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.lift_settings_lock]\nstrength = \"password\"\nmax_age_secs = 0\n\
+[mfa.step_up.actions.change_factors]\nstrength = \"password\"\nmax_age_secs = 0\n"
+    );
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, &cfg, &[]).await;
+    let email = "guard@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_PW2", PW2)];
+    let result = run_browser("protection.mjs", &srv, &sink, "protection", &env);
+    assert_eq!(result["pages"], 7, "{result}");
+    // The reset took: the new password signs in, the old one does not.
+    let mut api = Device::new("verifier/1.0");
+    assert_eq!(api.login(&srv, email, PW).await.0, 401);
+    assert_eq!(api.login(&srv, email, PW2).await.0, 201);
+    let (_, history) = api.get(&srv.api("/account/security-history?limit=200")).await;
+    let kinds = events(&history);
+    for k in
+        ["anti_phishing_code_changed", "withdrawal_address_added", "withdrawal_address_cancelled", "settings_locked"]
+    {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+}
+
+/// Passkeys through the pages (script from /_gh/assets/webauthn.js, DevTools virtual
+/// authenticator): add one, use it as the second step, then sign in with it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_in_chromium() {
+    let dir = scratch("pages-passkeys");
+    let sink = SmtpSink::start(&dir);
+    // WebAuthn needs a domain for its RP ID (an IP address is not one): the browser uses
+    // `localhost`, which chromium also treats as a secure context.
+    let cfg =
+        "[mfa.webauthn]\nrp_id = \"localhost\"\norigins = [\"http://localhost:8080\"]\ndanger_allow_any_port = true\n";
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, cfg, &[]).await;
+    let email = "keys@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_BASE_URL", base.as_str())];
+    let result = run_browser("passkeys.mjs", &srv, &sink, "passkeys", &env);
+    assert_eq!(result["pages"], 5, "{result}");
+    let mut api = Device::new("verifier/1.0");
+    let (_, body) = api.login(&srv, email, PW).await;
+    assert_eq!(body["methods"], serde_json::json!(["webauthn", "backup_code"]), "{body}");
+}
+
+/// A held sign-in (risk engine) confirmed from the emailed link in the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_sign_in_confirmed_in_chromium() {
+    let dir = scratch("pages-confirm");
+    let sink = SmtpSink::start(&dir);
+    let cfg = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, cfg, &[]).await;
+    let email = "held@example.com";
+    register_verified(&srv, &sink, email, PW).await;
+    // A habit: the same client and network, sign-in after sign-in, an hour apart.
+    let mut home = Device::new("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0");
+    for _ in 0..6 {
+        let r = home
+            .http
+            .post(srv.api("/sessions"))
+            .header("user-agent", &home.ua)
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("gatehouse-device", home.device_id.clone().unwrap_or_default())
+            .json(&serde_json::json!({ "email": email, "password": PW }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        home.device_id = body["device_id"].as_str().map(String::from);
+        srv.advance(3_600_000).await;
+    }
+    let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_FORWARDED_FOR", "192.0.2.55")];
+    let result = run_browser("confirm.mjs", &srv, &sink, "confirm", &env);
+    assert_eq!(result["pages"], 5);
+    let mut api = Device::new("verifier/1.0");
+    assert_eq!(api.login(&srv, email, PW).await.0, 201);
+    let (_, history) = api.get(&srv.api("/account/security-history?limit=200")).await;
+    assert!(events(&history).iter().any(|k| k == "sign_in_confirmed"), "{history}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_headers_csrf_and_redirects() {

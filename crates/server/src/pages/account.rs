@@ -221,6 +221,11 @@ pub async fn login(
     };
     let mut page = LoginPage::new(f.next);
     match result {
+        Ok(a) if api::text(&a.body, "status") == "second_factor_required" => {
+            let mut p = second_factor_page(&api::text(&a.body, "pending_token"), &page.next);
+            p.webauthn = api::strings(&a.body, "methods").iter().any(|m| m == "webauthn");
+            render(StatusCode::OK, &p)
+        }
         Ok(a) => {
             let to = if page.next.is_empty() { "/_gh/account/security" } else { page.next.as_str() };
             see_other(to, a.cookies)
@@ -229,7 +234,12 @@ pub async fn login(
             page.email = page.email.value(f.email.chars().take(254).collect::<String>());
             match e.code {
                 // One message for every credential failure (R16): the form-level error.
-                ErrorCode::InvalidCredentials | ErrorCode::EmailUnverified | ErrorCode::RateLimited => {
+                ErrorCode::InvalidCredentials
+                | ErrorCode::EmailUnverified
+                | ErrorCode::RateLimited
+                | ErrorCode::SignInConfirmationRequired
+                | ErrorCode::SignInRefused
+                | ErrorCode::AccountFrozen => {
                     page.error = Some(e.message.to_string());
                 }
                 ErrorCode::PayloadTooLarge | ErrorCode::InvalidRequest => {
@@ -255,4 +265,76 @@ pub async fn logout(State(state): State<AppState>, who: Signed) -> Response {
         Err(e) => error_page(&e, None),
     }
     .into_response()
+}
+
+/// The second step of signing in (an account with a second factor).
+#[derive(askama::Template)]
+#[template(path = "login_second_factor.html")]
+pub struct SecondFactorPage {
+    layout: Layout,
+    pending_token: String,
+    next: String,
+    code: Field,
+    error: Option<String>,
+    webauthn: bool,
+}
+
+fn second_factor_page(token: &str, next: &str) -> SecondFactorPage {
+    SecondFactorPage {
+        layout: Layout::public("Enter your code"),
+        pending_token: token.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect(),
+        next: if is_safe_next(next) { next.to_owned() } else { String::new() },
+        code: Field::new("code", "Authentication code", "text", "one-time-code")
+            .hint("The 6-digit code from your authenticator app, or one of your backup codes."),
+        error: None,
+        webauthn: true,
+    }
+}
+
+/// Body of the second-step form.
+#[derive(Debug, Deserialize)]
+pub struct SecondFactorForm {
+    #[serde(default)]
+    pending_token: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /_gh/login/second-factor`: the API's second step; the session starts only here.
+pub async fn second_factor(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    client: ClientCtx,
+    pop: crate::pop::PopCtx,
+    PageForm(f): PageForm<SecondFactorForm>,
+) -> Response {
+    if let Some(r) = cross_site(&state, &method, &headers) {
+        return r;
+    }
+    let code = f.code.trim();
+    let req = json!({ "pending_token": f.pending_token, "method": super::proof::code_method(code), "code": code });
+    let result = match api::body(req) {
+        Ok(b) => api::answer(routes::mfa::second_factor(State(state), client, pop, b).await).await,
+        Err(e) => Err(e),
+    };
+    let mut page = second_factor_page(&f.pending_token, f.next.as_deref().unwrap_or_default());
+    match result {
+        Ok(a) => {
+            let to = if page.next.is_empty() { "/_gh/account/security" } else { page.next.as_str() };
+            see_other(to, a.cookies)
+        }
+        Err(e) if e.code == ErrorCode::PendingLoginInvalid => {
+            let mut login = LoginPage::new(f.next);
+            login.error = Some("Your sign-in expired. Please start again.".into());
+            render(e.code.status(), &login)
+        }
+        Err(e) if matches!(e.code, ErrorCode::InvalidCode | ErrorCode::RateLimited | ErrorCode::InvalidRequest) => {
+            page.code = page.code.error(e.message.clone());
+            render(e.code.status(), &page)
+        }
+        Err(e) => error_page(&e, None),
+    }
 }

@@ -10,10 +10,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::form::{Field, PageForm};
+use super::proof::{self, ProofFields, ProofForm};
 use super::{Layout, Signed, api, error_page, render, see_other, when};
 use crate::error::{ApiError, ErrorCode};
 use crate::routes;
 use crate::state::AppState;
+use gatehouse_core::stepup::SensitiveAction;
 
 /// Most form fields a key form may carry (7 scopes and a handful of inputs).
 const MAX_FORM_PAIRS: usize = 32;
@@ -48,11 +50,11 @@ pub struct CreateForm {
     scopes: Vec<ScopeBox>,
     scopes_error: Option<String>,
     allowlist: Field,
-    password: Field,
+    proof: ProofFields,
 }
 
 impl CreateForm {
-    fn new() -> Self {
+    fn new(with_code: bool) -> Self {
         Self {
             label: Field::new("label", "Label", "text", "off").hint("What the key is for, e.g. \"trading bot\"."),
             kind: "hmac".into(),
@@ -68,7 +70,7 @@ impl CreateForm {
             allowlist: Field::new("allowlist", "IP allowlist", "textarea", "off")
                 .hint("One address or CIDR range per line, at most 10. Required for withdrawals.")
                 .optional(),
-            password: Field::password_again("create"),
+            proof: ProofFields::new("create", with_code),
         }
     }
 
@@ -136,7 +138,11 @@ pub struct KeyQuery {
 
 /// `GET /_gh/account/api-keys`
 pub async fn list(State(state): State<AppState>, who: Signed, Query(q): Query<KeyQuery>) -> Response {
-    match keys_page(&state, &who, CreateForm::new()).await {
+    let form = match proof::needs_code(&state, &who).await {
+        Ok(c) => CreateForm::new(c),
+        Err(e) => return error_page(&e, Some(who.0.account.email.as_str().to_owned())),
+    };
+    match keys_page(&state, &who, form).await {
         Ok(mut page) => {
             page.layout = page.layout.with_notice(q.notice.as_deref());
             render(StatusCode::OK, &page)
@@ -176,20 +182,22 @@ pub async fn create(
     let scopes: Vec<&str> = pairs.iter().filter(|(k, _)| k == "scopes").map(|(_, v)| v.as_str()).collect();
     let kind = field(&pairs, "kind");
     let public_key = field(&pairs, "public_key").trim();
-    let mut req = json!({
-        "password": field(&pairs, "password"),
-        "label": field(&pairs, "label"),
-        "kind": kind,
-        "scopes": scopes,
-        "allowlist": lines(field(&pairs, "allowlist")),
-    });
-    if !public_key.is_empty() {
-        req["public_key"] = json!(public_key);
+    let result = async {
+        let proof = proof::fields(&state, &who, SensitiveAction::CreateApiKey, &ProofForm::from_pairs(&pairs)).await?;
+        let mut req = json!({
+            "label": field(&pairs, "label"),
+            "kind": kind,
+            "scopes": scopes,
+            "allowlist": lines(field(&pairs, "allowlist")),
+        });
+        if !public_key.is_empty() {
+            req["public_key"] = json!(public_key);
+        }
+        proof::merge(&mut req, proof, "password");
+        let b = api::body(req)?;
+        api::answer(routes::keys::create(State(state.clone()), who.0.clone(), b).await).await
     }
-    let result = match api::body(req) {
-        Ok(b) => api::answer(routes::keys::create(State(state.clone()), who.0.clone(), b).await).await,
-        Err(e) => Err(e),
-    };
+    .await;
     let e = match result {
         Ok(a) => {
             let page = SecretPage {
@@ -203,7 +211,10 @@ pub async fn create(
         Err(e) => e,
     };
     // Show the form again with what was typed (never the password) and the error in place.
-    let mut form = CreateForm::new();
+    let mut form = match proof::needs_code(&state, &who).await {
+        Ok(c) => CreateForm::new(c),
+        Err(e2) => return error_page(&e2, user),
+    };
     form.label = form.label.value(field(&pairs, "label").chars().take(64).collect::<String>());
     form.kind = kind.chars().take(16).collect();
     form.public_key = form.public_key.value(public_key.chars().take(8192).collect::<String>());
@@ -215,8 +226,8 @@ pub async fn create(
     let lower = msg.to_ascii_lowercase();
     let mut general = None;
     match e.code {
-        ErrorCode::ReauthFailed | ErrorCode::ReauthRequired | ErrorCode::RateLimited => {
-            form.password = form.password.error(msg)
+        _ if proof::proof_error(&e).is_some() => {
+            form.proof = form.proof.error(msg, proof::proof_error(&e) == Some(true));
         }
         ErrorCode::InvalidKeyRequest | ErrorCode::InvalidRequest => {
             if lower.contains("public key") {
@@ -262,11 +273,11 @@ pub struct KeyPage {
     key: KeyRow,
     usage: Vec<UsageRow>,
     pending: Option<String>,
-    rotate: Field,
-    unlock: Field,
-    revoke: Field,
+    rotate: ProofFields,
+    unlock: ProofFields,
+    revoke: ProofFields,
     allowlist: Field,
-    allowlist_password: Field,
+    allowlist_proof: ProofFields,
 }
 
 async fn key_page(state: &AppState, who: &Signed, id: &str) -> Result<KeyPage, ApiError> {
@@ -294,18 +305,19 @@ async fn key_page(state: &AppState, who: &Signed, id: &str) -> Result<KeyPage, A
         format!("{} from {}", list.join(", "), when(p.get("effective_at").and_then(Value::as_str).unwrap_or_default()))
     });
     let current = api::strings(&a.body, "allowlist").join("\n");
+    let with_code = proof::needs_code(state, who).await?;
     Ok(KeyPage {
         layout: Layout::signed(format!("API key “{}”", key.label), who, "api-keys"),
         usage,
         pending,
-        rotate: Field::password_again("rotate"),
-        unlock: Field::password_again("unlock"),
-        revoke: Field::password_again("revoke"),
+        rotate: ProofFields::new("rotate", with_code),
+        unlock: ProofFields::new("unlock", with_code),
+        revoke: ProofFields::new("revoke", with_code),
         allowlist: Field::new("allowlist", "IP allowlist", "textarea", "off")
             .hint("One address or CIDR range per line. Narrowing applies at once; widening a withdrawal key waits.")
             .value(current)
             .optional(),
-        allowlist_password: Field::password_again("allowlist"),
+        allowlist_proof: ProofFields::new("allowlist", with_code),
         key,
     })
 }
@@ -332,6 +344,8 @@ pub struct ActForm {
     #[serde(default)]
     password: String,
     #[serde(default)]
+    code: String,
+    #[serde(default)]
     allowlist: Option<String>,
 }
 
@@ -343,11 +357,23 @@ pub async fn act(
     PageForm(f): PageForm<ActForm>,
 ) -> Response {
     let user = Some(who.0.account.email.as_str().to_owned());
-    let mut req = json!({ "password": f.password });
-    if action == "allowlist" {
-        req["allowlist"] = json!(lines(f.allowlist.as_deref().unwrap_or_default()));
+    let sensitive = match action.as_str() {
+        "rotate" => SensitiveAction::RotateApiKey,
+        "unlock-withdraw" => SensitiveAction::UnlockApiKey,
+        "allowlist" | "revoke" => SensitiveAction::ChangeApiKey,
+        _ => return error_page(&ApiError::new(ErrorCode::NotFound), user),
+    };
+    let built = async {
+        let proof = proof::fields(&state, &who, sensitive, &ProofForm { password: f.password, code: f.code }).await?;
+        let mut req = json!({});
+        if action == "allowlist" {
+            req["allowlist"] = json!(lines(f.allowlist.as_deref().unwrap_or_default()));
+        }
+        proof::merge(&mut req, proof, "password");
+        api::body(req)
     }
-    let body = match api::body(req) {
+    .await;
+    let body = match built {
         Ok(b) => b,
         Err(e) => return act_error(&state, &who, &id, &action, e, f.allowlist).await,
     };
@@ -395,12 +421,12 @@ async fn act_error(
         Err(e2) => return error_page(&e2, user),
     };
     let msg = e.message.to_string();
-    let on_password = matches!(e.code, ErrorCode::ReauthFailed | ErrorCode::ReauthRequired | ErrorCode::RateLimited);
-    match (action, on_password) {
-        ("rotate", true) => page.rotate = page.rotate.error(msg),
-        ("unlock-withdraw", true) => page.unlock = page.unlock.error(msg),
-        ("revoke", true) => page.revoke = page.revoke.error(msg),
-        ("allowlist", true) => page.allowlist_password = page.allowlist_password.error(msg),
+    let on_code = proof::proof_error(&e) == Some(true);
+    match (action, proof::proof_error(&e).is_some()) {
+        ("rotate", true) => page.rotate = page.rotate.error(msg, on_code),
+        ("unlock-withdraw", true) => page.unlock = page.unlock.error(msg, on_code),
+        ("revoke", true) => page.revoke = page.revoke.error(msg, on_code),
+        ("allowlist", true) => page.allowlist_proof = page.allowlist_proof.error(msg, on_code),
         ("allowlist", false) if matches!(e.code, ErrorCode::InvalidKeyRequest | ErrorCode::InvalidRequest) => {
             page.allowlist = page.allowlist.value(allowlist.unwrap_or_default().chars().take(2048).collect::<String>());
             page.allowlist = page.allowlist.error(msg);

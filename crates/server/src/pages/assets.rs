@@ -12,6 +12,7 @@ use crate::error::{ApiError, ErrorCode};
 const ASSETS: &[(&str, &str, &str)] = &[
     ("style.css", "text/css; charset=utf-8", include_str!("../../assets/style.css")),
     ("favicon.svg", "image/svg+xml", include_str!("../../assets/favicon.svg")),
+    ("webauthn.js", "text/javascript; charset=utf-8", include_str!("../../assets/webauthn.js")),
 ];
 
 /// `GET /_gh/assets/{name}`

@@ -22,8 +22,13 @@ pub mod account;
 pub mod api;
 pub mod api_keys;
 pub mod assets;
+pub mod confirm;
+pub mod factors;
 pub mod form;
 pub mod phishing;
+pub mod proof;
+pub mod protection;
+pub mod recover;
 pub mod security;
 pub mod session;
 
@@ -49,16 +54,33 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/register", get(account::register_page).post(account::register))
         .route("/_gh/verify-email", get(account::verify_page).post(account::verify))
         .route("/_gh/login", get(account::login_page).post(account::login))
+        .route("/_gh/login/second-factor", post(account::second_factor))
         .route("/_gh/logout", post(account::logout))
+        .route("/_gh/confirm-sign-in", get(confirm::page).post(confirm::confirm))
         .route("/_gh/account/security", get(security::overview))
         .route("/_gh/account/password", post(security::change_password))
         .route("/_gh/account/devices", get(security::devices))
         .route("/_gh/account/devices/revoke-others", post(security::revoke_others))
         .route("/_gh/account/devices/{id}/revoke", post(security::revoke_device))
         .route("/_gh/account/history", get(security::history))
+        .route("/_gh/account/factors", get(factors::list))
+        .route("/_gh/account/factors/totp", post(factors::totp_start))
+        .route("/_gh/account/factors/totp/confirm", post(factors::totp_confirm))
+        .route("/_gh/account/factors/totp/remove", post(factors::totp_remove))
+        .route("/_gh/account/backup-codes", post(factors::regenerate))
         .route("/_gh/account/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/_gh/account/api-keys/{id}", get(api_keys::detail))
         .route("/_gh/account/api-keys/{id}/{action}", post(api_keys::act))
+        .route("/_gh/account/protection", get(protection::page))
+        .route("/_gh/account/settings-lock", post(protection::lock))
+        .route("/_gh/account/settings-lock/unlock", post(protection::unlock))
+        .route("/_gh/account/settings-lock/cancel", post(protection::cancel_unlock))
+        .route("/_gh/account/anti-phishing-code", post(protection::set_code))
+        .route("/_gh/account/withdrawal-addresses", get(protection::addresses).post(protection::add_address))
+        .route("/_gh/account/withdrawal-addresses/{id}/cancel", post(protection::cancel_address))
+        .route("/_gh/recover", get(recover::page))
+        .route("/_gh/recover/reset", post(recover::request_reset))
+        .route("/_gh/recover/case", post(recover::open_case))
         .route("/_gh/official", get(phishing::official))
         .route("/_gh/check-url", get(phishing::check_url))
 }
@@ -105,6 +127,17 @@ pub fn notice_text(key: &str) -> Option<&'static str> {
         "key_revoked" => "The API key was revoked.",
         "key_unlocked" => "Withdrawals are unlocked for this API key.",
         "allowlist_changed" => "The IP allowlist was updated.",
+        "totp_enabled" => "Your authenticator app is on.",
+        "totp_removed" => "The authenticator app was removed.",
+        "key_added" => "Your security key was added.",
+        "settings_locked" => "Your security settings are locked.",
+        "unlock_scheduled" => {
+            "The settings will unlock after the waiting period. We have emailed you a link to cancel."
+        }
+        "unlock_cancelled" => "The unlock was cancelled; your settings stay locked.",
+        "code_saved" => "Your anti-phishing code was saved.",
+        "address_added" => "The address was added. It becomes usable after the waiting period.",
+        "address_cancelled" => "The address was removed.",
         _ => return None,
     })
 }

@@ -9,10 +9,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::form::{Field, PageForm};
+use super::proof::{self, ProofFields, ProofForm};
 use super::{Layout, Signed, api, error_page, render, see_other, when};
 use crate::error::{ApiError, ErrorCode};
 use crate::routes;
 use crate::state::AppState;
+use gatehouse_core::stepup::SensitiveAction;
 
 /// Query of the signed-in pages.
 #[derive(Debug, Default, Deserialize)]
@@ -21,13 +23,6 @@ pub struct PageQuery {
     notice: Option<String>,
     #[serde(default)]
     before: Option<i64>,
-}
-
-/// Body of the forms that only re-enter the password.
-#[derive(Debug, Deserialize)]
-pub struct ReauthForm {
-    #[serde(default)]
-    password: String,
 }
 
 /// The security centre's front page.
@@ -41,9 +36,11 @@ pub struct OverviewPage {
     password_changed_at: String,
     current: Field,
     new: Field,
+    code: Option<Field>,
+    has_factor: bool,
 }
 
-fn overview_page(who: &Signed, current: Field, new: Field) -> OverviewPage {
+fn overview_page(who: &Signed, current: Field, new: Field, code: Option<Field>) -> OverviewPage {
     let a = &who.0.account;
     OverviewPage {
         layout: Layout::signed("Security centre", who, "security"),
@@ -53,21 +50,28 @@ fn overview_page(who: &Signed, current: Field, new: Field) -> OverviewPage {
         password_changed_at: when(&a.password_changed_at.to_rfc3339()),
         current,
         new,
+        has_factor: code.is_some(),
+        code,
     }
 }
 
-fn password_fields() -> (Field, Field) {
+fn password_fields(with_code: bool) -> (Field, Field, Option<Field>) {
     (
         Field::new("current_password", "Current password", "password", "current-password"),
         Field::new("new_password", "New password", "password", "new-password")
             .hint(format!("At least {MIN_CODE_POINTS} characters. Changing it signs out every other device.")),
+        ProofFields::new("password-change", with_code).code,
     )
 }
 
 /// `GET /_gh/account/security`
-pub async fn overview(who: Signed, Query(q): Query<PageQuery>) -> Response {
-    let (current, new) = password_fields();
-    let mut page = overview_page(&who, current, new);
+pub async fn overview(State(state): State<AppState>, who: Signed, Query(q): Query<PageQuery>) -> Response {
+    let with_code = match proof::needs_code(&state, &who).await {
+        Ok(b) => b,
+        Err(e) => return error_page(&e, Some(who.0.account.email.as_str().to_owned())),
+    };
+    let (current, new, code) = password_fields(with_code);
+    let mut page = overview_page(&who, current, new, code);
     page.layout = page.layout.with_notice(q.notice.as_deref());
     render(StatusCode::OK, &page)
 }
@@ -79,6 +83,8 @@ pub struct PasswordForm {
     current_password: String,
     #[serde(default)]
     new_password: String,
+    #[serde(default)]
+    code: String,
 }
 
 /// `POST /_gh/account/password`
@@ -87,24 +93,32 @@ pub async fn change_password(
     who: Signed,
     PageForm(f): PageForm<PasswordForm>,
 ) -> Response {
-    let req = json!({ "current_password": f.current_password, "new_password": f.new_password });
-    let result = match api::body(req) {
-        Ok(b) => api::answer(routes::me::change_password(State(state), who.0.clone(), b).await).await,
-        Err(e) => Err(e),
-    };
+    let form = ProofForm { password: f.current_password.clone(), code: f.code };
+    let result = async {
+        let proof = proof::fields(&state, &who, SensitiveAction::ChangePassword, &form).await?;
+        let mut req = json!({ "new_password": f.new_password });
+        proof::merge(&mut req, proof, "current_password");
+        let b = api::body(req)?;
+        api::answer(routes::me::change_password(State(state.clone()), who.0.clone(), b).await).await
+    }
+    .await;
     let e = match result {
         Ok(_) => return see_other("/_gh/account/security?notice=password_changed", HeaderMap::new()),
         Err(e) => e,
     };
-    let (mut current, mut new) = password_fields();
-    match e.code {
-        ErrorCode::ReauthFailed | ErrorCode::ReauthRequired => current = current.error(e.message.clone()),
-        ErrorCode::WeakPassword | ErrorCode::PayloadTooLarge | ErrorCode::InvalidRequest => {
-            new = new.error(e.message.clone())
-        }
-        _ => return error_page(&e, Some(who.0.account.email.as_str().to_owned())),
+    let user = Some(who.0.account.email.as_str().to_owned());
+    let with_code = match proof::needs_code(&state, &who).await {
+        Ok(b) => b,
+        Err(e2) => return error_page(&e2, user),
+    };
+    let (mut current, mut new, mut code) = password_fields(with_code);
+    match (e.code.clone(), proof::proof_error(&e)) {
+        (ErrorCode::WeakPassword | ErrorCode::InvalidRequest, _) => new = new.error(e.message.clone()),
+        (_, Some(true)) if code.is_some() => code = code.map(|c| c.error(e.message.clone())),
+        (_, Some(_)) => current = current.error(e.message.clone()),
+        (_, None) => return error_page(&e, user),
     }
-    render(e.code.status(), &overview_page(&who, current, new))
+    render(e.code.status(), &overview_page(&who, current, new, code))
 }
 
 /// One signed-in device.
@@ -117,7 +131,7 @@ pub struct DeviceRow {
     created_at: String,
     last_seen_at: String,
     current: bool,
-    password: Field,
+    proof: ProofFields,
 }
 
 /// The device list.
@@ -126,7 +140,7 @@ pub struct DeviceRow {
 pub struct DevicesPage {
     layout: Layout,
     devices: Vec<DeviceRow>,
-    others: Field,
+    others: ProofFields,
 }
 
 async fn devices_page(
@@ -134,17 +148,19 @@ async fn devices_page(
     who: &Signed,
     failed: Option<(&str, &ApiError)>,
 ) -> Result<DevicesPage, ApiError> {
+    let with_code = proof::needs_code(state, who).await?;
+    let on_code = failed.and_then(|(_, e)| proof::proof_error(e)).unwrap_or(false);
     let list = api::answer(routes::sessions::list(State(state.clone()), who.0.clone()).await).await?;
     let rows = list.body["sessions"].as_array().cloned().unwrap_or_default();
     let mut devices: Vec<DeviceRow> = rows
         .iter()
         .map(|s: &Value| {
             let id = api::text(s, "id");
-            let mut password = Field::password_again(&id);
+            let mut proof = ProofFields::new(&id, with_code);
             if let Some((target, e)) = failed
                 && target == id
             {
-                password = password.error(e.message.clone());
+                proof = proof.error(e.message.clone(), on_code);
             }
             DeviceRow {
                 name: api::text(s, "device_name"),
@@ -153,15 +169,15 @@ async fn devices_page(
                 created_at: when(&api::text(s, "created_at")),
                 last_seen_at: when(&api::text(s, "last_seen_at")),
                 current: s["current"] == json!(true),
-                password,
+                proof,
                 id,
             }
         })
         .collect();
     devices.sort_by_key(|d| !d.current);
-    let mut others = Field::password_again("others");
+    let mut others = ProofFields::new("others", with_code);
     if let Some(("others", e)) = failed {
-        others = others.error(e.message.clone());
+        others = others.error(e.message.clone(), on_code);
     }
     Ok(DevicesPage { layout: Layout::signed("Devices", who, "devices"), devices, others })
 }
@@ -180,10 +196,7 @@ pub async fn devices(State(state): State<AppState>, who: Signed, Query(q): Query
 /// Re-renders the device list with `e` on the form of `target`, or an error page.
 async fn devices_error(state: &AppState, who: &Signed, target: &str, e: ApiError) -> Response {
     let user = Some(who.0.account.email.as_str().to_owned());
-    if !matches!(
-        e.code,
-        ErrorCode::ReauthFailed | ErrorCode::ReauthRequired | ErrorCode::PayloadTooLarge | ErrorCode::RateLimited
-    ) {
+    if proof::proof_error(&e).is_none() {
         return error_page(&e, user);
     }
     match devices_page(state, who, Some((target, &e))).await {
@@ -197,14 +210,13 @@ pub async fn revoke_device(
     State(state): State<AppState>,
     who: Signed,
     Path(id): Path<String>,
-    PageForm(f): PageForm<ReauthForm>,
+    PageForm(f): PageForm<ProofForm>,
 ) -> Response {
-    let result = match api::body(json!({ "password": f.password })) {
-        Ok(b) => {
-            api::answer(routes::sessions::revoke(State(state.clone()), who.0.clone(), Path(id.clone()), b).await).await
-        }
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let b = api::body(proof::fields(&state, &who, SensitiveAction::RevokeSessions, &f).await?)?;
+        api::answer(routes::sessions::revoke(State(state.clone()), who.0.clone(), Path(id.clone()), b).await).await
+    }
+    .await;
     match result {
         Ok(_) => see_other("/_gh/account/devices?notice=device_revoked", HeaderMap::new()),
         Err(e) => devices_error(&state, &who, &id, e).await,
@@ -212,11 +224,12 @@ pub async fn revoke_device(
 }
 
 /// `POST /_gh/account/devices/revoke-others`
-pub async fn revoke_others(State(state): State<AppState>, who: Signed, PageForm(f): PageForm<ReauthForm>) -> Response {
-    let result = match api::body(json!({ "password": f.password })) {
-        Ok(b) => api::answer(routes::sessions::revoke_others(State(state.clone()), who.0.clone(), b).await).await,
-        Err(e) => Err(e),
-    };
+pub async fn revoke_others(State(state): State<AppState>, who: Signed, PageForm(f): PageForm<ProofForm>) -> Response {
+    let result = async {
+        let b = api::body(proof::fields(&state, &who, SensitiveAction::RevokeSessions, &f).await?)?;
+        api::answer(routes::sessions::revoke_others(State(state.clone()), who.0.clone(), b).await).await
+    }
+    .await;
     match result {
         Ok(_) => see_other("/_gh/account/devices?notice=others_revoked", HeaderMap::new()),
         Err(e) => devices_error(&state, &who, "others", e).await,
