@@ -533,20 +533,27 @@ async fn audit_events(state: &AppState, q: &AuditQuery) -> ApiResult<(Vec<AuditR
     Ok((out, None))
 }
 
-/// The highest sequence number in the chain (read forward in large windows).
+/// The highest sequence number in the chain. Sequence numbers start at 1 without gaps, so
+/// "is there a record after `n`" is monotone: probe doubling steps, then bisect (O(log n)
+/// single-record reads).
 async fn latest_seq(state: &AppState) -> ApiResult<i64> {
-    const STEP: u32 = 1000;
-    let mut seq = 0;
-    loop {
-        let batch = state.store.records_after(seq, STEP).await?;
-        match batch.last() {
-            Some(r) => seq = r.seq,
-            None => return Ok(seq),
-        }
-        if batch.len() < STEP as usize {
-            return Ok(seq);
-        }
+    let exists_after = |n: i64| async move { Ok::<_, ApiError>(!state.store.records_after(n, 1).await?.is_empty()) };
+    if !exists_after(0).await? {
+        return Ok(0);
     }
+    // Invariant: a record exists with seq > lo - 1 (i.e. seq lo exists), none after hi.
+    let mut lo = 1_i64;
+    let mut step = 1_i64;
+    while exists_after(lo + step - 1).await? {
+        lo += step;
+        step = step.saturating_mul(2);
+    }
+    let mut hi = lo + step - 1;
+    while lo < hi {
+        let mid = lo + (hi - lo + 1) / 2;
+        if exists_after(mid - 1).await? { lo = mid } else { hi = mid - 1 }
+    }
+    Ok(lo)
 }
 
 async fn api_audit(
