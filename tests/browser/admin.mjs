@@ -4,15 +4,16 @@
 // account and reads the audit log; a non-admin is refused.
 //
 // Run by crates/server/tests/admin_pages.rs. Environment: GH_BASE_URL, GH_ADMIN1, GH_ADMIN2,
-// GH_USER (non-admin), GH_TARGET (account to freeze), GH_CASE (recovery case id), GH_PW and
+// GH_USER (non-admin), GH_TARGET (account to freeze), GH_CASE (high-value recovery case id),
+// GH_CASE2 (an ordinary case, rejected), GH_PW and
 // those of lib.mjs.
 
 import { check, fail, launch, problems, shots, submit, visit, watchedPage } from './lib.mjs';
 
 const env = (k) => process.env[k] || fail(`${k} is required`);
 const base = env('GH_BASE_URL');
-const [admin1, admin2, user, targetEmail, caseId, pw] =
-  ['GH_ADMIN1', 'GH_ADMIN2', 'GH_USER', 'GH_TARGET', 'GH_CASE', 'GH_PW'].map(env);
+const [admin1, admin2, user, targetEmail, caseId, case2Id, pw] =
+  ['GH_ADMIN1', 'GH_ADMIN2', 'GH_USER', 'GH_TARGET', 'GH_CASE', 'GH_CASE2', 'GH_PW'].map(env);
 const url = (p) => `${base}${p}`;
 
 async function passwordLogin(page, email) {
@@ -104,6 +105,16 @@ try {
   check((await a2.page.textContent('#case-status')).trim() === 'executed', 'second approval executes');
   await visit(a2.page, 'admin2-executed');
 
+  // An ordinary case is rejected.
+  await a2.page.goto(url('/_gh/admin/recovery'));
+  await submit(a2.page, `#queue tr[data-case="${case2Id}"] a`);
+  await a2.page.fill('#reject-password', pw);
+  await a2.page.fill('#reject-note', 'evidence does not match');
+  await submit(a2.page, '#reject button');
+  check((await a2.page.textContent('#case-status')).trim() === 'rejected', 'the case is rejected');
+  check(!(await a2.page.isVisible('#approve')), 'a closed case offers no decision');
+  await visit(a2.page, 'admin2-rejected');
+
   // Freeze, then unfreeze.
   await a2.page.goto(url('/_gh/admin/accounts'));
   await visit(a2.page, 'admin2-accounts');
@@ -123,6 +134,15 @@ try {
   await a2.page.goto(url('/_gh/admin/audit'));
   check((await a2.page.locator('#audit tbody tr').count()) > 0, 'events listed');
   await visit(a2.page, 'admin2-audit');
+  // Paginated: the older page starts below where this one ended.
+  const seqs = async () => a2.page.$$eval('#audit tbody tr td:first-child', (tds) => tds.map((td) => Number(td.textContent)));
+  const first = await seqs();
+  check(first.length === 50 && first.every((n, i) => i === 0 || n < first[i - 1]), `50 newest first: ${first}`);
+  await submit(a2.page, '#older');
+  const older = await seqs();
+  check(older.length > 0 && older[0] < first[first.length - 1], `older page: ${older}`);
+  await visit(a2.page, 'admin2-audit-older');
+  await a2.page.goto(url('/_gh/admin/audit'));
   await a2.page.fill('#audit-email', targetEmail);
   await submit(a2.page, '#audit-filter button');
   const kinds = await a2.page.$$eval('#audit tbody tr', (rows) => rows.map((r) => r.dataset.kind));

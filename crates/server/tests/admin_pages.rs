@@ -102,6 +102,18 @@ async fn admin_console_in_chromium() {
     assert_eq!(s, 200, "{q}");
     assert_eq!(q["cases"][0]["required_approvals"], 2, "{q}");
     let case = q["cases"][0]["id"].as_str().unwrap().to_owned();
+    // An ordinary case (one reviewer), to be rejected.
+    let (s, _) = anon.post(&srv.api("/recovery/cases"), json!({ "email": user, "evidence": "lost it" })).await;
+    assert_eq!(s, 202);
+    let (_, q) = login(&srv, a1).await.get(&srv.api("/admin/recovery")).await;
+    let case2 = q["cases"].as_array().unwrap().iter().find(|c| c["id"] != case.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Enough events for the audit viewer to have a second page (50 a page).
+    for _ in 0..20 {
+        login(&srv, user).await;
+    }
     srv.advance(72 * HOUR + 60_000).await;
 
     let base = srv.base.replace("127.0.0.1", "localhost");
@@ -112,6 +124,7 @@ async fn admin_console_in_chromium() {
         ("GH_USER", user),
         ("GH_TARGET", owner),
         ("GH_CASE", case.as_str()),
+        ("GH_CASE2", case2.as_str()),
         ("GH_PW", PW),
     ];
     let result = run_browser("admin.mjs", &srv, &sink, "admin", &env);
@@ -123,6 +136,8 @@ async fn admin_console_in_chromium() {
     let c = q["cases"].as_array().unwrap().iter().find(|c| c["id"] == case.as_str()).unwrap().clone();
     assert_eq!(c["state"], "executed", "{c}");
     assert_ne!(c["first_reviewer"], c["decided_by"], "{c}");
+    let c2 = q["cases"].as_array().unwrap().iter().find(|c| c["id"] == case2.as_str()).unwrap().clone();
+    assert_eq!(c2["state"], "rejected", "{c2}");
     // Unfrozen, but the recovery's withdrawal hold stays.
     let o = login(&srv, owner).await;
     let (s, me) = o.get(&srv.api("/account")).await;
