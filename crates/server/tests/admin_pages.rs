@@ -1,10 +1,10 @@
 //! The admin console (issue 7) driven by a real headless Chromium (playwright-core,
 //! `tests/browser/admin.mjs`) with the DevTools virtual authenticator against the spawned
-//! binary: two admins add passkeys and sign in with them (their password-only sessions are
+//! binary, on SQLite and on PostgreSQL: two admins add passkeys and sign in with them (their password-only sessions are
 //! refused), approve a high-value recovery case as two different reviewers, freeze and
 //! unfreeze an account and read the audit log; a non-admin is refused. The browser script
 //! fails on any console error or failed request and writes screenshots to
-//! `test-artifacts/screenshots/admin/`; this side then checks through the JSON API what the
+//! `test-artifacts/screenshots/admin-{sqlite,postgres}/`; this side then checks through the JSON API what the
 //! pages claimed, and that the admin endpoints refuse password-only and non-admin sessions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -74,13 +74,22 @@ fn code(b: &Value) -> Option<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_console_in_chromium() {
+async fn admin_console_in_chromium_sqlite() {
+    admin_console_in_chromium(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_console_in_chromium_postgres() {
+    admin_console_in_chromium(Backend::Postgres).await;
+}
+
+async fn admin_console_in_chromium(backend: Backend) {
     let dir = scratch("admin-pages");
     let sink = SmtpSink::start(&dir);
     // WebAuthn needs a domain for its RP ID: the browser uses `localhost`.
     let cfg = "[risk]\nenabled = false\n\n[mfa.webauthn]\nrp_id = \"localhost\"\n\
                origins = [\"http://localhost:8080\"]\ndanger_allow_any_port = true\n";
-    let srv = Server::start_with_config(Backend::Sqlite, &sink, cfg, &[]).await;
+    let srv = Server::start_with_config(backend, &sink, cfg, &[]).await;
     let (a1, a2, user, owner) = ("rev1@example.com", "rev2@example.com", "pat@example.com", "grace@example.com");
     // A third admin who never adds a passkey (password only).
     let a3 = "rev3@example.com";
@@ -127,7 +136,8 @@ async fn admin_console_in_chromium() {
         ("GH_CASE2", case2.as_str()),
         ("GH_PW", PW),
     ];
-    let result = run_browser("admin.mjs", &srv, &sink, "admin", &env);
+    let shots = if backend == Backend::Sqlite { "admin-sqlite" } else { "admin-postgres" };
+    let result = run_browser("admin.mjs", &srv, &sink, shots, &env);
     assert!(result["pages"].as_u64().unwrap() >= 15, "{result}");
 
     // The case was carried out by two different reviewers.
