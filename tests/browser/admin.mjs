@@ -8,7 +8,7 @@
 // GH_CASE2 (an ordinary case, rejected), GH_PW and
 // those of lib.mjs.
 
-import { check, fail, launch, problems, shots, submit, visit, watchedPage } from './lib.mjs';
+import { check, fail, launch, problems, serverClock, shots, submit, visit, watchedPage } from './lib.mjs';
 
 const env = (k) => process.env[k] || fail(`${k} is required`);
 const base = env('GH_BASE_URL');
@@ -130,8 +130,11 @@ try {
   check(a2.page.url() === url('/_gh/admin/accounts?notice=unfrozen'), `unfrozen: ${a2.page.url()}`);
   await visit(a2.page, 'admin2-unfrozen');
 
-  // The audit log: everything, then one account and one kind.
+  // The audit log: everything, then one account and one kind. The access token has expired
+  // meanwhile (10 min): the console refreshes it and stays on the page asked for.
+  await serverClock(base, 601_000);
   await a2.page.goto(url('/_gh/admin/audit'));
+  check(a2.page.url() === url('/_gh/admin/audit'), `refreshed, not sent to sign in: ${a2.page.url()}`);
   check((await a2.page.locator('#audit tbody tr').count()) > 0, 'events listed');
   await visit(a2.page, 'admin2-audit');
   // Paginated: the older page starts below where this one ended.

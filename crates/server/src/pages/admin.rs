@@ -15,9 +15,10 @@
 //!   re-entered, and unfreezing never lifts a withdrawal hold (holds are a separate record).
 //! - **The audit viewer is read-only**.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,7 +32,7 @@ use super::form::PageForm;
 use super::{Layout, api, error_page, render, see_other, when};
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::ApiJson;
+use crate::http::{ApiJson, COOKIE_REFRESH, ClientCtx, cookie};
 use crate::routes::recovery;
 use crate::state::AppState;
 
@@ -94,6 +95,13 @@ impl FromRequestParts<AppState> for Admin {
             Ok(a) => a,
             Err(e) => {
                 return Err(match e.code {
+                    // The access token lives minutes: refresh through the API's rotation (the
+                    // session, and so its WebAuthn sign-in record, stays the same) and come back.
+                    ErrorCode::TokenExpired
+                        if parts.method == Method::GET && cookie(&parts.headers, COOKIE_REFRESH).is_some() =>
+                    {
+                        refresh_and_return(state, parts).await
+                    }
                     ErrorCode::Unauthenticated
                     | ErrorCode::TokenExpired
                     | ErrorCode::SessionExpired
@@ -116,6 +124,26 @@ impl FromRequestParts<AppState> for Admin {
             )),
             Err(e) => Err(error_page(&e, user)),
         }
+    }
+}
+
+async fn refresh_and_return(state: &AppState, parts: &Parts) -> Response {
+    // Only back to a console page (the route matched one; this keeps it so).
+    let back = parts.uri.path_and_query().map_or("/_gh/admin/recovery", |p| p.as_str());
+    let back = if back.starts_with("/_gh/admin/") && !back.contains("//") { back } else { "/_gh/admin/recovery" };
+    let client = ClientCtx::from_parts(parts, &state.trusted_proxies);
+    let result = crate::routes::sessions::refresh(
+        State(state.clone()),
+        client,
+        crate::pop::PopCtx::from_parts(parts, state),
+        Method::POST,
+        parts.headers.clone(),
+        Bytes::new(),
+    )
+    .await;
+    match api::answer(result).await {
+        Ok(a) => see_other(back, a.cookies),
+        Err(_) => see_other("/_gh/admin/sign-in", HeaderMap::new()),
     }
 }
 
