@@ -148,6 +148,8 @@ pub enum ErrorCode {
     StepUpTooWeak,
     /// 403: a staff-only endpoint was called by a non-staff account.
     AdminRequired,
+    /// 403: the admin console needs a session signed in with WebAuthn (a passkey or a security key).
+    AdminWebAuthnRequired,
     /// 409: a recovery case cannot be approved before its waiting period ends; `details.execute_after`.
     RecoveryWaiting,
     /// 409: reviewers cannot decide their own case, and high-value cases need two different reviewers.
@@ -221,6 +223,7 @@ impl ErrorCode {
             Self::IntentNotConfirmable => "intent_not_confirmable",
             Self::StepUpTooWeak => "step_up_too_weak",
             Self::AdminRequired => "admin_required",
+            Self::AdminWebAuthnRequired => "admin_webauthn_required",
             Self::RecoveryWaiting => "recovery_waiting",
             Self::ReviewerConflict => "reviewer_conflict",
             Self::RecoveryClosed => "recovery_closed",
@@ -286,7 +289,7 @@ impl ErrorCode {
             Self::IntentMismatch => StatusCode::CONFLICT,
             Self::IntentNotConfirmable => StatusCode::CONFLICT,
             Self::StepUpTooWeak => StatusCode::FORBIDDEN,
-            Self::AdminRequired => StatusCode::FORBIDDEN,
+            Self::AdminRequired | Self::AdminWebAuthnRequired => StatusCode::FORBIDDEN,
             Self::RecoveryWaiting => StatusCode::CONFLICT,
             Self::ReviewerConflict => StatusCode::CONFLICT,
             Self::RecoveryClosed => StatusCode::CONFLICT,
@@ -361,6 +364,7 @@ impl ErrorCode {
             Self::IntentNotConfirmable => "This withdrawal can no longer be confirmed.",
             Self::StepUpTooWeak => "This action needs a stronger verification.",
             Self::AdminRequired => "This needs a staff account.",
+            Self::AdminWebAuthnRequired => "The admin console needs a sign-in with a passkey or security key.",
             Self::RecoveryWaiting => "The recovery waiting period has not passed.",
             Self::ReviewerConflict => "A different reviewer must decide.",
             Self::RecoveryClosed => "This recovery case is closed.",
@@ -430,6 +434,7 @@ impl ErrorCode {
         Self::IntentNotConfirmable,
         Self::StepUpTooWeak,
         Self::AdminRequired,
+        Self::AdminWebAuthnRequired,
         Self::RecoveryWaiting,
         Self::ReviewerConflict,
         Self::RecoveryClosed,

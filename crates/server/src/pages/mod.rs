@@ -19,6 +19,7 @@
 //! API handler and [`render`]s, and one line in [`router`].
 
 pub mod account;
+pub mod admin; // admin console (feat/admin)
 pub mod api;
 pub mod api_keys;
 pub mod assets;
@@ -83,6 +84,7 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/recover/case", post(recover::open_case))
         .route("/_gh/official", get(phishing::official))
         .route("/_gh/check-url", get(phishing::check_url))
+        .merge(admin::router()) // admin console (feat/admin)
 }
 
 /// What every page's layout needs: the title, who is signed in, and a one-line notice.

@@ -1,0 +1,175 @@
+//! The admin console (issue 7) driven by a real headless Chromium (playwright-core,
+//! `tests/browser/admin.mjs`) with the DevTools virtual authenticator against the spawned
+//! binary, on SQLite and on PostgreSQL: two admins add passkeys and sign in with them (their password-only sessions are
+//! refused), approve a high-value recovery case as two different reviewers, freeze and
+//! unfreeze an account and read the audit log; a non-admin is refused. The browser script
+//! fails on any console error or failed request and writes screenshots to
+//! `test-artifacts/screenshots/admin-{sqlite,postgres}/`; this side then checks through the JSON API what the
+//! pages claimed, and that the admin endpoints refuse password-only and non-admin sessions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, workspace};
+use serde_json::{Value, json};
+
+const PW: &str = "violet tram harbour 77";
+const HOUR: i64 = 3_600_000;
+
+fn chromium() -> PathBuf {
+    let p = std::env::var_os("GH_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    assert!(p.exists(), "REQUIRED TOOL MISSING: chromium at {} (apt-get install -y chromium)", p.display());
+    p
+}
+
+fn node_modules() -> PathBuf {
+    let p = std::env::var_os("GH_BROWSER_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("tests/browser/node_modules"));
+    assert!(
+        p.join("playwright-core").exists(),
+        "REQUIRED TOOL MISSING: playwright-core in {} (cd tests/browser && npm ci)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a browser script and returns its `RESULT {json}` line.
+fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {
+    let dir = workspace().join("test-artifacts/screenshots").join(shots);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(workspace().join("tests/browser").join(script))
+        .env("GH_BASE_URL", &srv.base)
+        .env("GH_MAIL_FILE", &sink.out)
+        .env("GH_CHROMIUM", chromium())
+        .env("GH_BROWSER_NODE_MODULES", node_modules())
+        .env("GH_SCREENSHOTS", &dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("REQUIRED TOOL MISSING: node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(out.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}", out.status, srv.log());
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("a RESULT line");
+    serde_json::from_str(line).unwrap()
+}
+
+async fn login(srv: &Server, email: &str) -> Device {
+    let mut d = Device::new("admin-check/1.0");
+    let (s, b) = d.login(srv, email, PW).await;
+    assert_eq!(s, 201, "{email}: {b}");
+    d
+}
+
+fn code(b: &Value) -> Option<&str> {
+    b["error"]["code"].as_str()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_console_in_chromium_sqlite() {
+    admin_console_in_chromium(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_console_in_chromium_postgres() {
+    admin_console_in_chromium(Backend::Postgres).await;
+}
+
+async fn admin_console_in_chromium(backend: Backend) {
+    let dir = scratch("admin-pages");
+    let sink = SmtpSink::start(&dir);
+    // WebAuthn needs a domain for its RP ID: the browser uses `localhost`.
+    let cfg = "[risk]\nenabled = false\n\n[mfa.webauthn]\nrp_id = \"localhost\"\n\
+               origins = [\"http://localhost:8080\"]\ndanger_allow_any_port = true\n";
+    let srv = Server::start_with_config(backend, &sink, cfg, &[]).await;
+    let (a1, a2, user, owner) = ("rev1@example.com", "rev2@example.com", "pat@example.com", "grace@example.com");
+    // A third admin who never adds a passkey (password only).
+    let a3 = "rev3@example.com";
+    for e in [a1, a2, a3, user, owner] {
+        register_verified(&srv, &sink, e, PW).await;
+    }
+    for args in [["admin", "grant", a1], ["admin", "grant", a2], ["admin", "grant", a3], ["admin", "high-value", owner]]
+    {
+        let out = srv.cli(&args, &srv.data_dir());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // A high-value case, past its waiting period.
+    let anon = Device::new("recovery-form");
+    let evidence = "I lost my phone; my ID card number ends in 1234.";
+    let (s, _) = anon.post(&srv.api("/recovery/cases"), json!({ "email": owner, "evidence": evidence })).await;
+    assert_eq!(s, 202);
+    let (s, q) = login(&srv, a1).await.get(&srv.api("/admin/recovery")).await;
+    assert_eq!(s, 200, "{q}");
+    assert_eq!(q["cases"][0]["required_approvals"], 2, "{q}");
+    let case = q["cases"][0]["id"].as_str().unwrap().to_owned();
+    // An ordinary case (one reviewer), to be rejected.
+    let (s, _) = anon.post(&srv.api("/recovery/cases"), json!({ "email": user, "evidence": "lost it" })).await;
+    assert_eq!(s, 202);
+    let (_, q) = login(&srv, a1).await.get(&srv.api("/admin/recovery")).await;
+    let case2 = q["cases"].as_array().unwrap().iter().find(|c| c["id"] != case.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Enough events for the audit viewer to have a second page (50 a page).
+    for _ in 0..20 {
+        login(&srv, user).await;
+    }
+    srv.advance(72 * HOUR + 60_000).await;
+
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let env = [
+        ("GH_BASE_URL", base.as_str()),
+        ("GH_ADMIN1", a1),
+        ("GH_ADMIN2", a2),
+        ("GH_USER", user),
+        ("GH_TARGET", owner),
+        ("GH_CASE", case.as_str()),
+        ("GH_CASE2", case2.as_str()),
+        ("GH_PW", PW),
+    ];
+    let shots = if backend == Backend::Sqlite { "admin-sqlite" } else { "admin-postgres" };
+    let result = run_browser("admin.mjs", &srv, &sink, shots, &env);
+    assert!(result["pages"].as_u64().unwrap() >= 15, "{result}");
+
+    // The case was carried out by two different reviewers.
+    let admin_pw_only = login(&srv, a3).await;
+    let (_, q) = admin_pw_only.get(&srv.api("/admin/recovery?state=all")).await;
+    let c = q["cases"].as_array().unwrap().iter().find(|c| c["id"] == case.as_str()).unwrap().clone();
+    assert_eq!(c["state"], "executed", "{c}");
+    assert_ne!(c["first_reviewer"], c["decided_by"], "{c}");
+    let c2 = q["cases"].as_array().unwrap().iter().find(|c| c["id"] == case2.as_str()).unwrap().clone();
+    assert_eq!(c2["state"], "rejected", "{c2}");
+    // Unfrozen, but the recovery's withdrawal hold stays.
+    let o = login(&srv, owner).await;
+    let (s, me) = o.get(&srv.api("/account")).await;
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(me["friction"]["withdrawal_hold_reason"], "recovery", "{me}");
+
+    // The console's endpoints: a password-only admin session and a non-admin are refused.
+    let freeze = json!({ "email": user, "password": PW });
+    let (s, b) = admin_pw_only.post(&srv.api("/admin/accounts/freeze"), freeze.clone()).await;
+    assert_eq!((s, code(&b)), (403, Some("admin_webauthn_required")), "{b}");
+    let (s, b) = admin_pw_only.get(&srv.api("/admin/audit")).await;
+    assert_eq!((s, code(&b)), (403, Some("admin_webauthn_required")), "{b}");
+    let u = login(&srv, user).await;
+    let (s, b) = u.post(&srv.api("/admin/accounts/unfreeze"), freeze).await;
+    assert_eq!((s, code(&b)), (403, Some("admin_required")), "{b}");
+    let (s, b) = u.get(&srv.api("/admin/audit")).await;
+    assert_eq!((s, code(&b)), (403, Some("admin_required")), "{b}");
+    // Nobody was frozen by those.
+    assert_eq!(u.get(&srv.api("/account")).await.0, 200);
+
+    // The owner's history shows the freeze and unfreeze, with the admin as actor.
+    let (_, h) = o.get(&srv.api("/account/security-history")).await;
+    let kinds: Vec<&str> = h["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"account_frozen") && kinds.contains(&"account_unfrozen"), "{h}");
+}
