@@ -373,7 +373,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 60] = [
+    pub const ALL: [ErrorCode; 61] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::WeakPassword,
