@@ -125,6 +125,8 @@ event_kinds! {
     TotpFailed => "totp_failed",
     /// An already-used TOTP time step was presented again (R24).
     TotpReplay => "totp_replay",
+    /// A TOTP code was accepted (its time step is now used; commits with the step record).
+    TotpVerified => "totp_verified",
     /// A new backup-code set was generated (the old one stopped working).
     BackupCodesGenerated => "backup_codes_generated",
     /// A backup code was used.

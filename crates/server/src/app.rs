@@ -282,6 +282,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         max_connections: cfg.storage.db_max_connections,
         acquire_timeout: std::time::Duration::from_millis(cfg.storage.db_acquire_timeout_ms),
         statement_timeout: std::time::Duration::from_millis(cfg.storage.db_statement_timeout_ms),
+        group_commit: cfg.storage.db_group_commit,
     };
     let store = SqlStore::connect(&cfg.database_url(), settings, clock.clone())
         .await

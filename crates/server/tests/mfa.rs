@@ -547,3 +547,27 @@ on_both_backends!(sms_is_a_bound_expiring_last_resort, |backend| {
         }
     }
 });
+
+// Group commit (issue 4): a step-up answered 201 has its used step (and `totp_verified`) on
+// disk — after a SIGKILL and restart the same code is a replay, not a second success.
+on_both_backends!(used_steps_survive_a_crash, |backend| {
+    let dir = scratch("mfa-crash");
+    let sink = SmtpSink::start(&dir);
+    let mut srv = Server::start(backend, &sink, &[]).await;
+    let d = signed_in(&srv, &sink, "crash@example.com").await;
+    let mfa = enrol_totp(&srv, &d, PW).await;
+    let code = mfa.totp(&srv).await;
+    let body = json!({ "action": "create_api_key", "method": "totp", "code": code });
+    let (s, v) = d.post(&srv.api("/account/step-up"), body.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    let now = server_now_ms(&srv).await;
+    srv.restart();
+    // The manual clock restarts from the wall clock: put it back where the code was accepted.
+    let r =
+        reqwest::Client::new().post(srv.url("/_gh/test/clock")).json(&json!({ "set_ms": now })).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (s, e) = d.post(&srv.api("/account/step-up"), body).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("code_replayed")), "{e}");
+    let kinds = history_kinds(&d, &srv).await;
+    assert!(kinds.iter().any(|k| k == "totp_verified"), "{kinds:?}");
+});

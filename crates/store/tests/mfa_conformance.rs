@@ -179,3 +179,43 @@ on_every_backend!(webauthn_ceremonies_are_taken_once, |store, _clock| {
     store.create_ceremony(&CeremonyRow { id: "ceremony-2".into(), ..c }).await.unwrap();
     assert!(store.take_ceremony("ceremony-2", "step_up", T0.plus(Span::secs(301))).await.unwrap().is_none());
 });
+
+// Group commit (issue 4): concurrent marks land in shared batches, yet each keeps its own
+// atomic outcome — one success per (user, step), duplicates inside a batch refused, and the
+// success event commits with (and only with) the step it records.
+on_every_backend!(batched_step_marks_keep_exactly_once_and_their_events, |store, _clock| {
+    use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
+    use gatehouse_core::store::AuditStore;
+    let rng = SeededRng::new(11);
+    let mut users = vec![];
+    for i in 0..8 {
+        let u = user(&store, &format!("g{i}@example.com"), &rng).await;
+        assert!(store.begin_totp(u, b"seed", T0, SideEffects::default()).await.unwrap());
+        assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
+        users.push(u);
+    }
+    let mut tasks = vec![];
+    for &u in &users {
+        // Per user: six submissions of step 101 and two of the older step 100, all at once.
+        for step in [101, 101, 100, 101, 101, 100, 101, 101] {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let e = AuditEvent::new(EventKind::TotpVerified, Outcome::Success).by_user(u).with("step", step);
+                (u, s.consume_totp_step(u, step, T0, SideEffects::event(e)).await.unwrap())
+            }));
+        }
+    }
+    let mut wins = std::collections::HashMap::new();
+    for t in tasks {
+        let (u, won) = t.await.unwrap();
+        *wins.entry(u).or_insert(0) += usize::from(won);
+    }
+    for u in &users {
+        assert_eq!(wins[u], 1, "exactly one success per user and step");
+        assert_eq!(store.find_totp(*u).await.unwrap().unwrap().last_step, Some(101));
+        assert!(!store.consume_totp_step(*u, 101, T0, SideEffects::default()).await.unwrap(), "still used");
+    }
+    let verified =
+        store.records_after(0, 10_000).await.unwrap().into_iter().filter(|r| r.kind == "totp_verified").count();
+    assert_eq!(verified, users.len(), "one event per success, none for the refused marks");
+});

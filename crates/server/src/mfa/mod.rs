@@ -201,7 +201,11 @@ async fn verify_totp(
     let now = state.clock.now();
     match gatehouse_core::mfa::verify(&secret, &TotpParams::ENROLMENT, code, now, factor.last_step) {
         TotpCheck::Accepted { step } => {
-            if state.store.consume_totp_step(account.id, step, now, SideEffects::default()).await? {
+            // The success event commits with the used-step record (one group commit).
+            let ok = event_for(account, client, EventKind::TotpVerified, Outcome::Success)
+                .with("flow", flow)
+                .with("step", step);
+            if state.store.consume_totp_step(account.id, step, now, SideEffects::event(ok)).await? {
                 return Ok(());
             }
             replay(state, account, client, flow, step).await

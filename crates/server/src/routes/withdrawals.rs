@@ -197,6 +197,14 @@ pub async fn set_settings(
     auth: Authenticated,
     ApiJson(req): ApiJson<WithdrawalSettings>,
 ) -> ApiResult<Json<Value>> {
+    // Turning the mode on needs no proof, but a proof sent along is still held to its bounds
+    // (the same as every request body: oversized input is refused, never ignored).
+    if req.password.as_ref().is_some_and(|p| p.chars().count() > 4096)
+        || req.step_up_token.as_ref().is_some_and(|t| t.chars().count() > 512)
+    {
+        return Err(crate::error::ApiError::new(crate::error::ErrorCode::InvalidRequest)
+            .message("The password or step-up token is too long."));
+    }
     if !req.allowlist_only {
         ensure_settings_unlocked(&state, &auth, "withdrawal_allowlist_only").await?;
         let input = StepUpInput { password: req.password.as_deref(), step_up_token: req.step_up_token.as_deref() };

@@ -12,6 +12,7 @@ use gatehouse_core::secret::TokenHash;
 use gatehouse_core::store::{SideEffects, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 
+use super::group::Tx;
 use super::rows::{blob, hash32, i64_col, opt_i64, opt_text, opt_ts, text, ts, user_id};
 use super::{SqlStore, map_err};
 
@@ -181,44 +182,20 @@ impl MfaStore for SqlStore {
 
     async fn consume_totp_step(&self, user: UserId, step: u64, now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
         let step = step_i64(step)?;
-        let mut w = self.begin().await?;
-        // The unique (user, step) row: a second insert of the same step, from any instance,
-        // changes nothing (F8).
-        let ins = sqlx::query(
-            "INSERT INTO mfa_totp_steps (user_id, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        let user = user.to_string();
+        let now = now.as_millis();
+        // Group commit (see `group`): the step row, `last_step` and the success event commit
+        // together in the next batch, and the answer waits for that commit.
+        self.grouped(
+            Box::new(move |mut tx| {
+                Box::pin(async move {
+                    let r = consume_step(&mut tx, &user, step, now).await;
+                    (tx, r)
+                })
+            }),
+            fx,
         )
-        .bind(user.to_string())
-        .bind(step)
-        .bind(now.as_millis())
-        .execute(&mut *w.tx)
         .await
-        .map_err(map_err)?;
-        if ins.rows_affected() == 0 {
-            return Ok(false);
-        }
-        // And never a step older than one already accepted (RFC 6238 §5.2).
-        let up = sqlx::query(
-            "UPDATE mfa_totp SET last_step = $1 WHERE user_id = $2 AND confirmed_at IS NOT NULL \
-             AND (last_step IS NULL OR last_step < $1)",
-        )
-        .bind(step)
-        .bind(user.to_string())
-        .execute(&mut *w.tx)
-        .await
-        .map_err(map_err)?;
-        if up.rows_affected() == 0 {
-            return Ok(false);
-        }
-        // Steps more than a window behind the newest can never be accepted again
-        // (`last_step` refuses them): keep the table small.
-        sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1 AND step < $2")
-            .bind(user.to_string())
-            .bind(step - 4)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
-        self.finish(w, fx).await?;
-        Ok(true)
     }
 
     async fn delete_totp(&self, user: UserId, fx: SideEffects) -> StoreResult<bool> {
@@ -297,32 +274,18 @@ impl MfaStore for SqlStore {
     }
 
     async fn create_mfa_token(&self, t: &MfaToken, fx: SideEffects) -> StoreResult<()> {
-        let mut w = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO mfa_tokens (hash, user_id, purpose, session_id, action, binding, factor, strength, detail, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        let t = t.clone();
+        self.grouped(
+            Box::new(move |mut tx| {
+                Box::pin(async move {
+                    let r = insert_token(&mut tx, &t).await.map(|()| true);
+                    (tx, r)
+                })
+            }),
+            fx,
         )
-        .bind(t.hash.as_bytes().to_vec())
-        .bind(t.user_id.to_string())
-        .bind(t.purpose.as_str())
-        .bind(t.session_id.map(|s| s.to_string()).unwrap_or_default())
-        .bind(t.action.clone())
-        .bind(t.binding.clone())
-        .bind(t.factor.clone())
-        .bind(t.strength.clone())
-        .bind(t.detail.clone())
-        .bind(t.created_at.as_millis())
-        .bind(t.expires_at.as_millis())
-        .execute(&mut *w.tx)
         .await
-        .map_err(map_err)?;
-        // Expired tokens are swept as new ones arrive (bounded table).
-        sqlx::query("DELETE FROM mfa_tokens WHERE expires_at < $1")
-            .bind(t.created_at.as_millis() - 3_600_000)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
-        self.finish(w, fx).await
+        .map(|_| ())
     }
 
     async fn find_mfa_token(
@@ -374,19 +337,30 @@ impl MfaStore for SqlStore {
         strength: &str,
         at: Timestamp,
     ) -> StoreResult<()> {
-        let mut w = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO mfa_session_proofs (session_id, user_id, strength, verified_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (session_id) DO UPDATE SET strength = excluded.strength, verified_at = excluded.verified_at",
+        let (session, user, strength, at) =
+            (session.to_string(), user.to_string(), strength.to_owned(), at.as_millis());
+        self.grouped(
+            Box::new(move |mut tx| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "INSERT INTO mfa_session_proofs (session_id, user_id, strength, verified_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (session_id) DO UPDATE SET strength = excluded.strength, verified_at = excluded.verified_at",
+                    )
+                    .bind(session)
+                    .bind(user)
+                    .bind(strength)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| true)
+                    .map_err(map_err);
+                    (tx, r)
+                })
+            }),
+            SideEffects::default(),
         )
-        .bind(session.to_string())
-        .bind(user.to_string())
-        .bind(strength.to_owned())
-        .bind(at.as_millis())
-        .execute(&mut *w.tx)
         .await
-        .map_err(map_err)?;
-        w.tx.commit().await.map_err(map_err)
+        .map(|_| ())
     }
 
     async fn session_proof(&self, session: SessionId) -> StoreResult<Option<(String, Timestamp)>> {
@@ -599,4 +573,71 @@ impl MfaStore for SqlStore {
         };
         Ok((now < c.expires_at).then_some(c))
     }
+}
+
+/// Marks `step` used for `user`; `Ok(false)` when it (or a later step) already was.
+async fn consume_step(tx: &mut Tx, user: &str, step: i64, now: i64) -> StoreResult<bool> {
+    // The unique (user, step) row: a second insert of the same step, from any instance or
+    // earlier in the same batch, changes nothing (F8).
+    let ins =
+        sqlx::query("INSERT INTO mfa_totp_steps (user_id, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(user.to_owned())
+            .bind(step)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    if ins.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // And never a step older than one already accepted (RFC 6238 §5.2).
+    let up = sqlx::query(
+        "UPDATE mfa_totp SET last_step = $1 WHERE user_id = $2 AND confirmed_at IS NOT NULL \
+         AND (last_step IS NULL OR last_step < $1)",
+    )
+    .bind(step)
+    .bind(user.to_owned())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if up.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // Steps more than a window behind the newest can never be accepted again
+    // (`last_step` refuses them): keep the table small.
+    sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1 AND step < $2")
+        .bind(user.to_owned())
+        .bind(step - 4)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(true)
+}
+
+async fn insert_token(tx: &mut Tx, t: &MfaToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO mfa_tokens (hash, user_id, purpose, session_id, action, binding, factor, strength, detail, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(t.hash.as_bytes().to_vec())
+    .bind(t.user_id.to_string())
+    .bind(t.purpose.as_str())
+    .bind(t.session_id.map(|s| s.to_string()).unwrap_or_default())
+    .bind(t.action.clone())
+    .bind(t.binding.clone())
+    .bind(t.factor.clone())
+    .bind(t.strength.clone())
+    .bind(t.detail.clone())
+    .bind(t.created_at.as_millis())
+    .bind(t.expires_at.as_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    // Expired tokens are swept as new ones arrive (bounded table).
+    sqlx::query("DELETE FROM mfa_tokens WHERE expires_at < $1")
+        .bind(t.created_at.as_millis() - 3_600_000)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
 }

@@ -8,6 +8,7 @@ mod audit;
 mod bindings;
 // friction (issue 5)
 mod friction;
+mod group;
 mod recovery;
 mod withdrawals;
 // end friction
@@ -66,6 +67,8 @@ pub struct DbSettings {
     pub acquire_timeout: Duration,
     /// PostgreSQL `statement_timeout`.
     pub statement_timeout: Duration,
+    /// Group commit for hot-path writes (see `group`); off runs each in its own transaction.
+    pub group_commit: bool,
 }
 
 impl Default for DbSettings {
@@ -74,6 +77,7 @@ impl Default for DbSettings {
             max_connections: 16,
             acquire_timeout: Duration::from_millis(2000),
             statement_timeout: Duration::from_secs(2),
+            group_commit: true,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct SqlStore {
     clock: Arc<dyn Clock>,
     signer: OnceLock<AuditSigner>,
     replay: OnceLock<replay::ReplayWriter>,
+    group: OnceLock<group::GroupWriter>,
+    group_commit: bool,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -132,6 +138,13 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 pub(crate) struct WriteTx<'a> {
     pub(crate) tx: Transaction<'static, Any>,
     _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl<'a> WriteTx<'a> {
+    /// The transaction and the write-lock guard, for callers that hand the transaction on.
+    pub(crate) fn into_parts(self) -> (Transaction<'static, Any>, Option<MutexGuard<'a, ()>>) {
+        (self.tx, self._guard)
+    }
 }
 
 impl SqlStore {
@@ -190,6 +203,8 @@ impl SqlStore {
             clock,
             signer: OnceLock::new(),
             replay: OnceLock::new(),
+            group: OnceLock::new(),
+            group_commit: settings.group_commit,
         })
     }
 
@@ -204,10 +219,14 @@ impl SqlStore {
         let _ = self.signer.set(AuditSigner { key, instance: instance.to_owned() });
     }
 
-    /// Starts the background writers (the group-commit replay writer). Call once, from inside
+    /// Starts the background writers (the group-commit replay writer and the group-commit
+    /// writer for hot-path writes). Call once, from inside
     /// a tokio runtime, after wrapping the store in an `Arc`.
     pub fn start_background(self: &Arc<Self>) {
         let _ = self.replay.get_or_init(|| replay::ReplayWriter::spawn(Arc::clone(self)));
+        if self.group_commit {
+            let _ = self.group.get_or_init(|| group::GroupWriter::spawn(Arc::clone(self)));
+        }
     }
 
     pub(crate) fn replay_writer(&self) -> StoreResult<&replay::ReplayWriter> {

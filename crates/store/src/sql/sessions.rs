@@ -224,15 +224,27 @@ impl SessionStore for SqlStore {
     }
 
     async fn touch_session(&self, id: SessionId, now: Timestamp, ip: &str) -> StoreResult<()> {
-        let mut w = self.begin().await?;
-        sqlx::query("UPDATE sessions SET last_seen_at = $1, last_ip = $2 WHERE id = $3 AND last_seen_at < $1")
-            .bind(now.as_millis())
-            .bind(ip.to_owned())
-            .bind(id.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
-        w.tx.commit().await.map_err(map_err)
+        let (id, now, ip) = (id.to_string(), now.as_millis(), ip.to_owned());
+        self.grouped(
+            Box::new(move |mut tx| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE sessions SET last_seen_at = $1, last_ip = $2 WHERE id = $3 AND last_seen_at < $1",
+                    )
+                    .bind(now)
+                    .bind(ip)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| true)
+                    .map_err(map_err);
+                    (tx, r)
+                })
+            }),
+            SideEffects::default(),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn rotate_refresh(
