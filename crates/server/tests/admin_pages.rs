@@ -11,7 +11,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::browser::{chromium, node_modules};
+
 use std::process::Command;
 
 use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, workspace};
@@ -19,24 +20,6 @@ use serde_json::{Value, json};
 
 const PW: &str = "violet tram harbour 77";
 const HOUR: i64 = 3_600_000;
-
-fn chromium() -> PathBuf {
-    let p = std::env::var_os("GH_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
-    assert!(p.exists(), "REQUIRED TOOL MISSING: chromium at {} (apt-get install -y chromium)", p.display());
-    p
-}
-
-fn node_modules() -> PathBuf {
-    let p = std::env::var_os("GH_BROWSER_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("tests/browser/node_modules"));
-    assert!(
-        p.join("playwright-core").exists(),
-        "REQUIRED TOOL MISSING: playwright-core in {} (cd tests/browser && npm ci)",
-        p.display()
-    );
-    p
-}
 
 /// Runs a browser script and returns its `RESULT {json}` line.
 fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {

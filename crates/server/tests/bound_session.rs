@@ -7,31 +7,14 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::browser::{chromium, node_modules};
+
 use std::process::Command;
 
 use common::{Backend, Server, SmtpSink, register_verified, scratch, workspace};
 use serde_json::{Value, json};
 
 const PW: &str = "violet tram harbour 77";
-
-fn chromium() -> PathBuf {
-    let p = std::env::var_os("GH_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(p.exists(), "REQUIRED TOOL MISSING: chromium at {} (apt-get install -y chromium)", p.display());
-    p
-}
-
-fn node_modules() -> PathBuf {
-    let p = std::env::var_os("GH_BROWSER_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("tests/browser/node_modules"));
-    assert!(
-        p.join("playwright-core").exists(),
-        "REQUIRED TOOL MISSING: playwright-core in {} (cd tests/browser && npm ci)",
-        p.display()
-    );
-    p
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copied_cookies_are_useless_without_the_page_key() {

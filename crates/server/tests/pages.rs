@@ -10,7 +10,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::browser::{chromium, node_modules};
+
 use std::process::Command;
 
 use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, workspace};
@@ -27,24 +28,6 @@ const PASSWORD_STEP_UP: &str = "[risk]\nenabled = false\n\n\
 [mfa.step_up.actions.rotate_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n\
 [mfa.step_up.actions.unlock_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n\
 [mfa.step_up.actions.change_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n";
-
-fn chromium() -> PathBuf {
-    let p = std::env::var_os("GH_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
-    assert!(p.exists(), "REQUIRED TOOL MISSING: chromium at {} (apt-get install -y chromium)", p.display());
-    p
-}
-
-fn node_modules() -> PathBuf {
-    let p = std::env::var_os("GH_BROWSER_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("tests/browser/node_modules"));
-    assert!(
-        p.join("playwright-core").exists(),
-        "REQUIRED TOOL MISSING: playwright-core in {} (cd tests/browser && npm ci)",
-        p.display()
-    );
-    p
-}
 
 /// Runs a browser script and returns its `RESULT {json}` line.
 fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {
