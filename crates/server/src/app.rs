@@ -123,17 +123,11 @@ pub fn app(state: AppState) -> Router {
         .fallback(gateway_or_not_found)
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), content_length_limit))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             tracing::error!(request_id = %crate::error::request_id(), "handler panicked");
             ApiError::new(ErrorCode::Internal).into_response()
         }))
-        .layer(middleware::from_fn(security_headers))
-        // proof of possession (issue 9)
-        .layer(middleware::from_fn_with_state(state.clone(), crate::pop::nonce_header))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::from_fn_with_state(state.clone(), host_allowlist))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
@@ -148,32 +142,71 @@ async fn gateway_or_not_found(State(state): State<AppState>, req: Request) -> Re
     ApiError::new(ErrorCode::NotFound).into_response()
 }
 
-/// Answers 421 to a request for a host this deployment does not serve (a DNS-rebinding or
-/// cache-poisoning attempt, or a misrouted request), when an allowlist is configured.
-async fn host_allowlist(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Every request's way in and every answer's way out, in one layer (one boxed future per
+/// request rather than one per concern — the gateway's hot path pays for each):
+///
+/// 1. a request id (never taken from the client), exposed to handlers through a task-local and
+///    returned in `X-Request-Id`;
+/// 2. 421 for a host this deployment does not serve (a DNS-rebinding or cache-poisoning attempt,
+///    or a misrouted request), when an allowlist is configured;
+/// 3. 413 for a declared body above the limit, before a byte of it is read (proxied exchange
+///    paths have their own limit, enforced by the gateway in the dialect's format);
+/// 4. the request counted by route template (never the raw path: bounded labels), method and
+///    status, with its latency;
+/// 5. a fresh `DPoP-Nonce` on our own answers (issue 9) and the security headers on every
+///    answer (R51, R104; pages may set a richer CSP themselves).
+async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = next_request_id();
+    let header = HeaderValue::from_str(&id).ok();
+    let mut resp = REQUEST_ID.scope(id, edge_inner(state, req, next)).await;
+    if let Some(v) = header {
+        resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    resp
+}
+
+async fn edge_inner(state: AppState, req: Request, next: Next) -> Response {
+    let mut resp = match refusal(&state, &req) {
+        Some(refused) => refused,
+        None => {
+            let started = std::time::Instant::now();
+            let own = req.uri().path().starts_with(PREFIX);
+            let route = route_label(&state, &req);
+            let method = method_label(req.method());
+            let mut resp = next.run(req).await;
+            state.metrics.request(&route, method, resp.status().as_u16(), started.elapsed());
+            if own
+                && let Some(n) = state.pop.nonce(state.clock.now())
+                && let Ok(v) = HeaderValue::from_str(&n)
+            {
+                resp.headers_mut().insert(HeaderName::from_static(crate::pop::HEADER_DPOP_NONCE), v);
+            }
+            resp
+        }
+    };
+    security_headers(&mut resp);
+    resp
+}
+
+/// A request refused before any handler sees it: wrong host (421) or a declared body over the
+/// limit on our own paths (413).
+fn refusal(state: &AppState, req: &Request) -> Option<Response> {
     let allowed = &state.config.server.allowed_hosts;
     if !allowed.is_empty() {
         let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !allowed.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-            return ApiError::new(ErrorCode::MisdirectedRequest).into_response();
+            return Some(ApiError::new(ErrorCode::MisdirectedRequest).into_response());
         }
     }
-    next.run(req).await
-}
-
-/// Refuses a declared body above the limit with 413 before reading a byte of it. Proxied
-/// exchange paths have their own limit, enforced by the gateway in the dialect's format.
-async fn content_length_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if !path.starts_with(PREFIX) && !matches!(path, "/healthz" | "/readyz" | "/metrics") {
-        return next.run(req).await;
+        return None;
     }
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.config.server.max_body_bytes as u64) {
-        return ApiError::new(ErrorCode::PayloadTooLarge).into_response();
-    }
-    next.run(req).await
+    declared
+        .is_some_and(|n| n > state.config.server.max_body_bytes as u64)
+        .then(|| ApiError::new(ErrorCode::PayloadTooLarge).into_response())
 }
 
 /// Request ids: a random per-process prefix and a counter. Unique and cheap (no system call
@@ -194,30 +227,19 @@ fn next_request_id() -> String {
     format!("{}{n:08x}", ids.prefix)
 }
 
-/// Assigns a request id (never taken from the client), exposes it to handlers through a
-/// task-local and returns it in `X-Request-Id`.
-async fn request_id(req: Request, next: Next) -> Response {
-    let id = next_request_id();
-    let header = HeaderValue::from_str(&id).ok();
-    let mut resp = REQUEST_ID.scope(id, next.run(req)).await;
-    if let Some(v) = header {
-        resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
-    }
-    resp
-}
-
-/// Counts every request by route template (never the raw path: bounded labels), method and
-/// status, with its latency.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let route: std::borrow::Cow<'static, str> = match req.extensions().get::<axum::extract::MatchedPath>() {
+/// The metrics label: the route template, the gateway route's label, or `unmatched`.
+fn route_label(state: &AppState, req: &Request) -> std::borrow::Cow<'static, str> {
+    match req.extensions().get::<axum::extract::MatchedPath>() {
         Some(p) => p.as_str().to_owned().into(),
         None => match state.gateway.as_ref().and_then(|g| g.route_for(req.uri().path())) {
             Some(r) => r.metric_label.clone().into(),
             None => "unmatched".into(),
         },
-    };
-    let method: &'static str = match req.method().as_str() {
+    }
+}
+
+fn method_label(m: &axum::http::Method) -> &'static str {
+    match m.as_str() {
         "GET" => "GET",
         "POST" => "POST",
         "PUT" => "PUT",
@@ -226,15 +248,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "HEAD" => "HEAD",
         "OPTIONS" => "OPTIONS",
         _ => "other",
-    };
-    let resp = next.run(req).await;
-    state.metrics.request(&route, method, resp.status().as_u16(), started.elapsed());
-    resp
+    }
 }
 
-/// Security headers on every response (R51, R104); pages may set a richer CSP themselves.
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+/// The security headers every answer carries unless the handler set its own.
+fn security_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     let defaults = [
         (header::CACHE_CONTROL, "no-store"),
@@ -249,7 +267,6 @@ async fn security_headers(req: Request, next: Next) -> Response {
             h.insert(name, HeaderValue::from_static(value));
         }
     }
-    resp
 }
 
 /// Everything `serve` needs that tests may want to replace.

@@ -27,11 +27,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderName;
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::{Span, Timestamp};
 use gatehouse_core::ids::{SessionId, UserId};
@@ -49,7 +47,6 @@ use sha2::Sha256;
 use crate::auth::Via;
 use crate::error::{ApiError, ApiResult, ErrorCode, request_id};
 use crate::http::ClientCtx;
-use crate::routes::PREFIX;
 use crate::state::AppState;
 
 /// The `DPoP` request header and the `DPoP-Nonce` response header (RFC 9449 §4.1, §8).
@@ -548,20 +545,6 @@ pub async fn check_access(
         }
     }
     Ok(())
-}
-
-/// Adds the current `DPoP-Nonce` to every answer of gatehouse's own API when nonces are
-/// required, so a client always has a fresh one (RFC 9449 §8.2).
-pub async fn nonce_header(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let own = req.uri().path().starts_with(PREFIX);
-    let mut resp = next.run(req).await;
-    if own
-        && let Some(n) = state.pop.nonce(state.clock.now())
-        && let Ok(v) = HeaderValue::from_str(&n)
-    {
-        resp.headers_mut().insert(HeaderName::from_static(HEADER_DPOP_NONCE), v);
-    }
-    resp
 }
 
 #[cfg(test)]
