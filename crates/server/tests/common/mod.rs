@@ -17,6 +17,7 @@ use serde_json::Value;
 pub mod browser;
 pub mod mfa;
 pub mod relay;
+pub mod softkey;
 pub mod upstream;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
