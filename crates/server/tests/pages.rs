@@ -202,7 +202,7 @@ async fn protection_and_recovery_in_chromium() {
     register_verified(&srv, &sink, email, PW).await;
     let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_PW2", PW2)];
     let result = run_browser("protection.mjs", &srv, &sink, "protection", &env);
-    assert_eq!(result["pages"], 7, "{result}");
+    assert_eq!(result["pages"], 9, "{result}");
     // The reset took: the new password signs in, the old one does not.
     let mut api = Device::new("verifier/1.0");
     assert_eq!(api.login(&srv, email, PW).await.0, 401);
