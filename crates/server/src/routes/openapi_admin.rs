@@ -10,11 +10,25 @@
 
 use serde_json::{Map, Value, json};
 
-/// The codes an authenticated request can be refused with before its handler runs.
-const UNAUTHENTICATED: &[&str] = &["unauthenticated", "token_expired", "session_expired", "device_mismatch"];
+/// The codes an authenticated request can be refused with before its handler runs (a bound
+/// session's proof of possession included, issue 9).
+const UNAUTHENTICATED: &[&str] = &[
+    "unauthenticated",
+    "token_expired",
+    "session_expired",
+    "device_mismatch",
+    "dpop_proof_rejected",
+    "cert_binding_rejected",
+];
+
+/// A malformed request, or a DPoP proof that is malformed or lacks the server's nonce.
+const MALFORMED: &[&str] = &["invalid_request", "invalid_dpop_proof", "use_dpop_nonce"];
 
 /// What every admin endpoint answers for a session that is not a WebAuthn-signed-in admin.
-const NOT_ADMIN: &[&str] = &["admin_required", "admin_webauthn_required", "csrf_rejected"];
+const NOT_ADMIN: &[&str] = &["admin_required", "admin_webauthn_required"];
+
+/// A cookie-authenticated change from another site (R50).
+const CSRF: &[&str] = &["csrf_rejected"];
 
 /// A re-entered password (recovery decisions, freeze, unfreeze).
 const REAUTH: &[&str] = &["reauth_required", "reauth_failed"];
@@ -72,7 +86,7 @@ pub fn extend(doc: &mut Value) {
     let p = format!("{}/api/v1", super::PREFIX);
     let id = json!([{ "name": "id", "in": "path", "required": true, "schema": string(64) }]);
     let forbidden = codes(&[NOT_ADMIN]);
-    let forbidden_reauth = codes(&[NOT_ADMIN, REAUTH]);
+    let forbidden_reauth = codes(&[NOT_ADMIN, CSRF, REAUTH]);
     let decision_conflicts: &[&str] = &["recovery_waiting", "reviewer_conflict", "recovery_closed"];
     let paths = [
         (
@@ -80,7 +94,7 @@ pub fn extend(doc: &mut Value) {
             json!({ "get": op(
                 "Recovery review queue (admin signed in with WebAuthn)",
                 None,
-                &[(400, &["invalid_request"]), (401, UNAUTHENTICATED), (403, &forbidden)],
+                &[(400, MALFORMED), (401, UNAUTHENTICATED), (403, &forbidden)],
                 json!([{ "name": "state", "in": "query", "required": false, "schema": { "type": "string", "enum": ["open", "all"] } }]),
             ) }),
         ),
@@ -89,7 +103,7 @@ pub fn extend(doc: &mut Value) {
             json!({ "get": op(
                 "A recovery case with its evidence (admin signed in with WebAuthn)",
                 None,
-                &[(401, UNAUTHENTICATED), (403, &forbidden), (404, &["not_found"])],
+                &[(400, MALFORMED), (401, UNAUTHENTICATED), (403, &forbidden), (404, &["not_found"])],
                 id.clone(),
             ) }),
         ),
@@ -98,7 +112,7 @@ pub fn extend(doc: &mut Value) {
             json!({ "post": op(
                 "Approve a case after its waiting period (a different second reviewer for high-value accounts; the reviewer's password re-entered)",
                 Some("ReviewDecisionRequest"),
-                &[(400, &["invalid_request"]), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (409, decision_conflicts), (429, &["rate_limited"])],
+                &[(400, MALFORMED), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (409, decision_conflicts), (429, &["rate_limited"])],
                 id.clone(),
             ) }),
         ),
@@ -107,7 +121,7 @@ pub fn extend(doc: &mut Value) {
             json!({ "post": op(
                 "Reject a recovery case (the reviewer's password re-entered; never one's own case)",
                 Some("ReviewDecisionRequest"),
-                &[(400, &["invalid_request"]), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (409, &["reviewer_conflict", "recovery_closed"]), (429, &["rate_limited"])],
+                &[(400, MALFORMED), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (409, &["reviewer_conflict", "recovery_closed"]), (429, &["rate_limited"])],
                 id,
             ) }),
         ),
@@ -116,7 +130,7 @@ pub fn extend(doc: &mut Value) {
             json!({ "post": op(
                 "Freeze an account: sessions end, API keys stop, nothing changes until recovery or unfreeze (audited with the admin as actor)",
                 Some("AdminAccountRequest"),
-                &[(400, &["invalid_request"]), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (429, &["rate_limited"])],
+                &[(400, MALFORMED), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (429, &["rate_limited"])],
                 json!([]),
             ) }),
         ),
@@ -125,7 +139,7 @@ pub fn extend(doc: &mut Value) {
             json!({ "post": op(
                 "Unfreeze an account (withdrawal holds stay until they end)",
                 Some("AdminAccountRequest"),
-                &[(400, &["invalid_request"]), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (429, &["rate_limited"])],
+                &[(400, MALFORMED), (401, UNAUTHENTICATED), (403, &forbidden_reauth), (404, &["not_found"]), (429, &["rate_limited"])],
                 json!([]),
             ) }),
         ),
@@ -134,7 +148,7 @@ pub fn extend(doc: &mut Value) {
             json!({ "get": op(
                 "The audit log, newest first, 50 a page (all accounts, or one by email; optionally one event kind)",
                 None,
-                &[(400, &["invalid_request"]), (401, UNAUTHENTICATED), (403, &forbidden), (404, &["not_found"])],
+                &[(400, MALFORMED), (401, UNAUTHENTICATED), (403, &forbidden), (404, &["not_found"])],
                 json!([
                     { "name": "email", "in": "query", "required": false, "schema": string(254), "description": "Only events about this account (404 if there is none)." },
                     { "name": "kind", "in": "query", "required": false, "schema": string(64), "description": "Only events of this kind, e.g. login_succeeded." },
