@@ -1,10 +1,14 @@
 // Second factors in the browser: enrol an authenticator app from the QR page (code computed
 // from the key shown), get backup codes once, then a sensitive action asks for a code, sign-in
 // asks for a second step (a wrong code refused in place, a right one accepted, a backup code
-// accepted once), and backup codes are regenerated.
+// accepted once), and backup codes are regenerated. Then security keys: two are added with
+// script in a second browser (DevTools virtual authenticator), and removed through the page —
+// one without script, a code as the step-up (a wrong code refused on its field first), the
+// other with the key itself as the step-up factor.
 //
-// Run by crates/server/tests/pages.rs. Environment: GH_BASE_URL, GH_EMAIL, GH_PW and those of
-// lib.mjs. The server runs with the manual test clock; codes are computed at its time.
+// Run by crates/server/tests/pages.rs. Environment: GH_BASE_URL (a localhost origin, for
+// WebAuthn), GH_EMAIL, GH_PW and those of lib.mjs. The server runs with the manual test clock;
+// codes are computed at its time.
 
 import { check, fail, launch, problems, serverClock, shots, submit, totp, visit, watchedPage } from './lib.mjs';
 
@@ -90,7 +94,68 @@ try {
   check(fresh.length === 10 && !fresh.includes(codes[1]), 'a new set');
   await visit(page, 'backup-codes-regenerated');
   result.old_code = codes[1];
-  check(a.pending().length === 0, `announced statuses that never came: ${a.pending()}`);
+
+  // Security keys: added with script, in a second browser with a virtual authenticator.
+  const b = await watchedPage(browser, 'desktop');
+  const kpage = b.page;
+  const cdp = await b.context.newCDPSession(kpage);
+  await cdp.send('WebAuthn.enable', { enableUI: false });
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', ctap2Version: 'ctap2_1', transport: 'usb', hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+  await signIn(kpage, b, totp(secret, await serverClock(base, 30000)));
+  check(kpage.url() === url('/_gh/account/security'), `signed in on the second browser: ${kpage.url()}`);
+  async function addKey(name) {
+    await kpage.goto(url('/_gh/account/factors'));
+    await kpage.fill('#key-name', name);
+    await kpage.fill('#password-key', pw);
+    await kpage.fill('#code-key', totp(secret, await serverClock(base, 30000)));
+    await Promise.all([
+      kpage.waitForURL(url('/_gh/account/factors?notice=key_added')),
+      kpage.click('form[data-webauthn=register] button[type=submit]'),
+    ]);
+    check((await kpage.textContent('#webauthn-keys')).includes(name), `${name} is listed`);
+  }
+  await addKey('lost key');
+  // That key is lost: the authenticator forgets it, so it must be removed without it.
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  check(credentials.length === 1, `one credential on the authenticator: ${credentials.length}`);
+  await cdp.send('WebAuthn.removeCredential', { authenticatorId, credentialId: credentials[0].credentialId });
+  await addKey('desk key');
+  check(await kpage.isVisible('#webauthn-keys li:has-text("desk key") button[data-webauthn-step-up]'),
+    'with script, a key can confirm its own removal');
+  await visit(kpage, 'factors-two-keys');
+
+  // Removed without script: a code is the step-up; a wrong one is refused on its field.
+  const lost = '#webauthn-keys li:has-text("lost key")';
+  await page.goto(url('/_gh/account/factors'));
+  check(!(await page.isVisible(`${lost} button[data-webauthn-step-up]`)), 'no key button without script');
+  await page.fill(`${lost} input[name=code]`, '000000');
+  a.expect(401);
+  await submit(page, `${lost} button[type=submit]`);
+  check((await page.getAttribute(`${lost} input[name=code]`, 'aria-invalid')) === 'true', 'wrong code marked on the key');
+  check((await page.textContent('#webauthn-keys')).includes('lost key'), 'the key is still there');
+  await visit(page, 'key-remove-wrong-code');
+  await page.fill(`${lost} input[name=code]`, fresh[0]);
+  await submit(page, `${lost} button[type=submit]`);
+  check(page.url() === url('/_gh/account/factors?notice=key_removed'), `removed: ${page.url()}`);
+  check((await page.textContent('#notice')).includes('removed'), 'removal notice');
+  const left = await page.textContent('#webauthn-keys');
+  check(!left.includes('lost key') && left.includes('desk key'), `only the lost key is gone: ${left}`);
+  await visit(page, 'key-removed-with-code');
+
+  // With script: the key itself approves its removal (step-up with WebAuthn, same form).
+  await kpage.goto(url('/_gh/account/factors'));
+  await Promise.all([
+    kpage.waitForURL(url('/_gh/account/factors?notice=key_removed')),
+    kpage.click('#webauthn-keys li:has-text("desk key") button[data-webauthn-step-up]'),
+  ]);
+  check((await kpage.locator('#webauthn-keys').count()) === 0, 'no key is left');
+  await visit(kpage, 'keys-removed');
+  check(a.pending().length === 0 && b.pending().length === 0, `announced statuses that never came: ${a.pending()} ${b.pending()}`);
 } catch (e) {
   problems.push(`stopped: ${e.stack || e}`);
 } finally {

@@ -50,9 +50,11 @@ try {
   check(added.text.includes('blue heron 42'), 'the anti-phishing code is in our mail');
   const cancel = /https?:\/\/\S+\/_gh\/link\?\S+/.exec(added.text);
   check(cancel, 'a cancel link');
-  // (The one-click link page is the friction API's own plain page.)
+  // The one-click link page: the pages' layout, one button; opening it changes nothing.
   await page.goto(local(cancel[0]));
-  await submit(page, 'form button[type=submit]');
+  check((await page.textContent('h1')).includes('Cancel the withdrawal address'), 'the link page says what it does');
+  await visit(page, 'link-page');
+  await submit(page, '#link-form button[type=submit]');
   check((await page.textContent('main')).includes('Done'), 'cancelled from the link');
   await page.goto(url('/_gh/account/withdrawal-addresses'));
   check((await page.textContent('#addresses')).includes('cancelled'), 'the address is cancelled');
@@ -79,10 +81,11 @@ try {
   const reset = await waitForMail(mailFile, email, 'Reset your password');
   const link = /https?:\/\/\S+\/_gh\/reset-password\?token=[A-Za-z0-9_-]+/.exec(reset.text);
   check(link, 'a reset link');
-  // (The new-password page behind the link is the recovery API's own plain page.)
+  // The new-password page behind the link, in the pages' layout.
   await page.goto(local(link[0]));
-  await page.fill('input[name=new_password]', pw2);
-  await submit(page, 'form button[type=submit]');
+  await visit(page, 'reset-password');
+  await page.fill('#new-password', pw2);
+  await submit(page, '#reset-form button[type=submit]');
   check((await page.textContent('h1')).includes('Password changed'), 'password reset');
   await page.goto(url('/_gh/account/security'));
   check(page.url().startsWith(url('/_gh/login')), 'not signed in by the reset');

@@ -5,7 +5,10 @@
 //   data-webauthn="register"  add a security key or passkey   (/account/webauthn/register/*)
 //   data-webauthn="second"    the second sign-in step           (/sessions/second-factor/webauthn/*)
 //   data-webauthn="passkey"   sign in with a passkey alone      (/sessions/passkey/*)
-// Without script these forms stay hidden and the rest of each page works as before.
+// and buttons that confirm an ordinary form with a security key instead of a code:
+//   data-webauthn-step-up="<action>"  step up (/account/step-up/webauthn/*), put the token in
+//                                     the form's step_up_token field, submit the form
+// Without script these forms and buttons stay hidden and the rest of each page works as before.
 "use strict";
 (function () {
   const API = "/_gh/api/v1";
@@ -94,6 +97,15 @@
     form.replaceWith(box);
   }
 
+  // A step-up token for `action`, approved with a security key.
+  async function stepUp(action) {
+    const start = await post("/account/step-up/webauthn/start", { action });
+    const done = await post("/account/step-up/webauthn/finish", {
+      ceremony_id: start.ceremony_id, credential: await get(start.options),
+    });
+    return done.step_up_token;
+  }
+
   const flows = {
     async register(form) {
       const start = await post("/account/webauthn/register/start", {
@@ -127,6 +139,22 @@
 
   function init() {
     if (!window.PublicKeyCredential) return;
+    for (const button of document.querySelectorAll("button[data-webauthn-step-up]")) {
+      const form = button.form;
+      const token = form && form.querySelector('[name="step_up_token"]');
+      if (!token) continue;
+      button.hidden = false;
+      const status = form.querySelector(".webauthn-status");
+      button.addEventListener("click", async () => {
+        if (status) status.textContent = "Follow the instructions of your browser or security key…";
+        try {
+          token.value = await stepUp(button.dataset.webauthnStepUp);
+          form.submit();
+        } catch (e) {
+          if (status) status.textContent = e.message || String(e);
+        }
+      });
+    }
     for (const form of document.querySelectorAll("form[data-webauthn]")) {
       const flow = flows[form.dataset.webauthn];
       if (!flow) continue;

@@ -5,7 +5,8 @@
 //! unfreeze an account and read the audit log; a non-admin is refused. The browser script
 //! fails on any console error or failed request and writes screenshots to
 //! `test-artifacts/screenshots/admin-{sqlite,postgres}/`; this side then checks through the JSON API what the
-//! pages claimed, and that the admin endpoints refuse password-only and non-admin sessions.
+//! pages claimed (as a fourth admin signed in with a software passkey, `common::softkey`), and
+//! that the admin endpoints refuse password-only and non-admin sessions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,6 +16,7 @@ use common::browser::{chromium, node_modules};
 
 use std::process::Command;
 
+use common::softkey::SoftKey;
 use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, workspace};
 use serde_json::{Value, json};
 
@@ -74,30 +76,39 @@ async fn admin_console_in_chromium(backend: Backend) {
                origins = [\"http://localhost:8080\"]\ndanger_allow_any_port = true\n";
     let srv = Server::start_with_config(backend, &sink, cfg, &[]).await;
     let (a1, a2, user, owner) = ("rev1@example.com", "rev2@example.com", "pat@example.com", "grace@example.com");
-    // A third admin who never adds a passkey (password only).
-    let a3 = "rev3@example.com";
-    for e in [a1, a2, a3, user, owner] {
+    // A third admin who never adds a passkey (password only), and a fourth who checks the
+    // JSON API with a software passkey.
+    let (a3, a4) = ("rev3@example.com", "rev4@example.com");
+    for e in [a1, a2, a3, a4, user, owner] {
         register_verified(&srv, &sink, e, PW).await;
     }
-    for args in [["admin", "grant", a1], ["admin", "grant", a2], ["admin", "grant", a3], ["admin", "high-value", owner]]
-    {
+    for args in [
+        ["admin", "grant", a1],
+        ["admin", "grant", a2],
+        ["admin", "grant", a3],
+        ["admin", "grant", a4],
+        ["admin", "high-value", owner],
+    ] {
         let out = srv.cli(&args, &srv.data_dir());
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    let mut key4 = SoftKey::for_default_origin(4);
+    key4.register(&srv, &login(&srv, a4).await, "checker", PW).await;
 
     // A high-value case, past its waiting period.
     let anon = Device::new("recovery-form");
     let evidence = "I lost my phone; my ID card number ends in 1234.";
     let (s, _) = anon.post(&srv.api("/recovery/cases"), json!({ "email": owner, "evidence": evidence })).await;
     assert_eq!(s, 202);
-    let (s, q) = login(&srv, a1).await.get(&srv.api("/admin/recovery")).await;
+    let checker = key4.sign_in(&srv, "admin-check/1.0").await;
+    let (s, q) = checker.get(&srv.api("/admin/recovery")).await;
     assert_eq!(s, 200, "{q}");
     assert_eq!(q["cases"][0]["required_approvals"], 2, "{q}");
     let case = q["cases"][0]["id"].as_str().unwrap().to_owned();
     // An ordinary case (one reviewer), to be rejected.
     let (s, _) = anon.post(&srv.api("/recovery/cases"), json!({ "email": user, "evidence": "lost it" })).await;
     assert_eq!(s, 202);
-    let (_, q) = login(&srv, a1).await.get(&srv.api("/admin/recovery")).await;
+    let (_, q) = checker.get(&srv.api("/admin/recovery")).await;
     let case2 = q["cases"].as_array().unwrap().iter().find(|c| c["id"] != case.as_str()).unwrap()["id"]
         .as_str()
         .unwrap()
@@ -124,8 +135,8 @@ async fn admin_console_in_chromium(backend: Backend) {
     assert!(result["pages"].as_u64().unwrap() >= 15, "{result}");
 
     // The case was carried out by two different reviewers.
-    let admin_pw_only = login(&srv, a3).await;
-    let (_, q) = admin_pw_only.get(&srv.api("/admin/recovery?state=all")).await;
+    let checker = key4.sign_in(&srv, "admin-check/1.0").await;
+    let (_, q) = checker.get(&srv.api("/admin/recovery?state=all")).await;
     let c = q["cases"].as_array().unwrap().iter().find(|c| c["id"] == case.as_str()).unwrap().clone();
     assert_eq!(c["state"], "executed", "{c}");
     assert_ne!(c["first_reviewer"], c["decided_by"], "{c}");
@@ -138,7 +149,10 @@ async fn admin_console_in_chromium(backend: Backend) {
     assert_eq!(me["friction"]["withdrawal_hold_reason"], "recovery", "{me}");
 
     // The console's endpoints: a password-only admin session and a non-admin are refused.
+    let admin_pw_only = login(&srv, a3).await;
     let freeze = json!({ "email": user, "password": PW });
+    let (s, b) = admin_pw_only.get(&srv.api("/admin/recovery")).await;
+    assert_eq!((s, code(&b)), (403, Some("admin_webauthn_required")), "{b}");
     let (s, b) = admin_pw_only.post(&srv.api("/admin/accounts/freeze"), freeze.clone()).await;
     assert_eq!((s, code(&b)), (403, Some("admin_webauthn_required")), "{b}");
     let (s, b) = admin_pw_only.get(&srv.api("/admin/audit")).await;

@@ -53,7 +53,8 @@ async fn run(backend: Backend) {
     let (s, b) = anon.post(&srv.api("/account/email/confirm"), json!({ "token": token, "email": other })).await;
     assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_token")));
     let page = reqwest::get(srv.url(&format!("/_gh/confirm-email?token={token}&email={email}"))).await.unwrap();
-    assert!(page.text().await.unwrap().contains("Use this address"));
+    let html = common::layout_page(page).await;
+    assert!(html.contains("Use this address") && html.contains(&format!("<strong>{email}</strong>")), "{html}");
     let (s, b) = anon.post(&srv.api("/account/email/confirm"), json!({ "token": token, "email": email })).await;
     assert_eq!((s, b["status"].as_str()), (200, Some("changed")), "{b}");
     let (s, _) = anon.post(&srv.api("/account/email/confirm"), json!({ "token": token, "email": email })).await;

@@ -145,21 +145,34 @@ on_both_backends!(every_page_flow_in_chromium, |backend| {
 
 /// Second factors through the pages (risk engine on): enrol an authenticator app from its QR
 /// page, backup codes shown once, a sensitive action with a code, the two-step sign-in with a
-/// code and with a backup code, new backup codes.
+/// code and with a backup code, new backup codes; two security keys added, then removed through
+/// the page (one without script and a code, one with the key as the step-up factor).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_factors_in_chromium() {
     let dir = scratch("pages-mfa");
     let sink = SmtpSink::start(&dir);
-    let srv = Server::start(Backend::Sqlite, &sink, &[]).await;
+    // WebAuthn needs a domain for its RP ID: the browser uses `localhost`.
+    let cfg =
+        "[mfa.webauthn]\nrp_id = \"localhost\"\norigins = [\"http://localhost:8080\"]\ndanger_allow_any_port = true\n";
+    let srv = Server::start_with_config(Backend::Sqlite, &sink, cfg, &[]).await;
     let email = "two@example.com";
     register_verified(&srv, &sink, email, PW).await;
-    let result = run_browser("factors.mjs", &srv, &sink, "factors", &[("GH_EMAIL", email), ("GH_PW", PW)]);
-    assert_eq!(result["pages"], 7, "{result}");
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_BASE_URL", base.as_str())];
+    let result = run_browser("factors.mjs", &srv, &sink, "factors", &env);
+    assert_eq!(result["pages"], 11, "{result}");
 
-    // Through the API: a password alone no longer signs in, the old backup codes are dead.
+    // Through the API: a password alone no longer signs in, no security key is offered any
+    // more (both were removed, each with its notice), the old backup codes are dead.
     let mut api = Device::new("verifier/1.0");
     let (s, body) = api.login(&srv, email, PW).await;
     assert_eq!((s, body["status"].as_str()), (200, Some("second_factor_required")), "{body}");
+    assert_eq!(body["methods"], serde_json::json!(["totp", "backup_code"]), "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sink.count_for(email, "second factor was removed") < 2 {
+        assert!(std::time::Instant::now() < deadline, "two removal notices: {:?}", sink.messages());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let (s, body) = api
         .post(
             &srv.api("/sessions/second-factor"),
@@ -189,7 +202,7 @@ async fn protection_and_recovery_in_chromium() {
     register_verified(&srv, &sink, email, PW).await;
     let env = [("GH_EMAIL", email), ("GH_PW", PW), ("GH_PW2", PW2)];
     let result = run_browser("protection.mjs", &srv, &sink, "protection", &env);
-    assert_eq!(result["pages"], 7, "{result}");
+    assert_eq!(result["pages"], 9, "{result}");
     // The reset took: the new password signs in, the old one does not.
     let mut api = Device::new("verifier/1.0");
     assert_eq!(api.login(&srv, email, PW).await.0, 401);

@@ -1,12 +1,15 @@
 //! End-to-end tests of recovery (issue 5) against the spawned binary, on SQLite and
 //! PostgreSQL: the password-reset link (single use, ≤ 30 min, hold afterwards) and the
 //! human-reviewed lost-factor case with its waiting period, cancel link and two different
-//! reviewers for a high-value account. Emails are read from the real SMTP sink.
+//! reviewers for a high-value account. Reviewers sign in with a passkey (the software
+//! authenticator of `common::softkey`): a password-only admin session is refused
+//! (`admin_webauthn_required`, ADR 0012). Emails are read from the real SMTP sink.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use common::softkey::SoftKey;
 use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, token_from_mail};
 use serde_json::{Value, json};
 
@@ -33,6 +36,19 @@ async fn login(srv: &Server, email: &str, pw: &str) -> Device {
     let (s, b) = d.login(srv, email, pw).await;
     assert_eq!(s, 201, "{email}: {b}");
     d
+}
+
+/// Adds a passkey (software authenticator `seed`) to the admin `email` from a password
+/// session, which it returns with the key: that session stays a password-only one.
+async fn admin_passkey(srv: &Server, email: &str, seed: u8) -> (SoftKey, Device) {
+    let pw_session = login(srv, email, ADMIN_PW).await;
+    let mut key = SoftKey::for_default_origin(seed);
+    key.register(srv, &pw_session, "admin passkey", ADMIN_PW).await;
+    (key, pw_session)
+}
+
+fn code(b: &Value) -> Option<&str> {
+    b["error"]["code"].as_str()
 }
 
 fn link_token(text: &str, action: &str) -> String {
@@ -68,7 +84,8 @@ on_both_backends!(password_reset_link_is_single_use_short_lived_and_holds_withdr
     // The emailed link opens a form; viewing it does not use the token.
     let page = reqwest::get(srv.url(&format!("/_gh/reset-password?token={token}"))).await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("name=\"new_password\""));
+    let html = common::layout_page(page).await;
+    assert!(html.contains("name=\"new_password\"") && html.contains(&format!("value=\"{token}\"")), "{html}");
 
     // A weak password is refused without using the token up.
     let complete = srv.api("/recovery/password-reset/complete");
@@ -163,7 +180,13 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
     assert_eq!(mfa.login(&srv, &mut u, user, PW).await.0, 201);
     let (s, b) = u.get(&srv.api("/admin/recovery")).await;
     assert_eq!((s, b["error"]["code"].as_str()), (403, Some("admin_required")));
-    let a1 = login(&srv, r1, ADMIN_PW).await;
+    // …and only from a session signed in with WebAuthn: the session that added the passkey
+    // was signed in with the password and stays refused, on every recovery endpoint.
+    let (mut k1, a1_pw) = admin_passkey(&srv, r1, 1).await;
+    let (mut k2, _) = admin_passkey(&srv, r2, 2).await;
+    let (s, b) = a1_pw.get(&srv.api("/admin/recovery")).await;
+    assert_eq!((s, code(&b)), (403, Some("admin_webauthn_required")), "{b}");
+    let a1 = k1.sign_in(&srv, "reviewer-1").await;
     let (s, q) = a1.get(&srv.api("/admin/recovery")).await;
     assert_eq!(s, 200, "{q}");
     assert_eq!(q["cases"].as_array().unwrap().len(), 1, "…and opens no second case: {q}");
@@ -173,6 +196,13 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
     let (_, full) = a1.get(&srv.api(&format!("/admin/recovery/{id}"))).await;
     assert!(full["evidence"].as_str().unwrap().contains("ends in 1234"));
     let approve = srv.api(&format!("/admin/recovery/{id}/approve"));
+    let (s, b) = a1_pw.get(&srv.api(&format!("/admin/recovery/{id}"))).await;
+    assert_eq!((s, code(&b)), (403, Some("admin_webauthn_required")), "{b}");
+    for action in ["approve", "reject"] {
+        let (s, b) =
+            a1_pw.post(&srv.api(&format!("/admin/recovery/{id}/{action}")), json!({ "password": ADMIN_PW })).await;
+        assert_eq!((s, code(&b)), (403, Some("admin_webauthn_required")), "{action}: {b}");
+    }
 
     // Not before the waiting period.
     let (s, b) = a1.post(&approve, json!({ "password": ADMIN_PW })).await;
@@ -180,8 +210,8 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
     srv.advance(72 * HOUR + 60_000).await;
     let mut u = Device::new("recovery-client/1.0");
     assert_eq!(mfa.login(&srv, &mut u, user, PW).await.0, 201);
-    let a1 = login(&srv, r1, ADMIN_PW).await;
-    let a2 = login(&srv, r2, ADMIN_PW).await;
+    let a1 = k1.sign_in(&srv, "reviewer-1").await;
+    let a2 = k2.sign_in(&srv, "reviewer-2").await;
     let (s, b) = a1.post(&approve, json!({ "password": ADMIN_PW, "note": "ID checked" })).await;
     assert_eq!((s, b["status"].as_str()), (200, Some("awaiting_second_reviewer")), "{b}");
     let (s, b) = a1.post(&approve, json!({ "password": ADMIN_PW })).await;
@@ -223,6 +253,7 @@ on_both_backends!(a_case_cancelled_from_its_notice_cannot_be_approved, |backend|
     register_verified(&srv, &sink, user, PW).await;
     register_verified(&srv, &sink, rev, ADMIN_PW).await;
     assert!(srv.cli(&["admin", "grant", rev], &srv.data_dir()).status.success());
+    let (mut key, _) = admin_passkey(&srv, rev, 3).await;
     let anon = Device::new("recovery-form");
     let (s, _) = anon.post(&srv.api("/recovery/cases"), json!({ "email": user, "evidence": "lost phone" })).await;
     assert_eq!(s, 202);
@@ -232,7 +263,7 @@ on_both_backends!(a_case_cancelled_from_its_notice_cannot_be_approved, |backend|
     assert_eq!((s, b["action"].as_str(), b["changed"].as_bool()), (200, Some("cancel_recovery"), Some(true)));
     sink.wait_for(user, "Account recovery closed");
     srv.advance(73 * HOUR).await;
-    let r = login(&srv, rev, ADMIN_PW).await;
+    let r = key.sign_in(&srv, "reviewer").await;
     let (_, q) = r.get(&srv.api("/admin/recovery?state=all")).await;
     let case = &q["cases"][0];
     assert_eq!((case["state"].as_str(), case["required_approvals"].as_i64()), (Some("cancelled"), Some(1)));

@@ -401,6 +401,8 @@ on_both_backends!(settings_lock_cancel_links_and_one_click_freeze, |backend| {
     let freeze = link_token(notice["text"].as_str().unwrap(), "freeze");
     let page = reqwest::get(srv.url(&format!("/_gh/link?action=freeze&token={freeze}"))).await.unwrap();
     assert_eq!(page.status(), 200);
+    let html = common::layout_page(page).await;
+    assert!(html.contains("Freeze my account now") && html.contains(&format!("value=\"{freeze}\"")), "{html}");
     assert_eq!(a.get(&srv.api("/account")).await.0, 200, "viewing the link page changes nothing");
     let (s, b) = anon.post(&srv.api("/links/redeem"), json!({ "token": freeze })).await;
     assert_eq!((s, b["action"].as_str()), (200, Some("freeze")), "{b}");

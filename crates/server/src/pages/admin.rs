@@ -32,7 +32,7 @@ use super::form::PageForm;
 use super::{Layout, api, error_page, render, see_other, when};
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::{ApiJson, COOKIE_REFRESH, ClientCtx, cookie};
+use crate::http::{ApiJson, ApiQuery, COOKIE_REFRESH, ClientCtx, cookie};
 use crate::routes::recovery;
 use crate::state::AppState;
 
@@ -247,7 +247,7 @@ async fn queue(State(state): State<AppState>, who: Admin, Query(q): Query<QueueQ
     let all = q.state.as_deref() == Some("all");
     let query = serde_json::from_value(json!({ "state": if all { "all" } else { "open" } }));
     let Ok(query) = query else { return error_page(&ApiError::new(ErrorCode::InvalidRequest), None) };
-    let result = recovery::admin_list(State(state.clone()), who.0.clone(), Query(query)).await;
+    let result = recovery::admin_list(State(state.clone()), who.0.clone(), ApiQuery(query)).await;
     match api::answer(result).await {
         Ok(a) => {
             let mut cases = Vec::new();
@@ -587,7 +587,7 @@ async fn latest_seq(state: &AppState) -> ApiResult<i64> {
 async fn api_audit(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     require_admin_webauthn(&state, &auth).await?;
     let (events, next) = audit_events(&state, &q).await?;

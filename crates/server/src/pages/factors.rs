@@ -1,8 +1,14 @@
 //! Second factors: the factor list, TOTP enrolment (QR code, then one code to confirm; the
-//! first factor also gets backup codes, shown once), TOTP removal and backup-code
-//! regeneration, each behind the API's own step-up rules.
+//! first factor also gets backup codes, shown once), TOTP removal, security-key removal and
+//! backup-code regeneration, each behind the API's own step-up rules.
+//!
+//! Removing a security key or passkey goes through the API's `webauthn/remove` handler with a
+//! `change_factors` step-up token. Without script the form carries a code (authenticator app or
+//! backup code, which every account with a key has) and the page mints the token through the
+//! API's step-up endpoint; with script, `/_gh/assets/webauthn.js` can mint it with a security
+//! key instead and post it in the same form.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
@@ -17,9 +23,11 @@ use crate::error::{ApiError, ErrorCode};
 use crate::routes;
 use crate::state::AppState;
 
-/// One security key or passkey.
+/// One security key or passkey, with its removal form's code field.
 #[derive(Debug)]
 pub struct KeyRow {
+    id: String,
+    code: Field,
     name: String,
     kind: String,
     created_at: String,
@@ -50,7 +58,12 @@ async fn factors_page(state: &AppState, who: &Signed) -> Result<FactorsPage, Api
         .as_array()
         .map(|l| {
             l.iter()
-                .map(|k| KeyRow {
+                .enumerate()
+                .map(|(i, k)| KeyRow {
+                    id: api::text(k, "id"),
+                    code: Field::new("code", "Authentication code", "text", "one-time-code")
+                        .id(format!("code-key-{i}"))
+                        .hint("To remove this key: a code from your authenticator app, or a backup code."),
                     name: api::text(k, "name"),
                     kind: api::text(k, "kind"),
                     created_at: when(&api::text(k, "created_at")),
@@ -102,7 +115,13 @@ async fn failed(state: &AppState, who: &Signed, form: &str, e: ApiError) -> Resp
             match form {
                 "enrol" => p.enrol = p.enrol.error(msg, on_code),
                 "remove" => p.remove = p.remove.error(msg, on_code),
-                _ => p.regenerate = p.regenerate.error(msg, on_code),
+                "regenerate" => p.regenerate = p.regenerate.error(msg, on_code),
+                other => {
+                    // `key:{id}`, a key's removal form: its only field is the code.
+                    let id = other.strip_prefix("key:").unwrap_or_default();
+                    let Some(row) = p.keys.iter_mut().find(|k| k.id == id) else { return error_page(&e, user) };
+                    row.code = row.code.clone().error(msg);
+                }
             }
             render(e.code.status(), &p)
         }
@@ -237,5 +256,43 @@ pub async fn regenerate(State(state): State<AppState>, who: Signed, PageForm(f):
             },
         ),
         Err(e) => failed(&state, &who, "regenerate", e).await,
+    }
+}
+
+/// Body of a key's removal form: a code (authenticator app or backup code), or the step-up
+/// token `/_gh/assets/webauthn.js` obtained with a security key.
+#[derive(Debug, Default, Deserialize)]
+pub struct RemoveKeyForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    step_up_token: String,
+}
+
+/// `POST /_gh/account/factors/keys/{id}/remove`: the API's `webauthn/remove`, with a
+/// `change_factors` step-up token (minted here from the code through the API's step-up).
+pub async fn key_remove(
+    State(state): State<AppState>,
+    who: Signed,
+    Path(id): Path<String>,
+    PageForm(f): PageForm<RemoveKeyForm>,
+) -> Response {
+    let result = async {
+        let token = match (f.step_up_token.trim(), f.code.trim()) {
+            (t, _) if !t.is_empty() => Some(t.to_owned()),
+            (_, "") => None, // the API answers step_up_required, shown on the code field
+            (_, code) => {
+                let form = ProofForm { password: String::new(), code: code.to_owned() };
+                let p = proof::fields(&state, &who, SensitiveAction::ChangeFactors, &form).await?;
+                Some(api::text(&p, "step_up_token"))
+            }
+        };
+        let b = api::body(json!({ "id": id, "step_up_token": token }))?;
+        api::answer(routes::mfa_webauthn::remove(State(state.clone()), who.0.clone(), b).await).await
+    }
+    .await;
+    match result {
+        Ok(_) => see_other("/_gh/account/factors?notice=key_removed", HeaderMap::new()),
+        Err(e) => failed(&state, &who, &format!("key:{id}"), e).await,
     }
 }

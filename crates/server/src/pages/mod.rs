@@ -68,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/account/factors/totp", post(factors::totp_start))
         .route("/_gh/account/factors/totp/confirm", post(factors::totp_confirm))
         .route("/_gh/account/factors/totp/remove", post(factors::totp_remove))
+        .route("/_gh/account/factors/keys/{id}/remove", post(factors::key_remove))
         .route("/_gh/account/backup-codes", post(factors::regenerate))
         .route("/_gh/account/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/_gh/account/api-keys/{id}", get(api_keys::detail))
@@ -132,6 +133,7 @@ pub fn notice_text(key: &str) -> Option<&'static str> {
         "totp_enabled" => "Your authenticator app is on.",
         "totp_removed" => "The authenticator app was removed.",
         "key_added" => "Your security key was added.",
+        "key_removed" => "The security key was removed.",
         "settings_locked" => "Your security settings are locked.",
         "unlock_scheduled" => {
             "The settings will unlock after the waiting period. We have emailed you a link to cancel."

@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use gatehouse_core::account::Email;
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::Span;
@@ -26,6 +26,8 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::{ApiJson, ClientCtx};
 use crate::mail::{MailContent, compose};
+use crate::pages::form::{PageForm, message};
+use crate::pages::{Layout, error_page, render};
 use crate::state::AppState;
 use crate::stepup::{self, StepUpInput};
 
@@ -173,41 +175,53 @@ fn clean(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.@+".contains(*c)).take(254).collect()
 }
 
-fn page(title: &str, body: &str) -> Response {
-    let headers = [
-        (axum::http::header::REFERRER_POLICY, "no-referrer"),
-        (axum::http::header::CONTENT_SECURITY_POLICY, "default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
-    ];
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><main>{body}</main></body></html>"
-    );
-    (headers, Html(html)).into_response()
+/// The page behind the link sent to the new address: one button.
+#[derive(askama::Template)]
+#[template(path = "confirm_email.html")]
+pub struct ConfirmPage {
+    layout: Layout,
+    token: String,
+    email: String,
 }
 
 /// `GET /_gh/confirm-email?token=…&email=…`: a page with a button; only the POST consumes.
 pub async fn confirm_page(Query(q): Query<Confirm>) -> Response {
-    let (token, email) = (clean(&q.token), clean(&q.email));
-    page(
-        "Confirm your new email address",
-        &format!(
-            "<h1>Use {email} for your account?</h1><form method=\"post\" action=\"{PREFIX}/confirm-email\">\
-             <input type=\"hidden\" name=\"token\" value=\"{token}\"><input type=\"hidden\" name=\"email\" value=\"{email}\">\
-             <button type=\"submit\">Use this address</button></form>"
-        ),
-    )
+    let page = ConfirmPage {
+        layout: Layout::public("Confirm your new email address"),
+        token: clean(&q.token),
+        email: clean(&q.email),
+    };
+    render(StatusCode::OK, &page)
 }
 
 /// `POST /_gh/confirm-email` from the page.
 pub async fn confirm_form(
     State(state): State<AppState>,
     client: ClientCtx,
-    axum::Form(c): axum::Form<Confirm>,
+    PageForm(c): PageForm<Confirm>,
 ) -> Response {
-    let text = match confirm_change(&state, &client, &c).await {
-        Ok(()) => "Your email address was changed. Sign in with the new address from now on.",
-        Err(e) if e.code == ErrorCode::InvalidToken => "This link is invalid or has expired.",
-        Err(e) if e.code == ErrorCode::EmailTaken => "That address belongs to another account.",
-        Err(e) => return e.into_response(),
-    };
-    page("Email address change", &format!("<p>{text}</p>"))
+    match confirm_change(&state, &client, &c).await {
+        Ok(()) => message(
+            StatusCode::OK,
+            "Email address changed",
+            "email_changed",
+            "Your email address was changed. Sign in with the new address from now on.",
+            Some(("/_gh/login", "Sign in")),
+        ),
+        Err(e) if e.code == ErrorCode::InvalidToken => message(
+            StatusCode::BAD_REQUEST,
+            "Email address not changed",
+            "invalid_token",
+            "This link is invalid or has expired.",
+            None,
+        ),
+        Err(e) if e.code == ErrorCode::EmailTaken => message(
+            e.code.status(),
+            "Email address not changed",
+            "email_taken",
+            "That address belongs to another account.",
+            None,
+        ),
+        Err(e) => error_page(&e, None),
+    }
 }

@@ -2,10 +2,10 @@
 //! a recovery case. The link opens a page with a button; only the POST consumes the token,
 //! so mail scanners that prefetch links cannot trigger (or use up) the action.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use axum::{Form, Json};
+use axum::response::Response;
 use gatehouse_core::audit::{EventKind, Outcome};
 use gatehouse_core::friction::LinkAction;
 use gatehouse_core::ids::UserId;
@@ -14,10 +14,12 @@ use gatehouse_core::store::SideEffects;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{PREFIX, event};
+use super::event;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::{ApiJson, ClientCtx};
 use crate::mail::friction_templates as templates;
+use crate::pages::form::{PageForm, message};
+use crate::pages::{Layout, error_page, render};
 use crate::state::AppState;
 
 /// `POST /_gh/api/v1/links/redeem`
@@ -97,54 +99,61 @@ fn clean(s: &str, max: usize) -> String {
     s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(max).collect()
 }
 
-/// `GET /_gh/link?action=…&token=…`: a page with one button.
+/// The page behind an emailed link: what the button does, and the button.
+#[derive(askama::Template)]
+#[template(path = "link_action.html")]
+pub struct LinkPage {
+    layout: Layout,
+    explain: &'static str,
+    token: String,
+    danger: bool,
+}
+
+/// `GET /_gh/link?action=…&token=…`: a page with one button (in the pages' layout, with the
+/// page CSP); only the POST consumes the token.
 pub async fn page(Query(q): Query<LinkQuery>) -> Response {
-    let token = clean(&q.token, 64);
-    let label = match q.action.as_str() {
-        "freeze" => "Freeze my account now",
-        "cancel_address" => "Cancel the withdrawal address",
-        "cancel_settings_unlock" => "Cancel the settings unlock",
-        "cancel_recovery" => "Cancel the account recovery",
-        _ => "Continue",
+    let (label, explain, danger) = match q.action.as_str() {
+        "freeze" => (
+            "Freeze my account now",
+            "Freezing signs everyone out, suspends your API keys and blocks withdrawals until you recover the account.",
+            true,
+        ),
+        "cancel_address" => {
+            ("Cancel the withdrawal address", "The new withdrawal address will not become usable.", false)
+        }
+        "cancel_settings_unlock" => ("Cancel the settings unlock", "Your security settings stay locked.", false),
+        "cancel_recovery" => (
+            "Cancel the account recovery",
+            "The recovery case is closed and nothing about your account changes.",
+            false,
+        ),
+        _ => ("Continue", "Continue with the action from our email.", false),
     };
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{label}</title></head>\
-         <body><main><h1>{label}</h1><form method=\"post\" action=\"{PREFIX}/link\">\
-         <input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\">{label}</button></form>\
-         <p><a href=\"{PREFIX}/official\">Official channels</a></p></main></body></html>"
-    );
-    (
-        [(
-            axum::http::header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-        )],
-        Html(body),
-    )
-        .into_response()
+    let page = LinkPage { layout: Layout::public(label), explain, token: clean(&q.token, 64), danger };
+    render(StatusCode::OK, &page)
 }
 
 /// Form body of the link page.
 #[derive(Debug, Deserialize)]
 pub struct LinkForm {
+    #[serde(default)]
     token: String,
 }
 
 /// `POST /_gh/link` from the page.
-pub async fn page_post(State(state): State<AppState>, client: ClientCtx, Form(f): Form<LinkForm>) -> Response {
-    let (status, text) = match redeem_token(&state, &client, &f.token).await {
+pub async fn page_post(State(state): State<AppState>, client: ClientCtx, PageForm(f): PageForm<LinkForm>) -> Response {
+    let (title, kind, text) = match redeem_token(&state, &client, &f.token).await {
         Ok((LinkAction::Freeze, _)) => (
-            StatusCode::OK,
+            "Your account is frozen",
+            "account_frozen",
             "Your account is frozen: everyone is signed out, API keys are suspended and withdrawals are blocked.",
         ),
-        Ok(_) => (StatusCode::OK, "Done."),
+        Ok(_) => ("Done", "link_redeemed", "Done."),
         Err(e) if e.code == ErrorCode::InvalidToken => {
-            (StatusCode::BAD_REQUEST, "This link is invalid, already used or expired.")
+            let text = "This link is invalid, already used or expired.";
+            return message(StatusCode::BAD_REQUEST, "Link not valid", "invalid_token", text, None);
         }
-        Err(e) => return e.into_response(),
+        Err(e) => return error_page(&e, None),
     };
-    (
-        status,
-        Html(format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gatehouse</title></head><body><main><p>{text}</p></main></body></html>")),
-    )
-        .into_response()
+    message(StatusCode::OK, title, kind, text, Some(("/_gh/login", "Sign in")))
 }

@@ -12,6 +12,8 @@ pub mod mfa;
 pub mod mfa_sms;
 pub mod mfa_webauthn;
 pub mod openapi;
+// staff endpoints (issues 5 and 7)
+pub mod openapi_admin;
 pub mod phishing;
 pub mod sessions;
 // proof of possession (issue 9)

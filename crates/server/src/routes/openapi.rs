@@ -207,6 +207,7 @@ pub fn document() -> Value {
     // second factors and step-up (feat/mfa)
     crate::mfa::openapi::extend(&mut doc, p);
     super::openapi_friction::extend(&mut doc); // friction (issue 5)
+    super::openapi_admin::extend(&mut doc); // recovery review, freeze, audit (issues 5 and 7)
     doc
 }
 

@@ -1,6 +1,6 @@
 //! The OpenAPI description of the friction endpoints (issue 5): withdrawals, the settings
-//! lock, emailed links and recovery. Kept apart from `openapi.rs` and merged into the
-//! document by [`extend`].
+//! lock, emailed links and recovery requests (the staff side is in `openapi_admin.rs`). Kept
+//! apart from `openapi.rs` and merged into the document by [`extend`].
 
 use serde_json::{Map, Value, json};
 
@@ -116,22 +116,6 @@ pub fn extend(doc: &mut Value) {
             format!("{p}/recovery/cases"),
             json!({ "post": op("Open a lost-second-factor recovery case (same answer for unknown addresses)", Some("RecoveryCaseRequest"), 202, &[400, 413, 415, 503], false, false) }),
         ),
-        (
-            format!("{p}/admin/recovery"),
-            json!({ "get": op("Recovery review queue (staff)", None, 200, &[400, 401, 403, 503], true, false) }),
-        ),
-        (
-            format!("{p}/admin/recovery/{{id}}"),
-            json!({ "get": op("A recovery case with its evidence (staff)", None, 200, &[401, 403, 404, 503], true, true) }),
-        ),
-        (
-            format!("{p}/admin/recovery/{{id}}/approve"),
-            json!({ "post": op("Approve (after the wait; a different second reviewer for high-value accounts)", Some("ReviewDecisionRequest"), 200, &[400, 401, 403, 404, 409, 413, 415, 429, 503], true, true) }),
-        ),
-        (
-            format!("{p}/admin/recovery/{{id}}/reject"),
-            json!({ "post": op("Reject a recovery case", Some("ReviewDecisionRequest"), 200, &[400, 401, 403, 404, 409, 413, 415, 429, 503], true, true) }),
-        ),
     ];
     let step_up = json!({ "password": string(4096), "step_up_token": string(512) });
     let with_step_up = |mut props: Value, required: &[&str]| {
@@ -196,10 +180,6 @@ pub fn extend(doc: &mut Value) {
         (
             "RecoveryCaseRequest",
             json!({ "type": "object", "additionalProperties": false, "required": ["email", "evidence"], "properties": { "email": super::openapi::email_schema(), "evidence": { "type": "string", "minLength": 1, "maxLength": 4000 } } }),
-        ),
-        (
-            "ReviewDecisionRequest",
-            json!({ "type": "object", "additionalProperties": false, "properties": { "password": string(4096), "note": string(500) } }),
         ),
     ];
     if let Some(obj) = doc["paths"].as_object_mut() {

@@ -1,5 +1,7 @@
 //! Recovery: the password-reset link (≤ 30 min, single use, never removes a second factor)
-//! and lost-factor cases reviewed by staff in the admin API (R82–R85).
+//! and lost-factor cases reviewed by staff in the admin API (R82–R85). The admin endpoints
+//! need an admin session signed in with WebAuthn (passkey, or password and security key;
+//! ADR 0012), like the admin console that calls them.
 //!
 //! Both request endpoints answer identically for known and unknown addresses (R84). Reviewers
 //! can approve or reject a case; nothing in this API sets or shows a password.
@@ -24,8 +26,10 @@ use super::{PREFIX, event};
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::friction::{action_link, open_evidence, seal_evidence};
-use crate::http::{ApiJson, ClientCtx};
+use crate::http::{ApiJson, ApiQuery, ClientCtx};
 use crate::mail::friction_templates as templates;
+use crate::pages::form::{Field, PageForm, message};
+use crate::pages::{Layout, error_page, render};
 use crate::state::AppState;
 
 fn accepted(message: &'static str) -> Response {
@@ -143,64 +147,68 @@ pub struct ResetLink {
     token: String,
 }
 
-fn page(title: &str, body: &str) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-        )],
-        axum::response::Html(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><main>\
-             <h1>{title}</h1>{body}<p><a href=\"{PREFIX}/official\">Official channels</a></p></main></body></html>"
-        )),
-    )
-        .into_response()
+/// The new-password form behind the emailed reset link.
+#[derive(askama::Template)]
+#[template(path = "reset_password.html")]
+pub struct ResetPage {
+    layout: Layout,
+    token: String,
+    new_password: Field,
+}
+
+fn reset_form_page(status: StatusCode, token: &str, error: Option<String>) -> Response {
+    let token: String =
+        token.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect();
+    let mut field = Field::new("new_password", "New password", "password", "new-password")
+        .hint("At least 12 characters. A long phrase of unrelated words is easy to remember and hard to guess.");
+    if let Some(e) = error {
+        field = field.error(e);
+    }
+    render(status, &ResetPage { layout: Layout::public("Choose a new password"), token, new_password: field })
 }
 
 /// `GET /_gh/reset-password?token=…`: the form (the token is only used by the POST).
 pub async fn reset_page(Query(q): Query<ResetLink>) -> Response {
-    let token: String =
-        q.token.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect();
-    page(
-        "Choose a new password",
-        &format!(
-            "<form method=\"post\" action=\"{PREFIX}/reset-password\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
-             <label>New password <input type=\"password\" name=\"new_password\" autocomplete=\"new-password\" minlength=\"12\" required></label>\
-             <button type=\"submit\">Set the password</button></form>\
-             <p>Your second factor stays enrolled: you will still need it to sign in.</p>"
-        ),
-    )
+    reset_form_page(StatusCode::OK, &q.token, None)
 }
 
 /// Form body of the reset page.
 #[derive(Debug, Deserialize)]
 pub struct ResetForm {
+    #[serde(default)]
     token: String,
+    #[serde(default)]
     new_password: String,
 }
 
-/// `POST /_gh/reset-password` from the page.
+/// `POST /_gh/reset-password` from the page: the API's own reset, rendered.
 pub async fn reset_form(
     State(state): State<AppState>,
     client: ClientCtx,
-    axum::Form(f): axum::Form<ResetForm>,
+    PageForm(f): PageForm<ResetForm>,
 ) -> Response {
     match reset_password(&state, &client, &f.token, &f.new_password).await {
-        Ok(_) => page(
+        Ok(_) => message(
+            StatusCode::OK,
             "Password changed",
-            "<p>Your password was changed and every session was signed out. Sign in with the new password and your second factor.</p>",
+            "password_reset",
+            "Your password was changed and every session was signed out. Sign in with the new password and your second factor.",
+            Some(("/_gh/login", "Sign in")),
         ),
-        Err(e) if matches!(e.code, ErrorCode::InvalidToken | ErrorCode::WeakPassword | ErrorCode::PayloadTooLarge) => {
-            let msg = if e.code == ErrorCode::InvalidToken {
-                "This link is invalid, already used or expired.".to_owned()
-            } else {
-                e.message.to_string()
-            };
-            let mut r = page("Password not changed", &format!("<p>{}</p>", msg.replace('<', "&lt;")));
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            r
+        Err(e) if e.code == ErrorCode::InvalidToken => message(
+            StatusCode::BAD_REQUEST,
+            "Password not changed",
+            "invalid_token",
+            "This link is invalid, already used or expired.",
+            Some(("/_gh/recover", "Ask for a new link")),
+        ),
+        // The link is still good: the form again, the reason on the field.
+        Err(e)
+            if matches!(e.code, ErrorCode::WeakPassword | ErrorCode::PayloadTooLarge | ErrorCode::InvalidRequest) =>
+        {
+            reset_form_page(e.code.status(), &f.token, Some(e.message.to_string()))
         }
-        Err(e) => e.into_response(),
+        Err(e) => error_page(&e, None),
     }
 }
 
@@ -265,8 +273,10 @@ pub async fn open_case(
     Ok(accepted(CASE_OPENED))
 }
 
-fn require_admin(auth: &Authenticated) -> ApiResult<()> {
-    if auth.account.is_admin { Ok(()) } else { Err(ApiError::new(ErrorCode::AdminRequired)) }
+/// Staff only, and only from a session signed in with WebAuthn (ADR 0012): a stolen admin
+/// password plus a relayed one-time code must not open the review queue.
+async fn require_admin(state: &AppState, auth: &Authenticated) -> ApiResult<()> {
+    crate::pages::admin::require_admin_webauthn(state, auth).await
 }
 
 fn case_json(c: &RecoveryCase, evidence: Option<String>) -> Value {
@@ -288,23 +298,34 @@ fn case_json(c: &RecoveryCase, evidence: Option<String>) -> Value {
     v
 }
 
-/// Listing filter.
+/// Which cases the queue lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseFilter {
+    /// Cases still waiting for a decision (the default).
+    #[default]
+    Open,
+    /// Every case, decided ones included.
+    All,
+}
+
+/// Listing filter (anything else in the query string is refused, 400 `invalid_request`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `open` (default) or `all`.
     #[serde(default)]
-    state: Option<String>,
+    state: CaseFilter,
 }
 
-/// `GET /_gh/api/v1/admin/recovery`: the review queue (staff only).
+/// `GET /_gh/api/v1/admin/recovery`: the review queue (staff signed in with WebAuthn).
 pub async fn admin_list(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&auth)?;
-    let open_only = q.state.as_deref() != Some("all");
+    require_admin(&state, &auth).await?;
+    let open_only = q.state == CaseFilter::Open;
     let cases = state.store.list_recovery_cases(open_only, 200).await?;
     Ok(Json(json!({ "cases": cases.iter().map(|c| case_json(c, None)).collect::<Vec<_>>() })))
 }
@@ -323,7 +344,7 @@ pub async fn admin_get(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&auth)?;
+    require_admin(&state, &auth).await?;
     let c = load_case(&state, &id).await?;
     let evidence = open_evidence(&state, &c.id, &c.evidence_sealed);
     Ok(Json(case_json(&c, evidence)))
@@ -347,7 +368,7 @@ pub async fn admin_approve(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<Decision>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&auth)?;
+    require_admin(&state, &auth).await?;
     super::sessions::reauthenticate(&state, &auth, req.password.as_deref()).await?;
     let c = load_case(&state, &id).await?;
     let owner = state.store.find_account(c.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
@@ -418,7 +439,7 @@ pub async fn admin_reject(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<Decision>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&auth)?;
+    require_admin(&state, &auth).await?;
     super::sessions::reauthenticate(&state, &auth, req.password.as_deref()).await?;
     let c = load_case(&state, &id).await?;
     if c.user_id == auth.account.id {

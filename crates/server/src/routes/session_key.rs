@@ -1,10 +1,11 @@
-//! The bound-browser-session script (issue 9) and, in test mode only, a bare page that loads
-//! it. The real pages (login, security centre) include the same script.
+//! The bound-browser-session script (issue 9) and, in test mode only, a page that loads it.
+//! The real pages (login, security centre) include the same script.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::pages::{Layout, render};
 use crate::state::AppState;
 
 /// The script: creates a non-extractable P-256 key in IndexedDB at login and signs DPoP
@@ -23,40 +24,19 @@ pub async fn script() -> Response {
         .into_response()
 }
 
-/// `GET /_gh/test/bound-session` (only with `testing.danger_manual_clock`): an empty page that
-/// loads the script under a strict CSP, for the browser test. The script signs `htu` with the
-/// configured public origin.
-pub async fn test_page(State(state): State<AppState>) -> Response {
-    let origin = html_attr(&state.config.server.public_origin);
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>bound session test</title>\
-         <script src=\"/_gh/assets/session-key.js\" data-origin=\"{origin}\"></script></head>\
-         <body><p>bound session test page</p></body></html>"
-    );
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-                ),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+/// The test page: the pages' layout plus the script.
+#[derive(askama::Template)]
+#[template(path = "bound_session_test.html")]
+pub struct TestPage {
+    layout: Layout,
+    origin: String,
 }
 
-/// Escapes a value for a double-quoted HTML attribute.
-fn html_attr(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '"' => "&quot;".to_owned(),
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
+/// `GET /_gh/test/bound-session` (only with `testing.danger_manual_clock`): a page in the
+/// pages' layout (page CSP and headers) that loads the script, for the browser test. The
+/// script signs `htu` with the configured public origin (`data-origin`, escaped by askama).
+pub async fn test_page(State(state): State<AppState>) -> Response {
+    let page =
+        TestPage { layout: Layout::public("Bound session test"), origin: state.config.server.public_origin.clone() };
+    render(StatusCode::OK, &page)
 }

@@ -17,6 +17,7 @@ use serde_json::Value;
 pub mod browser;
 pub mod mfa;
 pub mod relay;
+pub mod softkey;
 pub mod upstream;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -380,4 +381,27 @@ pub async fn register_verified(srv: &Server, sink: &SmtpSink, email: &str, passw
     let token = token_from_mail(&mail);
     let (s, body) = d.post(&srv.api("/accounts/verify-email"), serde_json::json!({ "token": token })).await;
     assert_eq!((s, body["status"].as_str()), (200, Some("verified")));
+}
+
+/// Asserts that `resp` is a page in the pages' layout (`base.html`): the page CSP (script and
+/// style from our own origin only, forms to us, no framing), the security headers every response
+/// carries, the stylesheet and the footer's official-channels link. Answers the HTML.
+pub async fn layout_page(resp: reqwest::Response) -> String {
+    let h = resp.headers();
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let csp = header("content-security-policy");
+    assert!(
+        csp.contains("style-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && csp.contains("form-action 'self'"),
+        "page CSP: {csp}"
+    );
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert!(header("content-type").starts_with("text/html"));
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("href=\"/_gh/assets/style.css\""), "the layout's stylesheet: {html}");
+    assert!(html.contains("<footer") && html.contains("href=\"/_gh/official\""), "the layout's footer: {html}");
+    html
 }
