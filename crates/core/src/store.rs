@@ -253,14 +253,29 @@ pub struct RefreshRequest {
     pub policy: SessionPolicy,
 }
 
+/// What an access token opens, as [`SessionStore::find_by_access`] reads it.
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    /// The session.
+    pub session: Session,
+    /// When the access token expires.
+    pub expires_at: Timestamp,
+    /// The session's owner.
+    pub account: Account,
+    /// The session's key or certificate binding, if it is sender-constrained (issue 9).
+    pub binding: Option<crate::pop::Confirmation>,
+}
+
 /// Sessions, access tokens and refresh-token families.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Creates a session with its tokens, resets the login counters in `reset_keys` (a full
     /// login succeeded, R14) and commits `fx`.
     async fn create_session(&self, new: &NewSession, reset_keys: &[String], fx: SideEffects) -> StoreResult<()>;
-    /// The session an access token belongs to, with the token's expiry and its owner.
-    async fn find_by_access(&self, hash: TokenHash) -> StoreResult<Option<(Session, Timestamp, Account)>>;
+    /// The session an access token belongs to, with the token's expiry, its owner and the
+    /// session's proof-of-possession binding — one read, since every authenticated request
+    /// needs all four.
+    async fn find_by_access(&self, hash: TokenHash) -> StoreResult<Option<AccessRecord>>;
     /// Records use (coarse: callers only call this when [`Session::needs_touch`]).
     async fn touch_session(&self, id: SessionId, now: Timestamp, ip: &str) -> StoreResult<()>;
     /// Rotates a refresh token atomically (see [`crate::session`]). `fx_for` builds the audit

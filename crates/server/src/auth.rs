@@ -75,7 +75,7 @@ impl FromRequestParts<AppState> for Authenticated {
         };
         let token = Token::parse(raw).ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))?;
         let now = state.clock.now();
-        let (session, expires_at, account) =
+        let gatehouse_core::store::AccessRecord { session, expires_at, account, binding } =
             state.store.find_by_access(token.hash()).await?.ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))?;
         if now >= expires_at {
             return Err(ApiError::new(ErrorCode::TokenExpired));
@@ -100,7 +100,7 @@ impl FromRequestParts<AppState> for Authenticated {
             return Err(ApiError::new(ErrorCode::Unauthenticated));
         }
         // Proof of possession (issue 9): bound tokens need their key or certificate.
-        crate::pop::check_access(state, parts, &session, raw, via, &client).await?;
+        crate::pop::check_access(state, parts, &session, binding.as_ref(), raw, via, &client).await?;
         if via == Via::Cookie && !csrf_ok(&parts.method, &parts.headers, &state.config.server.public_origin) {
             return Err(ApiError::new(ErrorCode::CsrfRejected));
         }

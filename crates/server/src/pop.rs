@@ -495,6 +495,7 @@ pub async fn check_access(
     state: &AppState,
     parts: &Parts,
     session: &Session,
+    cnf: Option<&Confirmation>,
     token: &str,
     via: Via,
     client: &ClientCtx,
@@ -504,7 +505,6 @@ pub async fn check_access(
         // R60: `Authorization: Bearer` together with `DPoP` is malformed.
         return Err(ApiError::new(ErrorCode::InvalidRequest).message("A DPoP proof needs the DPoP scheme, not Bearer."));
     }
-    let cnf = state.store.find_binding(session.id).await?;
     let who = Subject { user: Some(session.user_id), session: Some(session.id) };
     let jkt = cnf.as_ref().and_then(|c| c.jkt.as_ref());
     match (via, jkt) {

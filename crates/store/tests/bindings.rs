@@ -84,10 +84,12 @@ on_every_backend!(bound_sessions_keep_their_binding_through_rotation, |store, _c
     let a = account(&store, &rng).await;
 
     // Bound: the binding is found by session and by every refresh token of the family.
-    let (new, _, refresh) = new_session(&a, &rng);
+    let (new, access, refresh) = new_session(&a, &rng);
     let login = AuditEvent::new(EventKind::LoginSucceeded, Outcome::Success).by_user(a.id);
     store.create_bound_session(&new, &cnf(), &[], SideEffects::event(login)).await.unwrap();
     assert_eq!(store.find_binding(new.session.id).await.unwrap(), Some(cnf()));
+    let by_token = store.find_by_access(access.hash()).await.unwrap().unwrap();
+    assert_eq!((by_token.session.id, by_token.binding), (new.session.id, Some(cnf())), "one read gives the binding");
     let b = store.find_refresh_binding(refresh.hash()).await.unwrap().unwrap();
     assert_eq!((b.session_id, b.user_id, b.cnf), (new.session.id, a.id, cnf()));
     let key = SecretBytes::new(vec![3; 32]);
@@ -115,9 +117,10 @@ on_every_backend!(bound_sessions_keep_their_binding_through_rotation, |store, _c
     assert_eq!(e, "login_succeeded", "the audit event committed with the bound session");
 
     // Unbound: no binding anywhere.
-    let (plain, _, plain_refresh) = new_session(&a, &rng);
+    let (plain, plain_access, plain_refresh) = new_session(&a, &rng);
     store.create_session(&plain, &[], SideEffects::default()).await.unwrap();
     assert_eq!(store.find_binding(plain.session.id).await.unwrap(), None);
+    assert_eq!(store.find_by_access(plain_access.hash()).await.unwrap().unwrap().binding, None);
     assert!(store.find_refresh_binding(plain_refresh.hash()).await.unwrap().is_none());
     assert!(store.find_refresh_binding(Token::generate(&rng).hash()).await.unwrap().is_none());
 

@@ -202,7 +202,9 @@ on_every_backend!(sessions_list_revoke_and_known_devices, |store, _clock| {
     let l1 = login(&store, &a, T0, &rng).await;
     let l2 = login(&store, &a, T0.plus(Span::secs(1)), &rng).await;
     let l3 = login(&store, &a, T0.plus(Span::secs(2)), &rng).await;
-    let (s, exp, acct) = store.find_by_access(l1.access.hash()).await.unwrap().unwrap();
+    let found = store.find_by_access(l1.access.hash()).await.unwrap().unwrap();
+    let (s, exp, acct) = (found.session, found.expires_at, found.account);
+    assert_eq!(found.binding, None, "an unbound session has no binding");
     assert_eq!((s.id, acct.id, exp), (l1.session.id, a.id, T0.plus(Span::minutes(10))));
     assert!(store.find_by_access(TokenHash::from_bytes([9; 32])).await.unwrap().is_none());
     let listed: Vec<_> = store.list_sessions(a.id, T0).await.unwrap().into_iter().map(|s| s.id).collect();

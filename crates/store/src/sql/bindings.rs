@@ -14,7 +14,7 @@ use super::{SqlStore, map_err};
 
 /// The binding columns of a row; a stored value of the wrong shape is corruption, never
 /// "unbound" (fail closed).
-fn confirmation(row: &AnyRow) -> StoreResult<Confirmation> {
+pub(crate) fn confirmation(row: &AnyRow) -> StoreResult<Confirmation> {
     let jkt = rows::opt_text(row, "jkt")?
         .map(|s| Jkt::parse(&s).ok_or_else(|| StoreError::Corrupt("token binding jkt".into())))
         .transpose()?;

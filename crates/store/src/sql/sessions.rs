@@ -7,7 +7,8 @@ use gatehouse_core::ids::{DeviceId, SessionId, UserId};
 use gatehouse_core::secret::TokenHash;
 use gatehouse_core::session::{RefreshOutcome, RefreshRecord, RefreshState, Session};
 use gatehouse_core::store::{
-    NewSession, RefreshDecision, RefreshRequest, SessionStore, SideEffects, StoreError, StoreResult, classify_refresh,
+    AccessRecord, NewSession, RefreshDecision, RefreshRequest, SessionStore, SideEffects, StoreError, StoreResult,
+    classify_refresh,
 };
 use sqlx::{Any, Transaction};
 
@@ -206,10 +207,12 @@ impl SessionStore for SqlStore {
         self.finish(w, fx).await
     }
 
-    async fn find_by_access(&self, hash: TokenHash) -> StoreResult<Option<(Session, Timestamp, Account)>> {
+    async fn find_by_access(&self, hash: TokenHash) -> StoreResult<Option<AccessRecord>> {
         let sql = format!(
-            "SELECT t.hash AS t_hash, t.expires_at AS t_expires_at, {SESSION_COLS}, {ACCOUNT_COLS} FROM access_tokens t \
-             JOIN sessions s ON s.id = t.session_id JOIN accounts a ON a.id = s.user_id WHERE t.hash = $1"
+            "SELECT t.hash AS t_hash, t.expires_at AS t_expires_at, {SESSION_COLS}, {ACCOUNT_COLS}, \
+             b.jkt AS jkt, b.x5t_s256 AS x5t_s256 FROM access_tokens t \
+             JOIN sessions s ON s.id = t.session_id JOIN accounts a ON a.id = s.user_id \
+             LEFT JOIN token_bindings b ON b.session_id = s.id WHERE t.hash = $1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(hash.as_bytes().to_vec())
@@ -220,7 +223,13 @@ impl SessionStore for SqlStore {
         if !TokenHash::from_bytes(rows::hash32(&row, "t_hash")?).ct_eq(&hash) {
             return Ok(None);
         }
-        Ok(Some((rows::session(&row)?, rows::ts(&row, "t_expires_at")?, rows::account(&row)?)))
+        let bound = rows::opt_text(&row, "jkt")?.is_some() || rows::opt_text(&row, "x5t_s256")?.is_some();
+        Ok(Some(AccessRecord {
+            session: rows::session(&row)?,
+            expires_at: rows::ts(&row, "t_expires_at")?,
+            account: rows::account(&row)?,
+            binding: if bound { Some(super::bindings::confirmation(&row)?) } else { None },
+        }))
     }
 
     async fn touch_session(&self, id: SessionId, now: Timestamp, ip: &str) -> StoreResult<()> {
