@@ -1,7 +1,8 @@
 // Second factors in the browser: enrol an authenticator app from the QR page (code computed
 // from the key shown), get backup codes once, then a sensitive action asks for a code, sign-in
 // asks for a second step (a wrong code refused in place, a right one accepted, a backup code
-// accepted once), and backup codes are regenerated.
+// accepted once), and backup codes are regenerated. The step-up behind the sensitive form
+// rotates the access cookie (R43).
 //
 // Run by crates/server/tests/pages.rs. Environment: GH_BASE_URL, GH_EMAIL, GH_PW and those of
 // lib.mjs. The server runs with the manual test clock; codes are computed at its time.
@@ -53,7 +54,10 @@ try {
   check((await page.textContent('#totp-state')).includes('on'), 'the app is on');
   await visit(page, 'factors-on');
 
-  // A sensitive action now asks for a code as well (step-up through the API).
+  // A sensitive action now asks for a code as well (step-up through the API). The step-up
+  // rotates the access cookie (R43): the page's answer carries the new one.
+  const accessCookie = async () => (await a.context.cookies()).find((c) => c.name === '__Host-gh_at')?.value;
+  const before = await accessCookie();
   await page.goto(url('/_gh/account/api-keys'));
   check((await page.locator('#code-create').count()) === 1, 'a code field on the key form');
   await page.fill('#label', 'bot with 2fa');
@@ -62,7 +66,11 @@ try {
   a.expect(201);
   await submit(page, 'form[action="/_gh/account/api-keys"] button[type=submit]');
   check((await page.locator('#key-secret').count()) === 1, 'key created with a step-up code');
+  const after = await accessCookie();
+  check(before && after && before !== after, 'the step-up rotated the access cookie');
   await visit(page, 'api-key-created-with-code');
+  await page.goto(url('/_gh/account/security'));
+  check(page.url() === url('/_gh/account/security'), `still signed in with the new cookie: ${page.url()}`);
 
   // Sign out; sign in needs the second step. A wrong code is refused next to the field.
   await submit(page, 'nav button');

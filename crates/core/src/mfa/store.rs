@@ -120,6 +120,41 @@ pub struct MfaTokenMatch<'a> {
     pub binding: Option<&'a str>,
 }
 
+/// The factor a step-up used, marked used in the same write as the grant (already verified
+/// by the caller; the store only records it, atomically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorUse {
+    /// Nothing to mark (WebAuthn: the ceremony was taken and the counter updated before).
+    Nothing,
+    /// A TOTP time step: refused, and nothing written, if it (or a later step) was used.
+    TotpStep(u64),
+    /// A backup code by position: refused, and nothing written, if it was used.
+    BackupCode(u32),
+}
+
+/// The session's new access token after a step-up (R43): every earlier access token of the
+/// session is deleted and this one inserted, in the same write as the grant.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRotation {
+    /// SHA-256 of the new access token.
+    pub hash: TokenHash,
+    /// Its expiry.
+    pub expires_at: Timestamp,
+}
+
+/// Everything a successful step-up writes, as one atomic unit: the factor use, the step-up
+/// token (its `session_id`, `strength` and `created_at` are also the session's remembered
+/// proof) and the rotated access token.
+#[derive(Debug, Clone)]
+pub struct StepUpGrant {
+    /// The factor to mark used.
+    pub used: FactorUse,
+    /// The step-up token to store (purpose `step_up`, with a session).
+    pub token: MfaToken,
+    /// The session's new access token, if it rotates.
+    pub access: Option<AccessRotation>,
+}
+
 /// A stored WebAuthn credential (the webauthn-rs credential as JSON: public key and counter,
 /// no secret).
 #[derive(Debug, Clone)]
@@ -220,6 +255,11 @@ pub trait MfaStore: Send + Sync {
         strength: &str,
         at: Timestamp,
     ) -> StoreResult<()>;
+    /// Commits a successful step-up in one write (one group commit on the SQL store, ADR
+    /// 0013): marks `grant.used`, stores the step-up token, remembers the session's proof and
+    /// rotates its access token. False, and nothing written (`fx` included), when the factor
+    /// use is refused (a used TOTP step or backup code).
+    async fn grant_step_up(&self, grant: &StepUpGrant, fx: SideEffects) -> StoreResult<bool>;
     /// The newest proof remembered for `session`.
     async fn session_proof(&self, session: SessionId) -> StoreResult<Option<(String, Timestamp)>>;
     /// Stores a WebAuthn credential; [`crate::store::StoreError::Conflict`] if the id is

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::audit::{EventKind, Outcome};
 use gatehouse_core::clock::Span;
-use gatehouse_core::mfa::store::{CeremonyRow, MfaTokenPurpose, WebAuthnCredentialRow};
+use gatehouse_core::mfa::store::{CeremonyRow, FactorUse, MfaTokenPurpose, WebAuthnCredentialRow};
 use gatehouse_core::secret::Token;
 use gatehouse_core::session::SessionKind;
 use gatehouse_core::stepup::{FactorStrength, SensitiveAction};
@@ -447,18 +447,10 @@ pub async fn step_up_finish(
     }
     finish_assertion(&state, &auth.account, &auth.client, &c, &req.credential, "step_up").await?;
     let strength = FactorStrength::PhishingResistant;
-    let (token, expires_at) =
-        mfa::mint_step_up(&state, &auth.account, auth.session.id, &auth.client, action, &binding, "webauthn", strength)
-            .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "step_up_token": token.expose(),
-            "action": action.as_str(),
-            "strength": strength.as_str(),
-            "factor": "webauthn",
-            "expires_in": expires_at.since(state.clock.now()).as_secs_ceil(),
-        })),
-    )
-        .into_response())
+    // The token, the session proof and the rotated access token (R43) commit as one write.
+    let mint = mfa::StepUpMint::new(&state, &auth, action, &binding, "webauthn", strength);
+    if !mint.commit(&state, FactorUse::Nothing, SideEffects::default()).await? {
+        return Err(ApiError::internal("webauthn step-up", "grant refused without a factor use"));
+    }
+    Ok(mint.response(&state, json!({ "action": action.as_str(), "strength": strength.as_str(), "factor": "webauthn" })))
 }
