@@ -475,11 +475,33 @@ on_both_backends!(sms_is_a_bound_expiring_last_resort, |backend| {
     let rx = SmsReceiver::start();
     let srv = Server::start(backend, &sink, &[("GATEHOUSE_MFA__SMS__WEBHOOK_URL", &rx.url)]).await;
     let email = "sam@example.com";
-    let d = signed_in(&srv, &sink, email).await;
+    let mut d = signed_in(&srv, &sink, email).await;
     let (s, e) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "12345", "password": PW })).await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_request")));
+    // Setting the number sends a code to it; until that code comes back, SMS is not offered
+    // (R39: validated numbers only).
     let (s, v) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15551234567", "password": PW })).await;
-    assert_eq!((s, v["weaker"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(
+        (s, v["status"].as_str(), v["weaker"].as_bool()),
+        (200, Some("pending_confirmation"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["to"], json!("…67"));
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15551234567"));
+    let confirm_code = rx.last_code();
+    let (_, f) = d.get(&srv.api("/account/factors")).await;
+    assert_eq!(f["sms"]["enabled"], json!(false), "not before the code is confirmed: {f}");
+    let probe = Device::new("python-requests/2.34.2");
+    let (s, a) = probe.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    assert!(s == 201 || a["status"] != json!("second_factor_required"), "no SMS step for an unconfirmed number: {a}");
+    // A wrong code does not confirm it (and counts as a failure); the right one does, once.
+    let wrong = if confirm_code == "000000" { "111111" } else { "000000" };
+    let (s, e) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": wrong })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_code")), "{e}");
+    let (s, v) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": confirm_code })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("enabled")), "{v}");
+    let (s, e) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": confirm_code })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_code")), "single use: {e}");
     let (_, f) = d.get(&srv.api("/account/factors")).await;
     assert_eq!((f["sms"]["enabled"].as_bool(), f["sms"]["weaker"].as_bool()), (Some(true), Some(true)));
     // SMS alone is not a second factor for sensitive actions: still nudged.
@@ -538,6 +560,43 @@ on_both_backends!(sms_is_a_bound_expiring_last_resort, |backend| {
         .post(&srv.api("/account/step-up"), json!({ "action": "create_api_key", "method": "sms", "code": code_b }))
         .await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("factor_not_allowed")));
+    // Changing the number: a code goes to the new one, and sign-in codes keep going to the
+    // confirmed number until the new one is confirmed.
+    let (s, v) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15557654321", "password": PW })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("pending_confirmation")), "{v}");
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15557654321"));
+    let new_code = rx.last_code();
+    let (_, e) = login.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    let pe = e["pending_token"].as_str().unwrap().to_owned();
+    assert_eq!(login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pe })).await.0, 200);
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15551234567"), "the confirmed number");
+    // A sign-in code does not confirm a number.
+    let login_code = rx.last_code();
+    if login_code != new_code {
+        let (s, _) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": login_code })).await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": new_code })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("enabled")), "{v}");
+    assert_eq!(login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pe })).await.0, 200);
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15557654321"), "the new number");
+    // With a real second factor, changing the number needs a step-up, as before.
+    let mfa = enrol_totp(&srv, &d, PW).await;
+    let (s, e) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15550000001", "password": PW })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_required")), "{e}");
+    let t = mfa.step_up(&srv, &mut d, "change_factors").await;
+    let (s, v) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15550000001", "step_up_token": t })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("pending_confirmation")), "{v}");
+    // At most three confirmation codes per account and hour (SMS pumping): this is the fourth.
+    let t = mfa.step_up(&srv, &mut d, "change_factors").await;
+    let (s, e) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15550000001", "step_up_token": t })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (429, Some("rate_limited")), "{e}");
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15550000001"));
+    let history = history_kinds(&d, &srv).await;
+    for k in ["sms_code_sent", "sms_code_failed", "sms_number_set"] {
+        assert!(history.iter().any(|h| h == k), "{k} missing from {history:?}");
+    }
+
     // The code and the number never reach the database in clear.
     if backend == Backend::Sqlite {
         let db = std::fs::read(srv.data_dir().join("gatehouse.db")).unwrap_or_default();

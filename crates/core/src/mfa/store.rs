@@ -38,6 +38,25 @@ pub fn sms_number_aad(user: &UserId) -> Aad {
     Aad::new(&["mfa_sms_number", &user.to_string(), "v1"])
 }
 
+/// An SMS number waiting for the code sent to it (R39).
+#[derive(Debug, Clone)]
+pub struct PendingSmsNumber {
+    /// Whose.
+    pub user_id: UserId,
+    /// The number, sealed under [`sms_number_aad`].
+    pub phone_sealed: Vec<u8>,
+    /// Keyed hash of the code sent to it.
+    pub code_hash: TokenHash,
+    /// When the code was made.
+    pub created_at: Timestamp,
+    /// When the code stops working.
+    pub expires_at: Timestamp,
+    /// Codes one account may have sent per window (SMS pumping).
+    pub max_sends: u32,
+    /// Sends counted from this instant on: an older window starts over.
+    pub window_start_after: Timestamp,
+}
+
 /// Associated data sealing a user's TOTP seed to its row (R26, R88).
 pub fn totp_seed_aad(user: &UserId) -> Aad {
     Aad::new(&["mfa_totp_seed", &user.to_string(), "v1"])
@@ -281,11 +300,23 @@ pub trait MfaStore: Send + Sync {
     async fn flag_webauthn_credential(&self, id: &str, now: Timestamp, fx: SideEffects) -> StoreResult<bool>;
     /// Removes one of the user's credentials.
     async fn delete_webauthn_credential(&self, user: UserId, id: &str, fx: SideEffects) -> StoreResult<bool>;
-    /// Sets (or replaces) the SMS number, sealed.
-    async fn set_sms_number(&self, user: UserId, sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<()>;
-    /// The sealed SMS number.
+    /// Stores `p` as the account's number waiting for confirmation (R39), replacing an earlier
+    /// pending one; a confirmed number stays usable until `p` is confirmed. False, and nothing
+    /// written, when `p.max_sends` codes were already sent in the current window.
+    async fn begin_sms_number(&self, p: &PendingSmsNumber, fx: SideEffects) -> StoreResult<bool>;
+    /// Confirms the pending number whose code hashes to `code_hash` (unexpired): it becomes the
+    /// account's SMS number (replacing a confirmed one) and the pending row is removed. False,
+    /// and nothing written, when there is no such pending number.
+    async fn confirm_sms_number(
+        &self,
+        user: UserId,
+        code_hash: TokenHash,
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<bool>;
+    /// The sealed SMS number, once confirmed (a pending one is not returned).
     async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
-    /// Removes the SMS number.
+    /// Removes the SMS number, confirmed or pending.
     async fn delete_sms_number(&self, user: UserId, fx: SideEffects) -> StoreResult<bool>;
     /// Marks every live token of `purpose` with this `binding` used (an SMS resend replaces the
     /// earlier code, R38).

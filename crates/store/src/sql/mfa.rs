@@ -6,8 +6,8 @@ use gatehouse_core::clock::Timestamp;
 use gatehouse_core::ids::{SessionId, UserId};
 use gatehouse_core::mfa::StoredBackupCode;
 use gatehouse_core::mfa::store::{
-    BackupCodeRow, CeremonyRow, FactorUse, MfaStore, MfaToken, MfaTokenMatch, MfaTokenPurpose, StepUpGrant, TotpFactor,
-    WebAuthnCredentialRow,
+    BackupCodeRow, CeremonyRow, FactorUse, MfaStore, MfaToken, MfaTokenMatch, MfaTokenPurpose, PendingSmsNumber,
+    StepUpGrant, TotpFactor, WebAuthnCredentialRow,
 };
 use gatehouse_core::secret::TokenHash;
 use gatehouse_core::store::{SideEffects, StoreError, StoreResult};
@@ -462,19 +462,82 @@ impl MfaStore for SqlStore {
         Ok(true)
     }
 
-    async fn set_sms_number(&self, user: UserId, sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<()> {
+    async fn begin_sms_number(&self, p: &PendingSmsNumber, fx: SideEffects) -> StoreResult<bool> {
         let mut w = self.begin().await?;
+        let user = p.user_id.to_string();
+        // The portable `SELECT … FOR UPDATE`: concurrent sets for one account count in turn.
+        sqlx::query("UPDATE mfa_sms_pending SET sends = sends WHERE user_id = $1")
+            .bind(user.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let row = sqlx::query("SELECT sends, window_start FROM mfa_sms_pending WHERE user_id = $1")
+            .bind(user.clone())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let (sends, window_start) = match row {
+            Some(r) if i64_col(&r, "window_start")? > p.window_start_after.as_millis() => {
+                (i64_col(&r, "sends")? + 1, i64_col(&r, "window_start")?)
+            }
+            _ => (1, p.created_at.as_millis()),
+        };
+        if sends > i64::from(p.max_sends) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO mfa_sms_pending (user_id, phone_sealed, code_hash, sends, window_start, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET phone_sealed = excluded.phone_sealed, \
+             code_hash = excluded.code_hash, sends = excluded.sends, window_start = excluded.window_start, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(user)
+        .bind(p.phone_sealed.clone())
+        .bind(p.code_hash.as_bytes().to_vec())
+        .bind(sends)
+        .bind(window_start)
+        .bind(p.created_at.as_millis())
+        .bind(p.expires_at.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn confirm_sms_number(
+        &self,
+        user: UserId,
+        code_hash: TokenHash,
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        // One conditional UPDATE … RETURNING: a code confirms its number once, on any instance.
+        // The row stays (expired) so that its send count still limits the next codes.
+        let row = sqlx::query(
+            "UPDATE mfa_sms_pending SET expires_at = 0 WHERE user_id = $1 AND code_hash = $2 AND expires_at > $3 \
+             RETURNING phone_sealed",
+        )
+        .bind(user.to_string())
+        .bind(code_hash.as_bytes().to_vec())
+        .bind(now.as_millis())
+        .fetch_optional(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(false) };
         sqlx::query(
             "INSERT INTO mfa_sms (user_id, phone_sealed, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id) DO UPDATE SET phone_sealed = excluded.phone_sealed, created_at = excluded.created_at",
         )
         .bind(user.to_string())
-        .bind(sealed.to_vec())
+        .bind(blob(&row, "phone_sealed")?)
         .bind(now.as_millis())
         .execute(&mut *w.tx)
         .await
         .map_err(map_err)?;
-        self.finish(w, fx).await
+        self.finish(w, fx).await?;
+        Ok(true)
     }
 
     async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
@@ -493,7 +556,12 @@ impl MfaStore for SqlStore {
             .execute(&mut *w.tx)
             .await
             .map_err(map_err)?;
-        if r.rows_affected() == 0 {
+        let pending = sqlx::query("DELETE FROM mfa_sms_pending WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() + pending.rows_affected() == 0 {
             return Ok(false);
         }
         self.finish(w, fx).await?;
