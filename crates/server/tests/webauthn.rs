@@ -158,8 +158,14 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     assert_eq!(s, 200, "{start}");
     let pk = &start["options"]["publicKey"];
     assert_eq!(pk["rp"]["id"], json!("localhost"), "RP ID pinned in config (R34)");
-    let handle = pk["user"]["id"].as_str().unwrap();
-    assert!(!handle.contains("wendy") && handle.len() >= 16, "opaque user handle (R33)");
+    let handle = pk["user"]["id"].as_str().unwrap().to_owned();
+    assert!(!handle.contains("wendy"), "opaque user handle (R33)");
+    // R33: 64 random bytes (86 characters of unpadded base64url), no PII, the same for every
+    // registration of the account.
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&handle).expect("base64url user handle");
+    assert_eq!(raw.len(), 64, "{handle}");
+    assert!(!raw.windows(5).any(|w| w == b"wendy"));
     let cred = b.create(&start["options"]);
     let (s, reg) = d
         .post(
@@ -306,6 +312,7 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     let (s, start) =
         d.post(&srv.api("/account/webauthn/register/start"), json!({ "name": "No PIN", "password": PW })).await;
     assert_eq!(s, 200, "{start}");
+    assert_eq!(start["options"]["publicKey"]["user"]["id"].as_str(), Some(handle.as_str()), "one handle per account");
     let r = weak.call(json!({ "op": "create", "options": start["options"] }));
     assert_eq!(r["ok"], json!(false), "a UV-less authenticator must not register: {r}");
     weak.screenshot("webauthn-no-uv.png");

@@ -281,6 +281,9 @@ pub trait MfaStore: Send + Sync {
     async fn grant_step_up(&self, grant: &StepUpGrant, fx: SideEffects) -> StoreResult<bool>;
     /// The newest proof remembered for `session`.
     async fn session_proof(&self, session: SessionId) -> StoreResult<Option<(String, Timestamp)>>;
+    /// The account's WebAuthn user handle (R33): the stored one, or `fresh` stored now if the
+    /// account has none yet (first writer wins across instances).
+    async fn webauthn_user_handle(&self, user: UserId, fresh: &[u8], now: Timestamp) -> StoreResult<Vec<u8>>;
     /// Stores a WebAuthn credential; [`crate::store::StoreError::Conflict`] if the id is
     /// registered to anyone already (R32).
     async fn create_webauthn_credential(&self, c: &WebAuthnCredentialRow, fx: SideEffects) -> StoreResult<()>;

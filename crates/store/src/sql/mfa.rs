@@ -371,6 +371,28 @@ impl MfaStore for SqlStore {
         row.map(|r| Ok((text(&r, "strength")?, ts(&r, "verified_at")?))).transpose()
     }
 
+    async fn webauthn_user_handle(&self, user: UserId, fresh: &[u8], now: Timestamp) -> StoreResult<Vec<u8>> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO webauthn_user_handles (user_id, handle, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user.to_string())
+        .bind(fresh.to_vec())
+        .bind(now.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        let row = sqlx::query("SELECT handle FROM webauthn_user_handles WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_one(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let handle = blob(&row, "handle")?;
+        w.tx.commit().await.map_err(map_err)?;
+        Ok(handle)
+    }
+
     async fn create_webauthn_credential(&self, c: &WebAuthnCredentialRow, fx: SideEffects) -> StoreResult<()> {
         let mut w = self.begin().await?;
         sqlx::query(
