@@ -1,7 +1,8 @@
 // Second factors in the browser: enrol an authenticator app from the QR page (code computed
 // from the key shown), get backup codes once, then a sensitive action asks for a code, sign-in
 // asks for a second step (a wrong code refused in place, a right one accepted, a backup code
-// accepted once), and backup codes are regenerated. Then security keys: two are added with
+// accepted once), and backup codes are regenerated; the step-up behind the sensitive form
+// rotates the access cookie (R43). Then security keys: two are added with
 // script in a second browser (DevTools virtual authenticator), and removed through the page —
 // one without script, a code as the step-up (a wrong code refused on its field first), the
 // other with the key itself as the step-up factor.
@@ -57,7 +58,10 @@ try {
   check((await page.textContent('#totp-state')).includes('on'), 'the app is on');
   await visit(page, 'factors-on');
 
-  // A sensitive action now asks for a code as well (step-up through the API).
+  // A sensitive action now asks for a code as well (step-up through the API). The step-up
+  // rotates the access cookie (R43): the page's answer carries the new one.
+  const accessCookie = async () => (await a.context.cookies()).find((c) => c.name === '__Host-gh_at')?.value;
+  const before = await accessCookie();
   await page.goto(url('/_gh/account/api-keys'));
   check((await page.locator('#code-create').count()) === 1, 'a code field on the key form');
   await page.fill('#label', 'bot with 2fa');
@@ -66,7 +70,11 @@ try {
   a.expect(201);
   await submit(page, 'form[action="/_gh/account/api-keys"] button[type=submit]');
   check((await page.locator('#key-secret').count()) === 1, 'key created with a step-up code');
+  const after = await accessCookie();
+  check(before && after && before !== after, 'the step-up rotated the access cookie');
   await visit(page, 'api-key-created-with-code');
+  await page.goto(url('/_gh/account/security'));
+  check(page.url() === url('/_gh/account/security'), `still signed in with the new cookie: ${page.url()}`);
 
   // Sign out; sign in needs the second step. A wrong code is refused next to the field.
   await submit(page, 'nav button');

@@ -151,8 +151,10 @@ event_kinds! {
     WebAuthnCloneSuspected => "webauthn_clone_suspected",
     /// An SMS code was sent for a pending login.
     SmsCodeSent => "sms_code_sent",
-    /// An SMS number was set as a last-resort factor.
+    /// An SMS number was set as a last-resort factor (confirmed with the code sent to it).
     SmsNumberSet => "sms_number_set",
+    /// A wrong SMS code was presented (confirming a number).
+    SmsCodeFailed => "sms_code_failed",
     // --- proof of possession (issue 9: DPoP, mTLS-bound tokens, bound browser sessions) ---
     /// A DPoP proof or a client-certificate binding was refused (check and code in the details).
     PopProofRejected => "pop_proof_rejected",

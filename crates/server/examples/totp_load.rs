@@ -10,8 +10,10 @@
 //!   - baseline: `GET /_gh/api/v1/account` (session lookup, no durable write);
 //!   - `POST /_gh/api/v1/account/step-up` with method `totp` and a fresh code for every
 //!     (user, step): each wave moves the server clock on by one 30 s step and sends one code per
-//!     user; a success is a 201 carrying a step-up token (the used step, `totp_verified` and
-//!     `step_up_succeeded` events and the token are all committed before the answer).
+//!     user; a success is a 201 carrying a step-up token and the session's new access token
+//!     (R43; the used step, `totp_verified` and `step_up_succeeded` events, the token, the
+//!     session proof and the rotated access token are one group-committed write, committed
+//!     before the answer). Each user adopts its new access token for the next wave.
 //!
 //! Reports successes/s, p50/p99 latency and server CPU µs per request. Speed is measured here,
 //! never asserted in tests.
@@ -139,7 +141,8 @@ impl Server {
 
 struct User {
     email: String,
-    access: String,
+    /// The current access token: every successful step-up rotates it (R43).
+    access: std::sync::Mutex<String>,
     device: String,
     secret: TotpSecret,
 }
@@ -292,7 +295,7 @@ async fn login_all(
                 assert_eq!(s, 201, "second factor {e}: {v}");
                 users.push(User {
                     email: e.clone(),
-                    access: v["access_token"].as_str().unwrap().to_owned(),
+                    access: std::sync::Mutex::new(v["access_token"].as_str().unwrap().to_owned()),
                     device: v["device_id"].as_str().unwrap().to_owned(),
                     secret: secret.clone(),
                 });
@@ -341,10 +344,11 @@ async fn baseline(http: &reqwest::Client, srv: &Server, users: &Arc<Vec<User>>, 
             while Instant::now() < until {
                 let u = &users[idx.fetch_add(1, Ordering::Relaxed) % users.len()];
                 let t = Instant::now();
+                let access = u.access.lock().unwrap().clone();
                 let r = http
                     .get(&url)
                     .header("user-agent", UA)
-                    .bearer_auth(&u.access)
+                    .bearer_auth(access)
                     .header("gatehouse-device", &u.device)
                     .send()
                     .await
@@ -401,9 +405,12 @@ async fn step_ups(http: &reqwest::Client, srv: &Server, users: &Arc<Vec<User>>, 
                     let code = code_at(&u.secret, &TotpParams::ENROLMENT, Timestamp::from_millis(now));
                     let body = json!({ "action": "create_api_key", "method": "totp", "code": code });
                     let t = Instant::now();
-                    let (st, v) = post(&http, &url, body, Some((&u.access, &u.device))).await;
+                    let access = u.access.lock().unwrap().clone();
+                    let (st, v) = post(&http, &url, body, Some((&access, &u.device))).await;
                     s.lat_us.push(t.elapsed().as_micros() as u64);
-                    if st == 201 && v["step_up_token"].is_string() {
+                    if let (201, Some(rotated), true) = (st, v["access_token"].as_str(), v["step_up_token"].is_string())
+                    {
+                        *u.access.lock().unwrap() = rotated.to_owned();
                         s.ok += 1;
                     } else {
                         *s.other.entry(st).or_default() += 1;

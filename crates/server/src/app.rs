@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{api}/sessions/passkey/finish"), post(routes::mfa_webauthn::passkey_finish))
         .route(&format!("{api}/account/factors/sms"), post(routes::mfa_sms::set_number))
         .route(&format!("{api}/account/factors/sms/remove"), post(routes::mfa_sms::remove_number))
+        .route(&format!("{api}/account/factors/sms/confirm"), post(routes::mfa_sms::confirm_number))
         .route(&format!("{api}/sessions/second-factor/sms/send"), post(routes::mfa_sms::send));
     // friction (issue 5): withdrawals, settings lock, recovery, emailed links.
     {

@@ -58,7 +58,7 @@ async fn run(backend: Backend) {
     // A wrong password and a refresh-token reuse, so failure paths log too.
     assert_eq!(Device::new("x").login(&srv, email, "canary-wrong-password-1").await.0, 401);
     let mfa = common::mfa::enrol_totp(&srv, &a, CANARY_PW).await;
-    let t = mfa.step_up(&srv, &a, "create_api_key").await;
+    let t = mfa.step_up(&srv, &mut a, "create_api_key").await;
     let (s, key) = a
         .post(
             &srv.api("/api-keys"),

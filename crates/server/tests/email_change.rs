@@ -36,7 +36,7 @@ async fn run(backend: Backend) {
     let mfa = common::mfa::enrol_totp(&srv, &d, PW).await;
     let (s, b) = d.post(&srv.api("/account/email"), json!({ "new_email": "not an address" })).await;
     assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_email")));
-    let t = mfa.step_up(&srv, &d, "change_email").await;
+    let t = mfa.step_up(&srv, &mut d, "change_email").await;
     let (s, b) = d.post(&srv.api("/account/email"), json!({ "new_email": new, "step_up_token": t })).await;
     assert_eq!((s, b["status"].as_str()), (202, Some("confirmation_sent")), "{b}");
 
@@ -75,7 +75,7 @@ async fn run(backend: Backend) {
     assert!(kinds.contains(&"email_change_requested") && kinds.contains(&"email_changed"), "{kinds:?}");
 
     // An address another account holds is never taken over: 409 and the link stays unused.
-    let t = mfa.step_up(&srv, &again, "change_email").await;
+    let t = mfa.step_up(&srv, &mut again, "change_email").await;
     let (s, _) = again.post(&srv.api("/account/email"), json!({ "new_email": other, "step_up_token": t })).await;
     assert_eq!(s, 202);
     let mail = sink.wait_for(other, "Confirm your new email address");

@@ -102,7 +102,7 @@ async fn redis_unreachable_fails_signed_requests_closed() {
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "r@example.com", PW).await.0, 201);
     let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
-    let t = mfa.step_up(&srv, &owner, "create_api_key").await;
+    let t = mfa.step_up(&srv, &mut owner, "create_api_key").await;
     let (s, k) = owner
         .post(
             &srv.api("/api-keys"),
@@ -188,7 +188,7 @@ async fn a_skewed_instance_reports_unready_and_still_refuses_replays() {
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&a, "skew@example.com", PW).await.0, 201);
     let mfa = common::mfa::enrol_totp(&a, &owner, PW).await;
-    let t = mfa.step_up(&a, &owner, "create_api_key").await;
+    let t = mfa.step_up(&a, &mut owner, "create_api_key").await;
     let (_, k) = owner
         .post(
             &a.api("/api-keys"),

@@ -63,7 +63,7 @@ on_both_backends!(register_verify_login_refresh_devices_revoke_change_password, 
     let mfa = common::mfa::enrol_totp(&srv, &a, PW).await;
     let (s, body) = a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({ "password": PW })).await;
     assert_eq!((s, body["error"]["code"].as_str()), (403, Some("step_up_required")));
-    let t = mfa.step_up(&srv, &a, "revoke_sessions").await;
+    let t = mfa.step_up(&srv, &mut a, "revoke_sessions").await;
     let (s, _) = a.post(&srv.api(&format!("/sessions/{b_id}/revoke")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 204);
     assert_eq!(b.get(&srv.api("/account")).await.0, 401, "revoked device is out at once");
@@ -79,7 +79,7 @@ on_both_backends!(register_verify_login_refresh_devices_revoke_change_password, 
     assert_eq!((s, body["error"]["details"]["reason"].as_str()), (400, Some("breached")));
     let (s, body) = a.post(&srv.api("/account/password"), json!({ "current_password": PW, "new_password": PW2 })).await;
     assert_eq!((s, body["error"]["code"].as_str()), (403, Some("step_up_required")), "and a step-up");
-    let t = mfa.step_up(&srv, &a, "change_password").await;
+    let t = mfa.step_up(&srv, &mut a, "change_password").await;
     let (s, body) = a
         .post(&srv.api("/account/password"), json!({ "current_password": PW, "new_password": PW2, "step_up_token": t }))
         .await;

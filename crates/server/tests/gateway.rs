@@ -70,20 +70,20 @@ async fn setup(backend: Backend) -> Env {
 }
 
 /// Creates a key through the owner's API; returns (id, secret or private PEM).
-async fn key(env: &Env, body: Value) -> (String, Value) {
+async fn key(env: &mut Env, body: Value) -> (String, Value) {
     let mut body = body;
-    body["step_up_token"] = json!(env.mfa.step_up(&env.srv, &env.owner, "create_api_key").await);
+    body["step_up_token"] = json!(env.mfa.step_up(&env.srv, &mut env.owner, "create_api_key").await);
     let (s, k) = env.owner.post(&env.srv.api("/api-keys"), body).await;
     assert_eq!(s, 201, "{k}");
     (k["id"].as_str().unwrap().to_owned(), k)
 }
 
-async fn hmac_key(env: &Env, scopes: Value, allow: Value) -> Value {
+async fn hmac_key(env: &mut Env, scopes: Value, allow: Value) -> Value {
     let (id, k) = key(env, json!({ "label": "bot", "kind": "hmac", "scopes": scopes, "allowlist": allow })).await;
     json!({ "id": id, "secret": k["secret"] })
 }
 
-async fn ed_key(env: &Env, scopes: Value) -> Value {
+async fn ed_key(env: &mut Env, scopes: Value) -> Value {
     let (id, _) =
         key(env, json!({ "label": "ed", "kind": "ed25519", "scopes": scopes, "public_key": ED25519_PUBLIC_PEM })).await;
     json!({ "id": id, "private_key_pem": ED25519_PRIVATE_PEM })
@@ -121,8 +121,8 @@ fn trade() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upbit_clients_succeed_and_get_the_right_errors() {
-    let env = setup(Backend::Sqlite).await;
-    let k = hmac_key(&env, trade(), json!([])).await;
+    let mut env = setup(Backend::Sqlite).await;
+    let k = hmac_key(&mut env, trade(), json!([])).await;
     // pyupbit: accounts (no params), orders (GET with a form body), POST order, DELETE order.
     let r = client(&env, "pyupbit", "accounts", &k, 1);
     let data = ok(&r[0]);
@@ -160,11 +160,11 @@ async fn upbit_clients_succeed_and_get_the_right_errors() {
     let (class, msg) = err(&r[1]);
     assert!(class == "ExchangeError" && msg.contains("nonce_used"), "{class} {msg}");
     // Missing scope: a read-only key placing an order.
-    let ro = hmac_key(&env, json!(["view_assets"]), json!([])).await;
+    let ro = hmac_key(&mut env, json!(["view_assets"]), json!([])).await;
     assert_eq!(err(&client(&env, "pyupbit", "order_post", &ro, 1)[0]).0, "OutOfScope");
     assert_eq!(err(&client(&env, "ccxt_upbit", "order_post", &ro, 1)[0]).0, "PermissionDenied");
     // Disallowed IP: the client is 127.0.0.1.
-    let far = hmac_key(&env, trade(), json!(["10.0.0.0/24"])).await;
+    let far = hmac_key(&mut env, trade(), json!(["10.0.0.0/24"])).await;
     let r = client(&env, "pyupbit", "accounts", &far, 1);
     // pyupbit does not know the current error name and returns the error as data.
     assert_eq!(ok(&r[0])["balances"]["error"]["name"], "no_authorization_ip");
@@ -172,7 +172,7 @@ async fn upbit_clients_succeed_and_get_the_right_errors() {
     assert!(msg.contains("no_authorization_ip"), "{class} {msg}");
     // Expired key: the minimum lifetime is one hour; move the server's clock past it.
     let (eid, ek) = key(
-        &env,
+        &mut env,
         json!({ "label": "short", "kind": "hmac", "scopes": trade(), "expires_at_ms": now_ms() + 3_600_000 + 60_000 }),
     )
     .await;
@@ -189,10 +189,10 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binance_clients_succeed_and_get_the_right_errors() {
-    let env = setup(Backend::Sqlite).await;
+    let mut env = setup(Backend::Sqlite).await;
     let scopes = json!(["view_assets", "view_orders", "place_orders"]);
-    let hk = hmac_key(&env, scopes.clone(), json!([])).await;
-    let ek = ed_key(&env, scopes.clone()).await;
+    let hk = hmac_key(&mut env, scopes.clone(), json!([])).await;
+    let ek = ed_key(&mut env, scopes.clone()).await;
     for (name, k) in [("hmac", &hk), ("ed25519", &ek)] {
         for c in ["ccxt_binance", "python_binance"] {
             let acct = ok(&client(&env, c, "account", k, 1)[0]).clone();
@@ -212,8 +212,8 @@ async fn binance_clients_succeed_and_get_the_right_errors() {
     let (class, msg) = err(&client(&env, "python_binance", "account", &bad, 1)[0]);
     assert!(class == "BinanceAPIException" && msg.contains("-1022"), "{class} {msg}");
     // Missing scope, disallowed IP and expired key: −2015 for all, as Binance does.
-    let ro = hmac_key(&env, json!(["view_assets"]), json!([])).await;
-    let far = hmac_key(&env, scopes.clone(), json!(["10.0.0.0/24"])).await;
+    let ro = hmac_key(&mut env, json!(["view_assets"]), json!([])).await;
+    let far = hmac_key(&mut env, scopes.clone(), json!(["10.0.0.0/24"])).await;
     for (k, call) in [(&ro, "order_post"), (&far, "account")] {
         for c in ["ccxt_binance", "python_binance"] {
             let (class, msg) = err(&client(&env, c, call, k, 1)[0]);
@@ -221,7 +221,7 @@ async fn binance_clients_succeed_and_get_the_right_errors() {
         }
     }
     let (eid, body) = key(
-        &env,
+        &mut env,
         json!({ "label": "short", "kind": "hmac", "scopes": scopes, "expires_at_ms": now_ms() + 3_600_000 + 60_000 }),
     )
     .await;
@@ -237,9 +237,9 @@ async fn binance_clients_succeed_and_get_the_right_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc9421_client_succeeds_and_gets_the_right_errors() {
-    let env = setup(Backend::Sqlite).await;
-    let hk = hmac_key(&env, trade(), json!([])).await;
-    let ek = ed_key(&env, trade()).await;
+    let mut env = setup(Backend::Sqlite).await;
+    let hk = hmac_key(&mut env, trade(), json!([])).await;
+    let ek = ed_key(&mut env, trade()).await;
     for k in [&hk, &ek] {
         let data = ok(&client(&env, "rfc9421", "accounts", k, 1)[0]).clone();
         assert_eq!(data[0]["currency"], "KRW");
@@ -253,10 +253,10 @@ async fn rfc9421_client_succeeds_and_gets_the_right_errors() {
     let bad = json!({ "id": hk["id"], "secret": "wrong-secret-00000000000000000000000000000" });
     let r = client(&env, "rfc9421", "accounts", &bad, 1);
     assert_eq!((r[0]["status"].as_i64(), r[0]["code"].as_str()), (Some(401), Some("invalid_signature")));
-    let ro = hmac_key(&env, json!(["view_assets"]), json!([])).await;
+    let ro = hmac_key(&mut env, json!(["view_assets"]), json!([])).await;
     let r = client(&env, "rfc9421", "order_post", &ro, 1);
     assert_eq!((r[0]["status"].as_i64(), r[0]["code"].as_str()), (Some(403), Some("out_of_scope")));
-    let far = hmac_key(&env, trade(), json!(["10.0.0.0/24"])).await;
+    let far = hmac_key(&mut env, trade(), json!(["10.0.0.0/24"])).await;
     let r = client(&env, "rfc9421", "accounts", &far, 1);
     assert_eq!((r[0]["status"].as_i64(), r[0]["code"].as_str()), (Some(403), Some("ip_not_allowed")));
 }
@@ -288,8 +288,8 @@ async fn usage_log_alerts_and_denials_are_recorded() {
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "trader@example.com", PW).await.0, 201);
     let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
-    let env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner, mfa };
-    let k = hmac_key(&env, trade(), json!([])).await;
+    let mut env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner, mfa };
+    let k = hmac_key(&mut env, trade(), json!([])).await;
     let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
     let now = now_ms();
     // Three good calls from one network, then one from another network.
@@ -319,7 +319,7 @@ async fn usage_log_alerts_and_denials_are_recorded() {
     hooks.wait_for("api_key.bad_signatures").await;
     // A scope violation (read-only key placing an order is easier through a client; here a
     // read-only key calling the account endpoint of another scope).
-    let ro = hmac_key(&env, json!(["view_orders"]), json!([])).await;
+    let ro = hmac_key(&mut env, json!(["view_orders"]), json!([])).await;
     let r = binance_get(&env.srv.base, ro["id"].as_str().unwrap(), ro["secret"].as_str().unwrap(), now + 200, "")
         .send()
         .await
@@ -375,7 +375,7 @@ async fn two_instances_sharing_redis_accept_a_signed_request_once() {
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&a, "shared@example.com", PW).await.0, 201);
     let mfa = common::mfa::enrol_totp(&a, &owner, PW).await;
-    let t = mfa.step_up(&a, &owner, "create_api_key").await;
+    let t = mfa.step_up(&a, &mut owner, "create_api_key").await;
     let (_, k) = owner
         .post(&a.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "scopes": trade(), "step_up_token": t }))
         .await;
@@ -393,7 +393,7 @@ async fn two_instances_sharing_redis_accept_a_signed_request_once() {
         assert_eq!(sorted, [200, 400], "round {round}: exactly one instance accepts ({statuses:?})");
     }
     // A revocation on A is honoured by B within a second (F16; key records are cached 500 ms).
-    let t = mfa.step_up(&a, &owner, "change_api_key").await;
+    let t = mfa.step_up(&a, &mut owner, "change_api_key").await;
     let (s, _) = owner.post(&a.api(&format!("/api-keys/{id}/revoke")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 200);
     let revoked_at = std::time::Instant::now();
@@ -470,9 +470,9 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
     let mut env = setup(Backend::Sqlite).await;
     let base = env.srv.base.clone();
     // Rotation: both keys work during the overlap; the old one stops after the grace.
-    let k = hmac_key(&env, trade(), json!([])).await;
+    let k = hmac_key(&mut env, trade(), json!([])).await;
     let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
-    let t = env.mfa.step_up(&env.srv, &env.owner, "rotate_api_key").await;
+    let t = env.mfa.step_up(&env.srv, &mut env.owner, "rotate_api_key").await;
     let (s, next) =
         env.owner.post(&env.srv.api(&format!("/api-keys/{id}/rotate")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 201, "{next}");
@@ -492,7 +492,7 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
 
     // Withdraw needs an allowlist…
     let all = json!(["view_assets", "withdraw"]);
-    let t = env.mfa.step_up(&env.srv, &env.owner, "create_api_key").await;
+    let t = env.mfa.step_up(&env.srv, &mut env.owner, "create_api_key").await;
     let (s, body) = env
         .owner
         .post(&env.srv.api("/api-keys"), json!({ "label": "w", "kind": "hmac", "scopes": all, "step_up_token": t }))
@@ -500,14 +500,14 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
     assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid_key_request")), "{body}");
     // …starts locked (403 open_api_withdraw_locked)…
     let (wid, wk) =
-        key(&env, json!({ "label": "w", "kind": "hmac", "scopes": all, "allowlist": ["127.0.0.1/32"] })).await;
+        key(&mut env, json!({ "label": "w", "kind": "hmac", "scopes": all, "allowlist": ["127.0.0.1/32"] })).await;
     assert_eq!(wk["status"], "locked");
     let wsecret = wk["secret"].as_str().unwrap().to_owned();
     let coin = json!({ "currency": "BTC", "net_type": "BTC", "amount": "0.01", "address": "bc1qexample" });
     let (s, body) = upbit_call(&base, "POST", "/v1/withdraws/coin", &wid, &wsecret, Some(coin.clone())).await;
     assert_eq!((s, body["error"]["name"].as_str()), (403, Some("open_api_withdraw_locked")), "{body}");
     // …and after the owner unlocks it, still waits out the 24 h cooling-off (R74).
-    let t = env.mfa.step_up(&env.srv, &env.owner, "unlock_api_key").await;
+    let t = env.mfa.step_up(&env.srv, &mut env.owner, "unlock_api_key").await;
     let (s, _) =
         env.owner.post(&env.srv.api(&format!("/api-keys/{wid}/unlock-withdraw")), json!({ "step_up_token": t })).await;
     assert_eq!(s, 200);
@@ -522,7 +522,7 @@ async fn rotation_overlaps_and_withdraw_keys_start_locked() {
     assert!(w.identity.as_ref().unwrap().scopes.has_withdraw());
     // friction (issue 5): a password change holds withdrawals through keys too.
     assert_eq!(env.mfa.login(&env.srv, &mut env.owner, "trader@example.com", PW).await.0, 201);
-    let t = env.mfa.step_up(&env.srv, &env.owner, "change_password").await;
+    let t = env.mfa.step_up(&env.srv, &mut env.owner, "change_password").await;
     let (s, b) = env
         .owner
         .post(
@@ -553,7 +553,7 @@ async fn expiring_keys_get_one_reminder_per_stage() {
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&srv, "soon@example.com", PW).await.0, 201);
     let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
-    let t = mfa.step_up(&srv, &owner, "create_api_key").await;
+    let t = mfa.step_up(&srv, &mut owner, "create_api_key").await;
     let (s, _) = owner
         .post(&srv.api("/api-keys"), json!({ "label": "short-lived", "kind": "hmac", "step_up_token": t, "expires_at_ms": now_ms() + 2 * 86_400_000 }))
         .await;
@@ -611,7 +611,7 @@ async fn operator_cli_manages_keys_with_json_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_fails_verification_does_not_burn_its_nonce() {
     let mut env = setup(Backend::Sqlite).await;
-    let k = hmac_key(&env, trade(), json!([])).await;
+    let k = hmac_key(&mut env, trade(), json!([])).await;
     let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
     let token = upbit_token(id, secret, "9d1c2b7a-0000-4000-8000-00000000abcd");
     // The attacker replays the token with a forged signature segment: refused…
@@ -664,7 +664,7 @@ async fn a_leaked_key_used_from_a_new_network_is_stopped_before_trading() {
     assert_eq!(owner.login(&srv, "bot@example.com", PW).await.0, 201);
     let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
     let mut env = Env { _sink: SmtpSink::start(&scratch("unused")), srv, upstream, owner, mfa };
-    let k = hmac_key(&env, trade(), json!([])).await;
+    let k = hmac_key(&mut env, trade(), json!([])).await;
     let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
     let order =
         json!({ "market": "KRW-BTC", "side": "bid", "volume": "0.001", "price": "1000000", "ord_type": "limit" });

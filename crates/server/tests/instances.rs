@@ -44,7 +44,7 @@ async fn revocations_reach_the_other_instance_at_once() {
     let mfa = common::mfa::enrol_totp(&a, &x, PW).await;
     let mut y = Device::new("curl/8.5.0");
     assert_eq!(mfa.login(&b, &mut y, "multi@example.com", PW).await.0, 201);
-    let t = mfa.step_up(&b, &y, "change_password").await;
+    let t = mfa.step_up(&b, &mut y, "change_password").await;
     let (s, _) = y
         .post(
             &b.api("/account/password"),

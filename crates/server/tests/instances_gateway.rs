@@ -61,7 +61,7 @@ async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&a, "fan@example.com", PW).await.0, 201);
     let mfa = common::mfa::enrol_totp(&a, &owner, PW).await;
-    let t = mfa.step_up(&a, &owner, "create_api_key").await;
+    let t = mfa.step_up(&a, &mut owner, "create_api_key").await;
     let (s, k) = owner
         .post(
             &a.api("/api-keys"),

@@ -174,7 +174,7 @@ on_both_backends!(backup_codes_single_use_regenerate_and_notify, |backend| {
     let sink = SmtpSink::start(&dir);
     let srv = Server::start(backend, &sink, &[]).await;
     let email = "bea@example.com";
-    let d = signed_in(&srv, &sink, email).await;
+    let mut d = signed_in(&srv, &sink, email).await;
     let mfa = enrol_totp(&srv, &d, PW).await;
     let first = mfa.backup_codes.lock().unwrap()[0].clone();
     let login = Device::new("python-requests/2.34.2");
@@ -194,7 +194,7 @@ on_both_backends!(backup_codes_single_use_regenerate_and_notify, |backend| {
     let old_unused = mfa.backup_codes.lock().unwrap()[5].clone();
     let (s, e) = d.post(&srv.api("/account/backup-codes"), json!({ "password": PW })).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_required")), "{e}");
-    let token = mfa.step_up(&srv, &d, "change_factors").await;
+    let token = mfa.step_up(&srv, &mut d, "change_factors").await;
     let (s, fresh) = d.post(&srv.api("/account/backup-codes"), json!({ "step_up_token": token })).await;
     assert_eq!(s, 201, "{fresh}");
     sink.wait_for(email, "New backup codes");
@@ -260,11 +260,11 @@ on_both_backends!(step_up_matrix, |backend| {
     let (s, e) = d.post(&srv.api("/api-keys"), with(json!({ "password": PW }))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_required")));
     // A token for another action does not fit.
-    let other = mfa.step_up(&srv, &d, "change_password").await;
+    let other = mfa.step_up(&srv, &mut d, "change_password").await;
     let (s, e) = d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": other }))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_invalid")));
     // TOTP token: allowed, once.
-    let t = mfa.step_up(&srv, &d, "create_api_key").await;
+    let t = mfa.step_up(&srv, &mut d, "create_api_key").await;
     let (s, k) = d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": t }))).await;
     assert_eq!(s, 201, "{k}");
     let (s, e) = d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": t }))).await;
@@ -272,7 +272,7 @@ on_both_backends!(step_up_matrix, |backend| {
     // Backup-code token: allowed (any second factor).
     let code = mfa.backup_codes.lock().unwrap().pop().unwrap();
     let (s, v) = d
-        .post(
+        .step_up_post(
             &srv.api("/account/step-up"),
             json!({ "action": "create_api_key", "method": "backup_code", "code": code }),
         )
@@ -281,7 +281,7 @@ on_both_backends!(step_up_matrix, |backend| {
     let (s, _) = d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": v["step_up_token"] }))).await;
     assert_eq!(s, 201);
     // An expired token (older than the 300 s token lifetime): refused.
-    let t = mfa.step_up(&srv, &d, "create_api_key").await;
+    let t = mfa.step_up(&srv, &mut d, "create_api_key").await;
     srv.advance(301_000).await;
     assert_eq!(d.refresh(&srv).await.0, 200);
     let (s, e) = d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": t }))).await;
@@ -292,7 +292,7 @@ on_both_backends!(step_up_matrix, |backend| {
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("factor_not_allowed")));
     // Binding: a withdrawal token bound to one intent does not authorise another.
     let intent = "ab".repeat(32);
-    let t = mfa.step_up_bound(&srv, &d, "withdraw", Some(&intent)).await;
+    let t = mfa.step_up_bound(&srv, &mut d, "withdraw", Some(&intent)).await;
     let (s, _) = d
         .post(
             &srv.api("/account/step-up"),
@@ -306,7 +306,7 @@ on_both_backends!(step_up_matrix, |backend| {
     // the last 5 minutes is enough without a token; older is not.
     let mut other_dev = Device::new("curl/8.5.0");
     assert_eq!(mfa.login(&srv, &mut other_dev, email, PW).await.0, 201);
-    let _ = mfa.step_up(&srv, &d, "change_factors").await; // a proof at age 0
+    let _ = mfa.step_up(&srv, &mut d, "change_factors").await; // a proof at age 0
     srv.advance(100_000).await;
     let (s, v) = d.post(&srv.api("/sessions/revoke-others"), json!({})).await;
     assert_eq!(s, 200, "age 100 s ≤ 300 s: {v}");
@@ -314,30 +314,30 @@ on_both_backends!(step_up_matrix, |backend| {
     assert_eq!(d.refresh(&srv).await.0, 200);
     let (s, e) = d.post(&srv.api("/sessions/revoke-others"), json!({})).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_required")), "age 401 s > 300 s");
-    let t = mfa.step_up(&srv, &d, "revoke_sessions").await;
+    let t = mfa.step_up(&srv, &mut d, "revoke_sessions").await;
     let (s, _) = d.post(&srv.api("/sessions/revoke-others"), json!({ "step_up_token": t })).await;
     assert_eq!(s, 200);
     // create_api_key has max age 0: a fresh session proof is not enough without a token.
-    let _ = mfa.step_up(&srv, &d, "revoke_sessions").await;
+    let _ = mfa.step_up(&srv, &mut d, "revoke_sessions").await;
     let (s, e) = d.post(&srv.api("/api-keys"), key.clone()).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_required")));
 
     // A step-up token from another session does not work here.
     let mut third = Device::new("curl/8.5.0");
     assert_eq!(mfa.login(&srv, &mut third, email, PW).await.0, 201);
-    let t = mfa.step_up(&srv, &third, "create_api_key").await;
+    let t = mfa.step_up(&srv, &mut third, "create_api_key").await;
     let (s, e) = d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": t }))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_invalid")));
 
     // Removing TOTP needs change_factors; afterwards the account is nudged again.
-    let t = mfa.step_up(&srv, &d, "change_factors").await;
+    let t = mfa.step_up(&srv, &mut d, "change_factors").await;
     let (s, _) = d.post(&srv.api("/account/factors/totp/remove"), json!({ "step_up_token": t })).await;
     assert_eq!(s, 200);
     let (_, me) = d.get(&srv.api("/account")).await;
     assert_eq!(me["notices"], json!(["no_second_factor"]));
     // Enrolling again at once (a new seed) works: the old step history does not block it.
     let again = enrol_totp(&srv, &d, PW).await;
-    let t = again.step_up(&srv, &d, "create_api_key").await;
+    let t = again.step_up(&srv, &mut d, "create_api_key").await;
     assert_eq!(d.post(&srv.api("/api-keys"), with(json!({ "step_up_token": t }))).await.0, 201);
     let history = history_kinds(&d, &srv).await;
     for k in ["totp_enabled", "step_up_succeeded", "step_up_denied", "totp_disabled", "backup_code_used"] {
@@ -475,11 +475,33 @@ on_both_backends!(sms_is_a_bound_expiring_last_resort, |backend| {
     let rx = SmsReceiver::start();
     let srv = Server::start(backend, &sink, &[("GATEHOUSE_MFA__SMS__WEBHOOK_URL", &rx.url)]).await;
     let email = "sam@example.com";
-    let d = signed_in(&srv, &sink, email).await;
+    let mut d = signed_in(&srv, &sink, email).await;
     let (s, e) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "12345", "password": PW })).await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_request")));
+    // Setting the number sends a code to it; until that code comes back, SMS is not offered
+    // (R39: validated numbers only).
     let (s, v) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15551234567", "password": PW })).await;
-    assert_eq!((s, v["weaker"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(
+        (s, v["status"].as_str(), v["weaker"].as_bool()),
+        (200, Some("pending_confirmation"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["to"], json!("…67"));
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15551234567"));
+    let confirm_code = rx.last_code();
+    let (_, f) = d.get(&srv.api("/account/factors")).await;
+    assert_eq!(f["sms"]["enabled"], json!(false), "not before the code is confirmed: {f}");
+    let probe = Device::new("python-requests/2.34.2");
+    let (s, a) = probe.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    assert!(s == 201 || a["status"] != json!("second_factor_required"), "no SMS step for an unconfirmed number: {a}");
+    // A wrong code does not confirm it (and counts as a failure); the right one does, once.
+    let wrong = if confirm_code == "000000" { "111111" } else { "000000" };
+    let (s, e) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": wrong })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_code")), "{e}");
+    let (s, v) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": confirm_code })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("enabled")), "{v}");
+    let (s, e) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": confirm_code })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_code")), "single use: {e}");
     let (_, f) = d.get(&srv.api("/account/factors")).await;
     assert_eq!((f["sms"]["enabled"].as_bool(), f["sms"]["weaker"].as_bool()), (Some(true), Some(true)));
     // SMS alone is not a second factor for sensitive actions: still nudged.
@@ -538,6 +560,43 @@ on_both_backends!(sms_is_a_bound_expiring_last_resort, |backend| {
         .post(&srv.api("/account/step-up"), json!({ "action": "create_api_key", "method": "sms", "code": code_b }))
         .await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("factor_not_allowed")));
+    // Changing the number: a code goes to the new one, and sign-in codes keep going to the
+    // confirmed number until the new one is confirmed.
+    let (s, v) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15557654321", "password": PW })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("pending_confirmation")), "{v}");
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15557654321"));
+    let new_code = rx.last_code();
+    let (_, e) = login.post(&srv.api("/sessions"), json!({ "email": email, "password": PW })).await;
+    let pe = e["pending_token"].as_str().unwrap().to_owned();
+    assert_eq!(login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pe })).await.0, 200);
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15551234567"), "the confirmed number");
+    // A sign-in code does not confirm a number.
+    let login_code = rx.last_code();
+    if login_code != new_code {
+        let (s, _) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": login_code })).await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = d.post(&srv.api("/account/factors/sms/confirm"), json!({ "code": new_code })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("enabled")), "{v}");
+    assert_eq!(login.post(&srv.api("/sessions/second-factor/sms/send"), json!({ "pending_token": pe })).await.0, 200);
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15557654321"), "the new number");
+    // With a real second factor, changing the number needs a step-up, as before.
+    let mfa = enrol_totp(&srv, &d, PW).await;
+    let (s, e) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15550000001", "password": PW })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("step_up_required")), "{e}");
+    let t = mfa.step_up(&srv, &mut d, "change_factors").await;
+    let (s, v) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15550000001", "step_up_token": t })).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("pending_confirmation")), "{v}");
+    // At most three confirmation codes per account and hour (SMS pumping): this is the fourth.
+    let t = mfa.step_up(&srv, &mut d, "change_factors").await;
+    let (s, e) = d.post(&srv.api("/account/factors/sms"), json!({ "phone": "+15550000001", "step_up_token": t })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (429, Some("rate_limited")), "{e}");
+    assert_eq!(rx.got.lock().unwrap().last().unwrap()["to"], json!("+15550000001"));
+    let history = history_kinds(&d, &srv).await;
+    for k in ["sms_code_sent", "sms_code_failed", "sms_number_set"] {
+        assert!(history.iter().any(|h| h == k), "{k} missing from {history:?}");
+    }
+
     // The code and the number never reach the database in clear.
     if backend == Backend::Sqlite {
         let db = std::fs::read(srv.data_dir().join("gatehouse.db")).unwrap_or_default();
@@ -554,11 +613,11 @@ on_both_backends!(used_steps_survive_a_crash, |backend| {
     let dir = scratch("mfa-crash");
     let sink = SmtpSink::start(&dir);
     let mut srv = Server::start(backend, &sink, &[]).await;
-    let d = signed_in(&srv, &sink, "crash@example.com").await;
+    let mut d = signed_in(&srv, &sink, "crash@example.com").await;
     let mfa = enrol_totp(&srv, &d, PW).await;
     let code = mfa.totp(&srv).await;
     let body = json!({ "action": "create_api_key", "method": "totp", "code": code });
-    let (s, v) = d.post(&srv.api("/account/step-up"), body.clone()).await;
+    let (s, v) = d.step_up_post(&srv.api("/account/step-up"), body.clone()).await;
     assert_eq!(s, 201, "{v}");
     let now = server_now_ms(&srv).await;
     srv.restart();
@@ -570,4 +629,80 @@ on_both_backends!(used_steps_survive_a_crash, |backend| {
     assert_eq!((s, e["error"]["code"].as_str()), (401, Some("code_replayed")), "{e}");
     let kinds = history_kinds(&d, &srv).await;
     assert!(kinds.iter().any(|k| k == "totp_verified"), "{kinds:?}");
+});
+
+// R43: a successful step-up issues a new session token and the old value gets 401; the
+// session itself (its id, its refresh family, its step-up tokens) stays. A refused step-up
+// (wrong or replayed code, too weak a factor) changes nothing.
+on_both_backends!(step_up_rotates_the_session_token, |backend| {
+    let dir = scratch("mfa-r43");
+    let sink = SmtpSink::start(&dir);
+    let srv = Server::start(backend, &sink, &[]).await;
+    let email = "rot@example.com";
+    let mut d = signed_in(&srv, &sink, email).await;
+    let mfa = enrol_totp(&srv, &d, PW).await;
+    let (_, before) = d.get(&srv.api("/sessions")).await;
+    let old = d.access.clone().unwrap();
+
+    // A wrong code: refused, and the token in use keeps working.
+    let (s, e) = d
+        .post(&srv.api("/account/step-up"), json!({ "action": "create_api_key", "method": "totp", "code": "000000" }))
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_code")), "{e}");
+    assert!(e["error"].get("access_token").is_none() && e.get("access_token").is_none());
+    assert_eq!(d.get(&srv.api("/account")).await.0, 200, "a refused step-up does not rotate");
+
+    // TOTP step-up: a new token in the answer, shaped as at login; the old one is dead.
+    let code = mfa.totp(&srv).await;
+    let body = json!({ "action": "create_api_key", "method": "totp", "code": code });
+    let (s, v) = d.post(&srv.api("/account/step-up"), body.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    let new = v["access_token"].as_str().expect("rotated access token").to_owned();
+    assert_ne!(new, old);
+    assert_eq!(v["token_type"], json!("Bearer"));
+    assert!(v["access_token_expires_in"].as_i64().is_some_and(|n| n > 0 && n <= 600), "{v}");
+    assert!(v["step_up_token"].is_string());
+    let (s, e) = d.get(&srv.api("/account")).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("unauthenticated")), "the old token: {e}");
+    d.adopt(&v);
+    assert_eq!(d.get(&srv.api("/account")).await.0, 200, "the new token works");
+    // Same session: same id in the device list; the step-up token minted on it still works.
+    let (_, after) = d.get(&srv.api("/sessions")).await;
+    let current = |l: &Value| {
+        l["sessions"].as_array().unwrap().iter().find(|x| x["current"] == json!(true)).unwrap()["id"].clone()
+    };
+    assert_eq!(current(&after), current(&before));
+    assert_eq!(after["sessions"].as_array().unwrap().len(), before["sessions"].as_array().unwrap().len());
+    let key = json!({ "label": "r43", "kind": "hmac", "scopes": ["view_assets"], "step_up_token": v["step_up_token"] });
+    assert_eq!(
+        d.post(&srv.api("/api-keys"), key).await.0,
+        201,
+        "the step-up token is tied to the session, not the token"
+    );
+
+    // The replayed code is refused as a whole: nothing rotates, no token is minted.
+    let (s, e) = d.post(&srv.api("/account/step-up"), body).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("code_replayed")), "{e}");
+    assert_eq!(d.get(&srv.api("/account")).await.0, 200);
+
+    // A backup code rotates too, and the refresh family survives the rotations.
+    let code = mfa.backup_codes.lock().unwrap().pop().unwrap();
+    let before_backup = d.access.clone().unwrap();
+    let (s, v) = d
+        .step_up_post(
+            &srv.api("/account/step-up"),
+            json!({ "action": "change_factors", "method": "backup_code", "code": code }),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let mut stale = d.clone();
+    stale.access = Some(before_backup);
+    assert_eq!(stale.get(&srv.api("/account")).await.0, 401);
+    assert_eq!(d.get(&srv.api("/account")).await.0, 200);
+    let (s, r) = d.refresh(&srv).await;
+    assert_eq!(s, 200, "the refresh family is the session's, unchanged: {r}");
+    assert_eq!(d.get(&srv.api("/account")).await.0, 200);
+
+    let history = history_kinds(&d, &srv).await;
+    assert_eq!(history.iter().filter(|k| *k == "step_up_succeeded").count(), 2, "{history:?}");
 });

@@ -148,9 +148,9 @@ on_both_backends!(lost_factor_case_waits_and_needs_two_different_reviewers_for_h
     }
     // Before the account is flagged high-value: an authenticator app (the factor to be "lost")
     // and an API key made with it.
-    let owner = login(&srv, user, PW).await;
+    let mut owner = login(&srv, user, PW).await;
     let mfa = common::mfa::enrol_totp(&srv, &owner, PW).await;
-    let t = mfa.step_up(&srv, &owner, "create_api_key").await;
+    let t = mfa.step_up(&srv, &mut owner, "create_api_key").await;
     let (s, key) =
         owner.post(&srv.api("/api-keys"), json!({ "step_up_token": t, "label": "bot", "kind": "hmac" })).await;
     assert_eq!((s, key["status"].as_str()), (201, Some("active")), "{key}");

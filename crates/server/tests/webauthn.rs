@@ -109,7 +109,8 @@ impl Drop for Browser {
 }
 
 /// Steps up with the security key for `action`; returns the answer of `/finish`.
-async fn step_up(srv: &Server, d: &Device, b: &mut Browser, action: &str, uv: Option<&str>) -> (u16, Value) {
+/// `d` adopts the session's rotated access token on success (R43).
+async fn step_up(srv: &Server, d: &mut Device, b: &mut Browser, action: &str, uv: Option<&str>) -> (u16, Value) {
     let (s, start) = d.post(&srv.api("/account/step-up/webauthn/start"), json!({ "action": action })).await;
     assert_eq!(s, 200, "{start}");
     assert_eq!(start["options"]["publicKey"]["userVerification"], json!("required"), "UV required (R35)");
@@ -117,7 +118,7 @@ async fn step_up(srv: &Server, d: &Device, b: &mut Browser, action: &str, uv: Op
     if got["ok"] != json!(true) {
         return (0, got);
     }
-    d.post(
+    d.step_up_post(
         &srv.api("/account/step-up/webauthn/finish"),
         json!({ "ceremony_id": start["ceremony_id"], "credential": got["credential"] }),
     )
@@ -157,8 +158,14 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     assert_eq!(s, 200, "{start}");
     let pk = &start["options"]["publicKey"];
     assert_eq!(pk["rp"]["id"], json!("localhost"), "RP ID pinned in config (R34)");
-    let handle = pk["user"]["id"].as_str().unwrap();
-    assert!(!handle.contains("wendy") && handle.len() >= 16, "opaque user handle (R33)");
+    let handle = pk["user"]["id"].as_str().unwrap().to_owned();
+    assert!(!handle.contains("wendy"), "opaque user handle (R33)");
+    // R33: 64 random bytes (86 characters of unpadded base64url), no PII, the same for every
+    // registration of the account.
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&handle).expect("base64url user handle");
+    assert_eq!(raw.len(), 64, "{handle}");
+    assert!(!raw.windows(5).any(|w| w == b"wendy"));
     let cred = b.create(&start["options"]);
     let (s, reg) = d
         .post(
@@ -213,9 +220,14 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["factors"], json!(["passkey"]));
 
-    // Step-up with the passkey: phishing-resistant, accepted for an API key.
-    let (s, t) = step_up(&srv, &d, &mut b, "create_api_key", None).await;
+    // Step-up with the passkey: phishing-resistant, accepted for an API key. It rotates the
+    // session's access token (R43): the old value gets 401, the new one works.
+    let stale = d.clone();
+    let (s, t) = step_up(&srv, &mut d, &mut b, "create_api_key", None).await;
     assert_eq!((s, t["strength"].as_str()), (201, Some("phishing_resistant")), "{t}");
+    assert_ne!(t["access_token"].as_str(), stale.access.as_deref(), "{t}");
+    assert_eq!(stale.get(&srv.api("/account")).await.0, 401, "the pre-step-up token is dead");
+    assert_eq!(d.get(&srv.api("/account")).await.0, 200);
     let (s, k) = d
         .post(&srv.api("/api-keys"), json!({ "label": "bot", "kind": "hmac", "step_up_token": t["step_up_token"] }))
         .await;
@@ -239,7 +251,7 @@ on_both_backends!(passkeys_in_chromium, |backend| {
         .await;
     assert_eq!((s, e["error"]["code"].as_str()), (401, Some("webauthn_failed")), "assertion for intent X on intent Y");
     let (s, t) = d
-        .post(
+        .step_up_post(
             &srv.api("/account/step-up/webauthn/finish"),
             json!({ "ceremony_id": sa["ceremony_id"], "credential": got["credential"] }),
         )
@@ -254,9 +266,9 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     // No user verification: the browser cannot satisfy "required"; an assertion made with UV
     // discouraged (UV=0) is refused by the server (R30, R35).
     assert_eq!(b.call(json!({ "op": "set_uv", "value": false }))["ok"], json!(true));
-    let (s, r) = step_up(&srv, &d, &mut b, "create_api_key", None).await;
+    let (s, r) = step_up(&srv, &mut d, &mut b, "create_api_key", None).await;
     assert!(s == 0 || s == 401, "UV required but not performed: {s} {r}");
-    let (s, e) = step_up(&srv, &d, &mut b, "create_api_key", Some("discouraged")).await;
+    let (s, e) = step_up(&srv, &mut d, &mut b, "create_api_key", Some("discouraged")).await;
     assert_eq!((s, e["error"]["code"].as_str()), (401, Some("webauthn_failed")), "{e}");
     assert_eq!(b.call(json!({ "op": "set_uv", "value": true }))["ok"], json!(true));
 
@@ -267,7 +279,7 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     // A cloned authenticator: the sign counter goes back; the credential is flagged (R31).
     let r = b.call(json!({ "op": "rewind_counter" }));
     assert_eq!(r["ok"], json!(true), "{r}");
-    let (s, e) = step_up(&srv, &d, &mut b, "create_api_key", None).await;
+    let (s, e) = step_up(&srv, &mut d, &mut b, "create_api_key", None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("credential_flagged")), "{e}");
     sink.wait_for(email, "may have been cloned");
     let (_, f) = d.get(&srv.api("/account/factors")).await;
@@ -282,7 +294,7 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     // Remove it after a step-up with a backup code (the only factor left).
     let code = reg["backup_codes"][0].as_str().unwrap();
     let (s, t) = d
-        .post(
+        .step_up_post(
             &srv.api("/account/step-up"),
             json!({ "action": "change_factors", "method": "backup_code", "code": code }),
         )
@@ -300,6 +312,7 @@ on_both_backends!(passkeys_in_chromium, |backend| {
     let (s, start) =
         d.post(&srv.api("/account/webauthn/register/start"), json!({ "name": "No PIN", "password": PW })).await;
     assert_eq!(s, 200, "{start}");
+    assert_eq!(start["options"]["publicKey"]["user"]["id"].as_str(), Some(handle.as_str()), "one handle per account");
     let r = weak.call(json!({ "op": "create", "options": start["options"] }));
     assert_eq!(r["ok"], json!(false), "a UV-less authenticator must not register: {r}");
     weak.screenshot("webauthn-no-uv.png");

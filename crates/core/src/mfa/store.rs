@@ -38,6 +38,25 @@ pub fn sms_number_aad(user: &UserId) -> Aad {
     Aad::new(&["mfa_sms_number", &user.to_string(), "v1"])
 }
 
+/// An SMS number waiting for the code sent to it (R39).
+#[derive(Debug, Clone)]
+pub struct PendingSmsNumber {
+    /// Whose.
+    pub user_id: UserId,
+    /// The number, sealed under [`sms_number_aad`].
+    pub phone_sealed: Vec<u8>,
+    /// Keyed hash of the code sent to it.
+    pub code_hash: TokenHash,
+    /// When the code was made.
+    pub created_at: Timestamp,
+    /// When the code stops working.
+    pub expires_at: Timestamp,
+    /// Codes one account may have sent per window (SMS pumping).
+    pub max_sends: u32,
+    /// Sends counted from this instant on: an older window starts over.
+    pub window_start_after: Timestamp,
+}
+
 /// Associated data sealing a user's TOTP seed to its row (R26, R88).
 pub fn totp_seed_aad(user: &UserId) -> Aad {
     Aad::new(&["mfa_totp_seed", &user.to_string(), "v1"])
@@ -118,6 +137,41 @@ pub struct MfaTokenMatch<'a> {
     pub action: Option<&'a str>,
     /// Expected binding hex (step-up; empty for none).
     pub binding: Option<&'a str>,
+}
+
+/// The factor a step-up used, marked used in the same write as the grant (already verified
+/// by the caller; the store only records it, atomically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorUse {
+    /// Nothing to mark (WebAuthn: the ceremony was taken and the counter updated before).
+    Nothing,
+    /// A TOTP time step: refused, and nothing written, if it (or a later step) was used.
+    TotpStep(u64),
+    /// A backup code by position: refused, and nothing written, if it was used.
+    BackupCode(u32),
+}
+
+/// The session's new access token after a step-up (R43): every earlier access token of the
+/// session is deleted and this one inserted, in the same write as the grant.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRotation {
+    /// SHA-256 of the new access token.
+    pub hash: TokenHash,
+    /// Its expiry.
+    pub expires_at: Timestamp,
+}
+
+/// Everything a successful step-up writes, as one atomic unit: the factor use, the step-up
+/// token (its `session_id`, `strength` and `created_at` are also the session's remembered
+/// proof) and the rotated access token.
+#[derive(Debug, Clone)]
+pub struct StepUpGrant {
+    /// The factor to mark used.
+    pub used: FactorUse,
+    /// The step-up token to store (purpose `step_up`, with a session).
+    pub token: MfaToken,
+    /// The session's new access token, if it rotates.
+    pub access: Option<AccessRotation>,
 }
 
 /// A stored WebAuthn credential (the webauthn-rs credential as JSON: public key and counter,
@@ -220,8 +274,16 @@ pub trait MfaStore: Send + Sync {
         strength: &str,
         at: Timestamp,
     ) -> StoreResult<()>;
+    /// Commits a successful step-up in one write (one group commit on the SQL store, ADR
+    /// 0013): marks `grant.used`, stores the step-up token, remembers the session's proof and
+    /// rotates its access token. False, and nothing written (`fx` included), when the factor
+    /// use is refused (a used TOTP step or backup code).
+    async fn grant_step_up(&self, grant: &StepUpGrant, fx: SideEffects) -> StoreResult<bool>;
     /// The newest proof remembered for `session`.
     async fn session_proof(&self, session: SessionId) -> StoreResult<Option<(String, Timestamp)>>;
+    /// The account's WebAuthn user handle (R33): the stored one, or `fresh` stored now if the
+    /// account has none yet (first writer wins across instances).
+    async fn webauthn_user_handle(&self, user: UserId, fresh: &[u8], now: Timestamp) -> StoreResult<Vec<u8>>;
     /// Stores a WebAuthn credential; [`crate::store::StoreError::Conflict`] if the id is
     /// registered to anyone already (R32).
     async fn create_webauthn_credential(&self, c: &WebAuthnCredentialRow, fx: SideEffects) -> StoreResult<()>;
@@ -241,11 +303,23 @@ pub trait MfaStore: Send + Sync {
     async fn flag_webauthn_credential(&self, id: &str, now: Timestamp, fx: SideEffects) -> StoreResult<bool>;
     /// Removes one of the user's credentials.
     async fn delete_webauthn_credential(&self, user: UserId, id: &str, fx: SideEffects) -> StoreResult<bool>;
-    /// Sets (or replaces) the SMS number, sealed.
-    async fn set_sms_number(&self, user: UserId, sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<()>;
-    /// The sealed SMS number.
+    /// Stores `p` as the account's number waiting for confirmation (R39), replacing an earlier
+    /// pending one; a confirmed number stays usable until `p` is confirmed. False, and nothing
+    /// written, when `p.max_sends` codes were already sent in the current window.
+    async fn begin_sms_number(&self, p: &PendingSmsNumber, fx: SideEffects) -> StoreResult<bool>;
+    /// Confirms the pending number whose code hashes to `code_hash` (unexpired): it becomes the
+    /// account's SMS number (replacing a confirmed one) and the pending row is removed. False,
+    /// and nothing written, when there is no such pending number.
+    async fn confirm_sms_number(
+        &self,
+        user: UserId,
+        code_hash: TokenHash,
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<bool>;
+    /// The sealed SMS number, once confirmed (a pending one is not returned).
     async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
-    /// Removes the SMS number.
+    /// Removes the SMS number, confirmed or pending.
     async fn delete_sms_number(&self, user: UserId, fx: SideEffects) -> StoreResult<bool>;
     /// Marks every live token of `purpose` with this `binding` used (an SMS resend replaces the
     /// earlier code, R38).

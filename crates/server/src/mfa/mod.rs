@@ -12,19 +12,24 @@ pub mod openapi;
 pub mod sms;
 pub mod webauthn;
 
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use gatehouse_core::account::Account;
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::{Span, Timestamp};
-use gatehouse_core::ids::SessionId;
-use gatehouse_core::mfa::store::{MfaToken, MfaTokenPurpose, totp_seed_aad};
+use gatehouse_core::mfa::store::{AccessRotation, FactorUse, MfaToken, MfaTokenPurpose, StepUpGrant, totp_seed_aad};
 use gatehouse_core::mfa::{BackupCodeSet, TotpCheck, TotpParams, TotpSecret};
 use gatehouse_core::secret::Token;
+use gatehouse_core::session::SessionKind;
 use gatehouse_core::stepup::FactorStrength;
 use gatehouse_core::store::SideEffects;
 use gatehouse_core::throttle::ThrottleDecision;
+use serde_json::Value;
 
+use crate::auth::{Authenticated, Via};
 use crate::error::{ApiError, ApiResult, ErrorCode, request_id};
-use crate::http::ClientCtx;
+use crate::http::{COOKIE_ACCESS, ClientCtx, set_cookie};
 use crate::routes::sessions::throttle_keys;
 use crate::state::AppState;
 
@@ -162,13 +167,30 @@ pub async fn verify_code(
     code: &str,
     flow: &str,
 ) -> ApiResult<&'static str> {
+    verify_code_then(state, account, client, method, code, flow, None).await
+}
+
+/// [`verify_code`], and on success commits `then` (a step-up) in the same store write as the
+/// factor's use: one group commit for the used step, the token, the proof and the rotated
+/// access token, refused as a whole if the step or code was already used.
+pub async fn verify_code_then(
+    state: &AppState,
+    account: &Account,
+    client: &ClientCtx,
+    method: Method,
+    code: &str,
+    flow: &str,
+    then: Option<&StepUpMint>,
+) -> ApiResult<&'static str> {
     if code.len() > 64 {
         return Err(ApiError::new(ErrorCode::InvalidCode));
     }
     let open = throttle_gate(state, account, client).await?;
     match method {
-        Method::Totp => verify_totp(state, account, client, code, flow, open).await.map(|()| "totp"),
-        Method::BackupCode => verify_backup(state, account, client, code, flow, open).await.map(|()| "backup_code"),
+        Method::Totp => verify_totp(state, account, client, code, flow, open, then).await.map(|()| "totp"),
+        Method::BackupCode => {
+            verify_backup(state, account, client, code, flow, open, then).await.map(|()| "backup_code")
+        }
         Method::Webauthn | Method::Sms => Err(ApiError::new(ErrorCode::FactorNotAllowed)),
     }
 }
@@ -180,6 +202,7 @@ async fn verify_totp(
     code: &str,
     flow: &str,
     open: bool,
+    then: Option<&StepUpMint>,
 ) -> ApiResult<()> {
     let Some(factor) = state.store.find_totp(account.id).await?.filter(|f| f.confirmed_at.is_some()) else {
         return Err(ApiError::new(ErrorCode::FactorNotAllowed).message("No authenticator app is enrolled."));
@@ -205,7 +228,11 @@ async fn verify_totp(
             let ok = event_for(account, client, EventKind::TotpVerified, Outcome::Success)
                 .with("flow", flow)
                 .with("step", step);
-            if state.store.consume_totp_step(account.id, step, now, SideEffects::event(ok)).await? {
+            let fresh = match then {
+                None => state.store.consume_totp_step(account.id, step, now, SideEffects::event(ok)).await?,
+                Some(m) => m.commit(state, FactorUse::TotpStep(step), SideEffects::event(ok)).await?,
+            };
+            if fresh {
                 return Ok(());
             }
             replay(state, account, client, flow, step).await
@@ -235,6 +262,7 @@ async fn verify_backup(
     code: &str,
     flow: &str,
     open: bool,
+    then: Option<&StepUpMint>,
 ) -> ApiResult<()> {
     let rows = state.store.backup_codes(account.id).await?;
     let failed = |kind, reason: &str| {
@@ -266,7 +294,12 @@ async fn verify_backup(
             .with("flow", flow)
             .with("remaining", remaining);
         let mail = state.mail(account.email.as_str(), &mail::backup_code_used(remaining, &client.ip.to_string()))?;
-        if state.store.consume_backup_code(account.id, row.position, now, SideEffects::event(used).mail(mail)).await? {
+        let fx = SideEffects::event(used).mail(mail);
+        let fresh = match then {
+            None => state.store.consume_backup_code(account.id, row.position, now, fx).await?,
+            Some(m) => m.commit(state, FactorUse::BackupCode(row.position), fx).await?,
+        };
+        if fresh {
             state.wake_mailer();
             return Ok(());
         }
@@ -276,44 +309,97 @@ async fn verify_backup(
     Err(ApiError::new(ErrorCode::CodeReplayed).message("This backup code was already used."))
 }
 
-/// Mints a step-up token for `action` (+ binding) on `session`, and remembers the proof on the
-/// session for policies with a max age.
-#[allow(clippy::too_many_arguments)]
-pub async fn mint_step_up(
-    state: &AppState,
-    account: &Account,
-    session: SessionId,
-    client: &ClientCtx,
-    action: gatehouse_core::stepup::SensitiveAction,
-    binding: &str,
-    factor: &str,
-    strength: FactorStrength,
-) -> ApiResult<(Token, Timestamp)> {
-    let now = state.clock.now();
-    let token = Token::generate(state.rng.as_ref());
-    let expires_at = now.plus(Span::secs(state.config.mfa.step_up_ttl_secs));
-    let t = MfaToken {
-        hash: token.hash(),
-        user_id: account.id,
-        purpose: MfaTokenPurpose::StepUp,
-        session_id: Some(session),
-        action: action.as_str().to_owned(),
-        binding: binding.to_owned(),
-        factor: factor.to_owned(),
-        strength: strength.as_str().to_owned(),
-        detail: "{}".into(),
-        created_at: now,
-        expires_at,
-    };
-    let e = event_for(account, client, EventKind::StepUpSucceeded, Outcome::Success)
-        .with("action", action.as_str())
-        .with("factor", factor.to_owned())
-        .with("strength", strength.as_str())
-        .with("session", session.to_string())
-        .with("bound", !binding.is_empty());
-    state.store.create_mfa_token(&t, SideEffects::event(e)).await?;
-    state.store.note_session_proof(session, account.id, strength.as_str(), now).await?;
-    Ok((token, expires_at))
+/// A step-up about to be granted: the new step-up token, the session's new access token
+/// (R43) and the success event, prepared before the factor is checked so that the check's
+/// write can carry them ([`verify_code_then`], [`StepUpMint::commit`]).
+pub struct StepUpMint {
+    token: Token,
+    access: Token,
+    grant: StepUpGrant,
+    event: AuditEvent,
+    kind: SessionKind,
+    via: Via,
+    expires_at: Timestamp,
+    access_expires_at: Timestamp,
+}
+
+impl StepUpMint {
+    /// Prepares a step-up token for `action` (+ `binding` hex) on the caller's session, proven
+    /// with `factor` of `strength`.
+    pub fn new(
+        state: &AppState,
+        auth: &Authenticated,
+        action: gatehouse_core::stepup::SensitiveAction,
+        binding: &str,
+        factor: &str,
+        strength: FactorStrength,
+    ) -> Self {
+        let now = state.clock.now();
+        let rng = state.rng.as_ref();
+        let token = Token::generate(rng);
+        let access = Token::generate(rng);
+        let expires_at = now.plus(Span::secs(state.config.mfa.step_up_ttl_secs));
+        let access_expires_at = now.plus(state.config.session.access_ttl()).min(auth.session.expires_at);
+        let session = auth.session.id;
+        let t = MfaToken {
+            hash: token.hash(),
+            user_id: auth.account.id,
+            purpose: MfaTokenPurpose::StepUp,
+            session_id: Some(session),
+            action: action.as_str().to_owned(),
+            binding: binding.to_owned(),
+            factor: factor.to_owned(),
+            strength: strength.as_str().to_owned(),
+            detail: "{}".into(),
+            created_at: now,
+            expires_at,
+        };
+        let event = event_for(&auth.account, &auth.client, EventKind::StepUpSucceeded, Outcome::Success)
+            .with("action", action.as_str())
+            .with("factor", factor.to_owned())
+            .with("strength", strength.as_str())
+            .with("session", session.to_string())
+            .with("bound", !binding.is_empty())
+            .with("token_rotated", true);
+        let grant = StepUpGrant {
+            used: FactorUse::Nothing,
+            token: t,
+            access: Some(AccessRotation { hash: access.hash(), expires_at: access_expires_at }),
+        };
+        Self { token, access, grant, event, kind: auth.session.kind, via: auth.via, expires_at, access_expires_at }
+    }
+
+    /// Commits the grant with the factor's use and its side effects (one store write); false
+    /// when the factor was already used (nothing written).
+    pub async fn commit(&self, state: &AppState, used: FactorUse, fx: SideEffects) -> ApiResult<bool> {
+        let grant = StepUpGrant { used, ..self.grant.clone() };
+        Ok(state.store.grant_step_up(&grant, fx.and(self.event.clone())).await?)
+    }
+
+    /// The answer to a granted step-up: 201 with the step-up token, and the session's new
+    /// access token where the caller keeps it — in the body for an API session (`access_token`,
+    /// `token_type`, `access_token_expires_in`, as at login), in the `__Host-` access cookie for
+    /// a browser session. The previous access token no longer works.
+    pub fn response(&self, state: &AppState, mut body: Value) -> Response {
+        let now = state.clock.now();
+        let access_secs = self.access_expires_at.since(now).as_secs_ceil();
+        body["step_up_token"] = self.token.expose().into();
+        body["expires_in"] = self.expires_at.since(now).as_secs_ceil().into();
+        let mut headers = HeaderMap::new();
+        match self.kind {
+            SessionKind::Api => {
+                body["access_token"] = self.access.expose().into();
+                body["token_type"] = (if self.via == Via::Dpop { "DPoP" } else { "Bearer" }).into();
+                body["access_token_expires_in"] = access_secs.into();
+            }
+            SessionKind::Browser => {
+                if let Ok(v) = HeaderValue::from_str(&set_cookie(COOKIE_ACCESS, self.access.expose(), access_secs)) {
+                    headers.append(header::SET_COOKIE, v);
+                }
+            }
+        }
+        (StatusCode::CREATED, headers, Json(body)).into_response()
+    }
 }
 
 /// The strength a factor proves.

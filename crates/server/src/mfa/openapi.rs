@@ -92,10 +92,12 @@ pub fn extend(doc: &mut Value, prefix: &str) {
             format!("{api}/account/step-up"),
             "post",
             post(
-                "Prove a factor for one action: a single-use step-up token",
+                "Prove a factor for one action: a single-use step-up token; the session's access token is \
+                 rotated (R43: `access_token` in the body for API sessions, a new `__Host-gh_at` cookie for \
+                 browsers; the old one gets 401)",
                 "StepUpRequest",
                 201,
-                "Step-up token",
+                "Step-up token and the session's new access token",
                 true,
             ),
         ),

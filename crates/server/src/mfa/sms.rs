@@ -1,7 +1,8 @@
 //! SMS as a last resort: a pluggable sender (an HTTP webhook to the operator's SMS provider or
 //! relay: `POST {"to", "text"}` as JSON) and codes that are 6 digits, expire within 10 minutes,
 //! are single use, bound to the pending login that asked, stored only as a keyed hash, and
-//! replaced by a resend (R38). SMS is never accepted for step-up (R39).
+//! replaced by a resend (R38). SMS is never accepted for step-up (R39), and a number is used
+//! only after the code sent to it when it was set was confirmed (R39: validated numbers only).
 
 use std::time::Duration;
 
@@ -27,6 +28,19 @@ pub fn code_hash(state: &AppState, binding: &str, code: &str) -> TokenHash {
         out.copy_from_slice(&mac.finalize().into_bytes());
     }
     TokenHash::from_bytes(out)
+}
+
+/// The stored form of the code that confirms a number being set for `user` (R39): keyed like
+/// [`code_hash`], bound to the account and to this purpose, so a sign-in code never confirms a
+/// number and the reverse.
+pub fn confirmation_hash(state: &AppState, user: gatehouse_core::ids::UserId, code: &str) -> TokenHash {
+    code_hash(state, &format!("number confirmation\0{user}"), code)
+}
+
+/// The last two digits of a number, for answers (`…67`).
+pub fn masked(phone: &str) -> String {
+    let tail: String = phone.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
 }
 
 /// A new 6-digit code from the injected RNG.

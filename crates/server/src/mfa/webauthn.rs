@@ -2,12 +2,18 @@
 //! in the database (single use, 300 s, any instance can finish it), assertion checks with user
 //! verification always required, and sign-counter regressions flagged as suspected clones.
 //!
-//! Every credential is registered through webauthn-rs's passkey ceremony, which requires user
+//! Every credential is registered with the options of webauthn-rs's passkey ceremony, which requires user
 //! verification (R35): a "security key" is a non-discoverable credential used as a second
 //! factor after the password, a "passkey" a discoverable one that can also sign in without a
 //! password. For step-up the challenge commits to the action and the binding:
 //! `challenge = SHA-256("gatehouse step-up v1" ‖ random 32 bytes ‖ action ‖ binding)`, so the
 //! authenticator's signature covers exactly what is being approved.
+//!
+//! The user handle (R33) is 64 random bytes per account, stored at its first registration and
+//! carrying no PII. webauthn-rs's passkey API takes a 16-byte UUID, so registration is built
+//! with webauthn-rs-core (the same version and the same options as
+//! `Webauthn::start_passkey_registration`); authentication stays on webauthn-rs. Credentials
+//! registered before carry the older HMAC-derived UUID handle, still accepted at sign-in.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,8 +27,13 @@ use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    Passkey, PasskeyAuthentication, PublicKeyCredential, RequestChallengeResponse, Url, Uuid, Webauthn,
-    WebauthnBuilder, WebauthnError,
+    CreationChallengeResponse, Passkey, PasskeyAuthentication, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
+};
+use webauthn_rs_core::WebauthnCore;
+use webauthn_rs_core::proto::{
+    AttestationConveyancePreference, COSEAlgorithm, CredProtect, CredentialID, CredentialProtectionPolicy,
+    RegistrationState, RequestRegistrationExtensions, UserVerificationPolicy,
 };
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -36,8 +47,11 @@ pub const CEREMONY_SECS: i64 = 300;
 /// Longest credential id accepted (R32).
 pub const MAX_CRED_ID_BYTES: usize = 1023;
 
-/// The relying party, from `[mfa.webauthn]` and `server.public_origin` (never from a request, R34).
-pub fn relying_party(state: &AppState) -> ApiResult<Webauthn> {
+/// Length of a user handle (R33: 64 random bytes, the most WebAuthn allows).
+pub const USER_HANDLE_BYTES: usize = 64;
+
+/// The relying party's id and origins, from configuration only.
+fn rp_settings(state: &AppState) -> ApiResult<(String, Url, Vec<String>)> {
     let cfg = &state.config.mfa.webauthn;
     let origins: Vec<String> =
         if cfg.origins.is_empty() { vec![state.config.server.public_origin.clone()] } else { cfg.origins.clone() };
@@ -45,6 +59,109 @@ pub fn relying_party(state: &AppState) -> ApiResult<Webauthn> {
         origins.first().and_then(|o| Url::parse(o).ok()).ok_or_else(|| ApiError::internal("webauthn", "origin"))?;
     let rp_id =
         if cfg.rp_id.is_empty() { first.host_str().unwrap_or("localhost").to_owned() } else { cfg.rp_id.clone() };
+    Ok((rp_id, first, origins))
+}
+
+/// The relying party for registrations: webauthn-rs-core with exactly the settings
+/// [`relying_party`] gives webauthn-rs (its builder does the same), because only the core
+/// accepts a 64-byte user handle.
+fn registration_party(state: &AppState) -> ApiResult<WebauthnCore> {
+    let cfg = &state.config.mfa.webauthn;
+    let (rp_id, _, origins) = rp_settings(state)?;
+    let origins: Vec<Url> = origins.iter().filter_map(|o| Url::parse(o).ok()).collect();
+    Ok(WebauthnCore::new_unsafe_experts_only(
+        &cfg.rp_name,
+        &rp_id,
+        origins,
+        std::time::Duration::from_secs(CEREMONY_SECS as u64),
+        Some(false),
+        Some(cfg.danger_allow_any_port),
+    ))
+}
+
+/// Starts a registration for `handle` with the options of webauthn-rs's passkey registration
+/// (user verification required, credProtect UV-required, no attestation, secure algorithms).
+pub fn start_registration(
+    state: &AppState,
+    handle: &[u8],
+    name: &str,
+    exclude: Vec<CredentialID>,
+) -> ApiResult<(CreationChallengeResponse, RegistrationState)> {
+    let core = registration_party(state)?;
+    let extensions = RequestRegistrationExtensions {
+        cred_protect: Some(CredProtect {
+            credential_protection_policy: CredentialProtectionPolicy::UserVerificationRequired,
+            enforce_credential_protection_policy: Some(false),
+        }),
+        uvm: Some(true),
+        cred_props: Some(true),
+        min_pin_length: None,
+        hmac_create_secret: None,
+    };
+    let builder = core
+        .new_challenge_register_builder(handle, name, name)
+        .map_err(|e| ApiError::internal("webauthn", e))?
+        .attestation(AttestationConveyancePreference::None)
+        .credential_algorithms(COSEAlgorithm::secure_algs())
+        .require_resident_key(false)
+        .authenticator_attachment(None)
+        .user_verification_policy(UserVerificationPolicy::Required)
+        .reject_synchronised_authenticators(false)
+        .exclude_credentials(Some(exclude))
+        .hints(None)
+        .extensions(Some(extensions));
+    core.generate_challenge_register(builder).map_err(|e| ApiError::internal("webauthn", e))
+}
+
+/// Finishes a registration started by [`start_registration`] (or, for a ceremony begun before
+/// R33, by webauthn-rs: its state is `{"rs": …}`), giving the credential as a webauthn-rs
+/// passkey, as stored.
+pub fn finish_registration(
+    state: &AppState,
+    stored: &str,
+    credential: &RegisterPublicKeyCredential,
+) -> ApiResult<Result<Passkey, WebauthnError>> {
+    let v: Value = serde_json::from_str(stored).map_err(|e| ApiError::internal("webauthn state", e))?;
+    let v = v.get("rs").cloned().unwrap_or(v);
+    let rs: RegistrationState = serde_json::from_value(v).map_err(|e| ApiError::internal("webauthn state", e))?;
+    let core = registration_party(state)?;
+    Ok(match core.register_credential(credential, &rs, None) {
+        // A webauthn-rs passkey is its core credential under `cred` (what
+        // `Webauthn::finish_passkey_registration` returns for the same input).
+        Ok(cred) => Ok(serde_json::from_value(serde_json::json!({ "cred": cred }))
+            .map_err(|e| ApiError::internal("webauthn credential", e))?),
+        Err(e) => Err(e),
+    })
+}
+
+/// The account's user handle (R33): 64 random bytes made at its first registration.
+pub async fn account_handle(state: &AppState, user: UserId) -> ApiResult<Vec<u8>> {
+    let fresh = gatehouse_core::rng::random_bytes::<USER_HANDLE_BYTES>(state.rng.as_ref());
+    Ok(state.store.webauthn_user_handle(user, &fresh, state.clock.now()).await?)
+}
+
+/// Whether a handle presented at passkey sign-in belongs to `user`: its 64-byte handle, or the
+/// 16-byte one of credentials registered before R33. Compared in constant time.
+pub async fn is_users_handle(state: &AppState, user: UserId, presented: &[u8]) -> ApiResult<bool> {
+    let legacy = legacy_user_handle(state, user);
+    if presented.len() == legacy.as_bytes().len() {
+        return Ok(handle_matches(presented, legacy.as_bytes(), &[]));
+    }
+    let current = account_handle(state, user).await?;
+    Ok(handle_matches(presented, legacy.as_bytes(), &current))
+}
+
+/// `presented` is the legacy 16-byte handle or the current 64-byte one (constant time; an
+/// empty handle never matches).
+fn handle_matches(presented: &[u8], legacy: &[u8], current: &[u8]) -> bool {
+    use gatehouse_core::secret::ct_eq_bytes;
+    !presented.is_empty() && (ct_eq_bytes(presented, legacy) || ct_eq_bytes(presented, current))
+}
+
+/// The relying party, from `[mfa.webauthn]` and `server.public_origin` (never from a request, R34).
+pub fn relying_party(state: &AppState) -> ApiResult<Webauthn> {
+    let cfg = &state.config.mfa.webauthn;
+    let (rp_id, first, origins) = rp_settings(state)?;
     let mut b = WebauthnBuilder::new(&rp_id, &first)
         .map_err(|e| ApiError::internal("webauthn", e))?
         .rp_name(&cfg.rp_name)
@@ -58,9 +175,9 @@ pub fn relying_party(state: &AppState) -> ApiResult<Webauthn> {
     b.build().map_err(|e| ApiError::internal("webauthn", e))
 }
 
-/// The opaque WebAuthn user handle of a user: a UUID from an HMAC under a server secret, so
-/// it carries neither the email nor the user id (R33) and is the same on every instance.
-pub fn user_handle(state: &AppState, user: UserId) -> Uuid {
+/// The user handle given to credentials registered before R33: a UUID from an HMAC under a
+/// server secret (no PII, the same on every instance). Still accepted at passkey sign-in.
+pub fn legacy_user_handle(state: &AppState, user: UserId) -> Uuid {
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(state.refresh_key.expose()).unwrap_or_else(|_| {
         <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&[0u8; 32]).unwrap_or_else(|_| unreachable_mac())
     });
@@ -239,4 +356,20 @@ async fn flag(state: &AppState, account: &Account, client: &ClientCtx, id: &str)
     state.store.flag_webauthn_credential(id, state.clock.now(), SideEffects::event(e).mail(m)).await?;
     state.wake_mailer();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handle_matches;
+
+    #[test]
+    fn old_and_new_user_handles_are_accepted_nothing_else() {
+        let legacy = [7u8; 16];
+        let current = [9u8; 64];
+        assert!(handle_matches(&legacy, &legacy, &current), "credentials registered before R33");
+        assert!(handle_matches(&current, &legacy, &current), "64-byte handle (R33)");
+        assert!(!handle_matches(&[9u8; 63], &legacy, &current));
+        assert!(!handle_matches(&[8u8; 64], &legacy, &current));
+        assert!(!handle_matches(&[], &[], &[]), "an empty handle never matches");
+    }
 }

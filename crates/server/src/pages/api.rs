@@ -2,9 +2,16 @@
 //!
 //! Pages never duplicate a rule: they build the API's own request body (through serde, so the
 //! same `deny_unknown_fields` schema and size limits apply), call the handler, and render the
-//! JSON it answered. Set-Cookie headers (login, refresh, logout) are passed through.
+//! JSON it answered. Set-Cookie headers (login, refresh, logout) are passed through; those of
+//! an answer read in the middle of a page's work (the step-up behind a sensitive form rotates
+//! the access cookie, R43) are kept with [`keep_cookies`] and added to whatever the page
+//! answers in the end by the [`carry_cookies`] middleware.
 
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -68,4 +75,33 @@ pub fn strings(v: &Value, key: &str) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         .unwrap_or_default()
+}
+
+tokio::task_local! {
+    /// Set-Cookie headers kept during one page request.
+    static KEPT: Arc<Mutex<HeaderMap>>;
+}
+
+/// Keeps the `Set-Cookie` headers of an answer for the page's final response (the page may
+/// answer a redirect or a form with an error after it: the browser must get them either way).
+pub fn keep_cookies(cookies: &HeaderMap) {
+    let _ = KEPT.try_with(|kept| {
+        if let Ok(mut k) = kept.lock() {
+            for v in cookies.get_all(header::SET_COOKIE) {
+                k.append(header::SET_COOKIE, v.clone());
+            }
+        }
+    });
+}
+
+/// Middleware of the page routes: adds the cookies kept by [`keep_cookies`] to the response.
+pub async fn carry_cookies(req: Request, next: Next) -> Response {
+    let kept = Arc::new(Mutex::new(HeaderMap::new()));
+    let mut resp = KEPT.scope(kept.clone(), next.run(req)).await;
+    if let Ok(k) = kept.lock() {
+        for v in k.get_all(header::SET_COOKIE) {
+            resp.headers_mut().append(header::SET_COOKIE, v.clone());
+        }
+    }
+    resp
 }

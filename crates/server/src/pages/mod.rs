@@ -86,6 +86,7 @@ pub fn router() -> Router<AppState> {
         .route("/_gh/official", get(phishing::official))
         .route("/_gh/check-url", get(phishing::check_url))
         .merge(admin::router()) // admin console (feat/admin)
+        .layer(axum::middleware::from_fn(api::carry_cookies))
 }
 
 /// What every page's layout needs: the title, who is signed in, and a one-line notice.

@@ -82,6 +82,8 @@ pub async fn fields(state: &AppState, who: &Signed, action: SensitiveAction, for
     let a =
         super::api::answer(crate::routes::mfa::step_up(axum::extract::State(state.clone()), who.0.clone(), b).await)
             .await?;
+    // The step-up rotated the access cookie (R43): the page's answer must carry the new one.
+    super::api::keep_cookies(&a.cookies);
     Ok(json!({ "password": form.password, "step_up_token": super::api::text(&a.body, "step_up_token") }))
 }
 

@@ -420,10 +420,16 @@ pub async fn step_up(
     }
     let code =
         req.code.as_deref().ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest).message("code is required"))?;
-    let factor = mfa::verify_code(&state, &auth.account, &auth.client, req.method, code, "step_up").await?;
+    let factor = if req.method == Method::Totp { "totp" } else { "backup_code" };
     let strength = mfa::strength_of(factor);
     let needed = state.config.mfa.step_up.needed(req.action, auth.account.high_value);
-    if strength < needed {
+    let binding_hex = binding.map(hex::encode).unwrap_or_default();
+    // Strong enough: the code's use, the token, the session proof and the rotated access token
+    // (R43) commit as one write. Too weak: the code is still checked (and used), then refused.
+    let mint =
+        (strength >= needed).then(|| mfa::StepUpMint::new(&state, &auth, req.action, &binding_hex, factor, strength));
+    mfa::verify_code_then(&state, &auth.account, &auth.client, req.method, code, "step_up", mint.as_ref()).await?;
+    let Some(mint) = mint else {
         // The code was right (and is now used), but it is not enough for this action: say so
         // rather than hand out a token `require` would refuse.
         let e = auth
@@ -437,28 +443,6 @@ pub async fn step_up(
             ErrorCode::StepUpRequired
         })
         .details(json!({ "action": req.action.as_str(), "strength": needed.as_str() })));
-    }
-    let binding_hex = binding.map(hex::encode).unwrap_or_default();
-    let (token, expires_at) = mfa::mint_step_up(
-        &state,
-        &auth.account,
-        auth.session.id,
-        &auth.client,
-        req.action,
-        &binding_hex,
-        factor,
-        strength,
-    )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "step_up_token": token.expose(),
-            "action": req.action.as_str(),
-            "strength": strength.as_str(),
-            "factor": factor,
-            "expires_in": expires_at.since(state.clock.now()).as_secs_ceil(),
-        })),
-    )
-        .into_response())
+    };
+    Ok(mint.response(&state, json!({ "action": req.action.as_str(), "strength": strength.as_str(), "factor": factor })))
 }

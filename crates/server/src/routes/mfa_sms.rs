@@ -1,5 +1,9 @@
 //! SMS as a last-resort login factor: set or remove the number, send a code for a pending
 //! login, finish the login with it. Labelled weaker everywhere; refused for step-up (R39).
+//!
+//! A number is validated before it is used (R39): setting or changing it sends a code to it,
+//! and only `…/sms/confirm` with that code makes it the account's SMS number. Until then SMS
+//! is not offered for it (a number confirmed earlier stays in use until the new one is).
 
 use axum::Json;
 use axum::extract::State;
@@ -7,7 +11,7 @@ use axum::response::Response;
 use gatehouse_core::account::Account;
 use gatehouse_core::audit::{EventKind, Outcome};
 use gatehouse_core::clock::Span;
-use gatehouse_core::mfa::store::{MfaToken, MfaTokenMatch, MfaTokenPurpose, sms_number_aad};
+use gatehouse_core::mfa::store::{MfaToken, MfaTokenMatch, MfaTokenPurpose, PendingSmsNumber, sms_number_aad};
 use gatehouse_core::secret::Token;
 use gatehouse_core::stepup::SensitiveAction;
 use gatehouse_core::store::SideEffects;
@@ -24,6 +28,9 @@ use crate::stepup::{StepUpInput, require, require_for_enrolment};
 /// SMS codes one pending login may ask for.
 const MAX_SENDS: u64 = 3;
 
+/// Confirmation codes one account may have sent to numbers being set, per hour (SMS pumping).
+const MAX_NUMBER_CODES: u32 = 3;
+
 /// `POST /_gh/api/v1/account/factors/sms`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +43,9 @@ pub struct SetNumber {
     step_up_token: Option<String>,
 }
 
-/// Sets the SMS number (sealed at rest). First factor: the password; otherwise step-up.
+/// Sets or changes the SMS number (sealed at rest): sends a confirmation code to it; the number
+/// is used only once `…/sms/confirm` is called with that code (R39). First factor: the
+/// password; otherwise step-up `change_factors`.
 pub async fn set_number(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -55,20 +64,75 @@ pub async fn set_number(
         .keyring
         .seal(req.phone.as_bytes(), &sms_number_aad(&auth.account.id), state.rng.as_ref())
         .map_err(|e| ApiError::internal("sms seal", e))?;
-    let e = auth.event(EventKind::SmsNumberSet, Outcome::Success);
-    state
-        .store
-        .set_sms_number(
-            auth.account.id,
-            &sealed,
-            state.clock.now(),
-            SideEffects::event(e).hold(
-                auth.account.id,
-                crate::friction::factor_change_hold_until(&state),
-                "factor_change",
-            ),
-        )
-        .await?;
+    let now = state.clock.now();
+    let ttl = state.config.mfa.sms.code_ttl_secs;
+    let code = sms::new_code(&state);
+    let pending = PendingSmsNumber {
+        user_id: auth.account.id,
+        phone_sealed: sealed,
+        code_hash: sms::confirmation_hash(&state, auth.account.id, &code),
+        created_at: now,
+        expires_at: now.plus(Span::secs(ttl)),
+        max_sends: MAX_NUMBER_CODES,
+        window_start_after: now.minus(Span::secs(3600)),
+    };
+    let e = auth.event(EventKind::SmsCodeSent, Outcome::Success).with("flow", "number_confirmation");
+    if !state.store.begin_sms_number(&pending, SideEffects::event(e)).await? {
+        return Err(ApiError::new(ErrorCode::RateLimited)
+            .message("Too many confirmation codes were sent; try again later.")
+            .retry_after(3600));
+    }
+    let text = format!(
+        "{code} is your {} code to confirm this number. It expires in {} minutes. Never share it.",
+        state.config.mfa.issuer,
+        ttl / 60
+    );
+    sms::send(&state, &req.phone, &text).await?;
+    Ok(Json(json!({
+        "status": "pending_confirmation",
+        "to": sms::masked(&req.phone),
+        "expires_in": ttl,
+        "weaker": true,
+        "notice": "Enter the code we sent to this number to start using it. SMS is the weakest factor (SIM swap, interception). It can finish a sign-in only; add an authenticator app or a security key for everything else.",
+    })))
+}
+
+/// `POST /_gh/api/v1/account/factors/sms/confirm`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmNumber {
+    /// The code sent to the number being set.
+    code: String,
+}
+
+/// Confirms the number being set with the code sent to it: from now on it can finish a
+/// sign-in. Wrong codes count toward the account's login throttle, like every factor.
+pub async fn confirm_number(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<ConfirmNumber>,
+) -> ApiResult<Json<Value>> {
+    if state.config.mfa.sms.webhook_url.is_empty() {
+        return Err(ApiError::new(ErrorCode::FactorNotAllowed).message("SMS is not enabled on this deployment."));
+    }
+    crate::friction::ensure_settings_unlocked(&state, &auth, "second_factors").await?; // friction (issue 5)
+    if !mfa::throttle_gate(&state, &auth.account, &auth.client).await? {
+        return Err(ApiError::new(ErrorCode::InvalidCode));
+    }
+    let well_formed = req.code.len() == 6 && req.code.bytes().all(|b| b.is_ascii_digit());
+    let now = state.clock.now();
+    let fx = SideEffects::event(auth.event(EventKind::SmsNumberSet, Outcome::Success).with("confirmed", true)).hold(
+        auth.account.id,
+        crate::friction::factor_change_hold_until(&state),
+        "factor_change",
+    );
+    let hash = sms::confirmation_hash(&state, auth.account.id, &req.code);
+    if !well_formed || !state.store.confirm_sms_number(auth.account.id, hash, now, fx).await? {
+        let e = auth.event(EventKind::SmsCodeFailed, Outcome::Failure).with("flow", "number_confirmation");
+        mfa::count_failure(&state, &auth.account, &auth.client, e).await?;
+        return Err(ApiError::new(ErrorCode::InvalidCode)
+            .message("Wrong or expired code. Set the number again to get a new one."));
+    }
     Ok(Json(json!({
         "status": "enabled",
         "weaker": true,
@@ -168,8 +232,7 @@ pub async fn send(
         ttl / 60
     );
     sms::send(&state, &phone, &text).await?;
-    let masked: String = phone.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
-    Ok(Json(json!({ "status": "sent", "to": format!("…{masked}"), "expires_in": ttl, "weaker": true })))
+    Ok(Json(json!({ "status": "sent", "to": sms::masked(&phone), "expires_in": ttl, "weaker": true })))
 }
 
 /// Finishes a login with an SMS code bound to `pending`.

@@ -8,24 +8,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::audit::{EventKind, Outcome};
 use gatehouse_core::clock::Span;
-use gatehouse_core::mfa::store::{CeremonyRow, MfaTokenPurpose, WebAuthnCredentialRow};
+use gatehouse_core::mfa::store::{CeremonyRow, FactorUse, MfaTokenPurpose, WebAuthnCredentialRow};
 use gatehouse_core::secret::Token;
 use gatehouse_core::session::SessionKind;
 use gatehouse_core::stepup::{FactorStrength, SensitiveAction};
 use gatehouse_core::store::{SideEffects, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use webauthn_rs::prelude::{
-    DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
-};
+use webauthn_rs::prelude::{DiscoverableAuthentication, Passkey, PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::mfa::{finish_login, parse_binding};
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::{ApiJson, ClientCtx};
 use crate::mfa::webauthn::{
-    CEREMONY_SECS, MAX_CRED_ID_BYTES, cred_id_text, finish_assertion, passkeys_of, relying_party, start_assertion,
-    take, user_handle,
+    CEREMONY_SECS, MAX_CRED_ID_BYTES, cred_id_text, finish_assertion, passkeys_of, relying_party, start_assertion, take,
 };
 use crate::mfa::{self, event_for, mail};
 use crate::state::AppState;
@@ -68,12 +65,9 @@ pub async fn register_start(
         return Err(ApiError::new(ErrorCode::FactorExists).message("At most 10 security keys."));
     }
     let exclude: Vec<_> = passkeys_of(&state, auth.account.id).await?.iter().map(|p| p.cred_id().clone()).collect();
-    let wa = relying_party(&state)?;
-    let handle = user_handle(&state, auth.account.id);
-    let email = auth.account.email.as_str();
-    let (ccr, reg) = wa
-        .start_passkey_registration(handle, email, email, Some(exclude))
-        .map_err(|e| ApiError::internal("webauthn", e))?;
+    // R33: 64 random bytes per account, no PII (the email is only the display name).
+    let handle = crate::mfa::webauthn::account_handle(&state, auth.account.id).await?;
+    let (ccr, reg) = crate::mfa::webauthn::start_registration(&state, &handle, auth.account.email.as_str(), exclude)?;
     let mut options = serde_json::to_value(&ccr).map_err(|e| ApiError::internal("webauthn", e))?;
     if kind == "passkey"
         && let Some(sel) = options.get_mut("publicKey").and_then(|p| p.get_mut("authenticatorSelection"))
@@ -117,9 +111,7 @@ pub async fn register_finish(
     if detail["session"].as_str() != Some(auth.session.id.to_string().as_str()) {
         return Err(ApiError::new(ErrorCode::CeremonyInvalid));
     }
-    let reg: PasskeyRegistration = serde_json::from_str(&c.state).map_err(|e| ApiError::internal("webauthn", e))?;
-    let wa = relying_party(&state)?;
-    let pk = match wa.finish_passkey_registration(&req.credential, &reg) {
+    let pk = match crate::mfa::webauthn::finish_registration(&state, &c.state, &req.credential)? {
         Ok(pk) => pk,
         Err(e) => {
             let ev = auth
@@ -337,10 +329,10 @@ pub async fn passkey_finish(
     let st: DiscoverableAuthentication =
         serde_json::from_str(&c.state).map_err(|e| ApiError::internal("webauthn", e))?;
     let wa = relying_party(&state)?;
-    let (handle, cred_id) = wa
-        .identify_discoverable_authentication(&req.credential)
-        .map_err(|_| ApiError::new(ErrorCode::WebAuthnFailed))?;
-    let id = cred_id_text(cred_id);
+    // Not `identify_discoverable_authentication`: it reads the handle as a 16-byte UUID, and
+    // handles are 64 bytes now (R33).
+    let handle = req.credential.get_user_unique_id().ok_or_else(|| ApiError::new(ErrorCode::WebAuthnFailed))?;
+    let id = cred_id_text(req.credential.get_credential_id());
     let row =
         state.store.find_webauthn_credential(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::WebAuthnFailed))?;
     let account = state
@@ -349,7 +341,7 @@ pub async fn passkey_finish(
         .await?
         .filter(|a| a.can_sign_in() && a.email_verified_at.is_some())
         .ok_or_else(|| ApiError::new(ErrorCode::WebAuthnFailed))?;
-    if handle != user_handle(&state, account.id) {
+    if !crate::mfa::webauthn::is_users_handle(&state, account.id, handle).await? {
         return Err(ApiError::new(ErrorCode::WebAuthnFailed));
     }
     if row.flagged_at.is_some() {
@@ -447,18 +439,10 @@ pub async fn step_up_finish(
     }
     finish_assertion(&state, &auth.account, &auth.client, &c, &req.credential, "step_up").await?;
     let strength = FactorStrength::PhishingResistant;
-    let (token, expires_at) =
-        mfa::mint_step_up(&state, &auth.account, auth.session.id, &auth.client, action, &binding, "webauthn", strength)
-            .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "step_up_token": token.expose(),
-            "action": action.as_str(),
-            "strength": strength.as_str(),
-            "factor": "webauthn",
-            "expires_in": expires_at.since(state.clock.now()).as_secs_ceil(),
-        })),
-    )
-        .into_response())
+    // The token, the session proof and the rotated access token (R43) commit as one write.
+    let mint = mfa::StepUpMint::new(&state, &auth, action, &binding, "webauthn", strength);
+    if !mint.commit(&state, FactorUse::Nothing, SideEffects::default()).await? {
+        return Err(ApiError::internal("webauthn step-up", "grant refused without a factor use"));
+    }
+    Ok(mint.response(&state, json!({ "action": action.as_str(), "strength": strength.as_str(), "factor": "webauthn" })))
 }

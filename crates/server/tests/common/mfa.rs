@@ -1,5 +1,6 @@
 //! Second-factor helpers for end-to-end tests: enrol TOTP for a test account, compute codes
-//! at the server's clock (never reusing a step), and fetch step-up tokens.
+//! at the server's clock (never reusing a step), and fetch step-up tokens (adopting the access
+//! token each step-up rotates, R43).
 
 use std::sync::Mutex;
 
@@ -89,20 +90,22 @@ impl Mfa {
         }
     }
 
-    /// A step-up token for `action` (optionally bound to a 32-byte hex value).
-    pub async fn step_up_bound(&self, srv: &Server, dev: &Device, action: &str, binding: Option<&str>) -> String {
+    /// A step-up token for `action` (optionally bound to a 32-byte hex value); `dev` adopts
+    /// the session's rotated access token (R43).
+    pub async fn step_up_bound(&self, srv: &Server, dev: &mut Device, action: &str, binding: Option<&str>) -> String {
         let (method, code) = self.fresh(srv).await;
         let mut body = json!({ "action": action, "method": method, "code": code });
         if let Some(b) = binding {
             body["binding"] = json!(b);
         }
-        let (s, v) = dev.post(&srv.api("/account/step-up"), body).await;
+        let (s, v) = dev.step_up_post(&srv.api("/account/step-up"), body).await;
         assert_eq!(s, 201, "step-up for {action}: {v}");
+        assert!(v["access_token"].is_string(), "a step-up rotates the access token (R43): {v}");
         v["step_up_token"].as_str().unwrap().to_owned()
     }
 
-    /// A step-up token for `action`.
-    pub async fn step_up(&self, srv: &Server, dev: &Device, action: &str) -> String {
+    /// A step-up token for `action`; `dev` adopts the rotated access token.
+    pub async fn step_up(&self, srv: &Server, dev: &mut Device, action: &str) -> String {
         self.step_up_bound(srv, dev, action, None).await
     }
 

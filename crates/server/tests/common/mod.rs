@@ -331,6 +331,21 @@ impl Device {
         self.req(reqwest::Method::DELETE, url).send().await.unwrap().status().as_u16()
     }
 
+    /// Adopts the access token a step-up answered (R43: a step-up rotates the session's
+    /// token; the old one gets 401 from then on).
+    pub fn adopt(&mut self, answer: &Value) {
+        if let Some(a) = answer["access_token"].as_str() {
+            self.access = Some(a.to_owned());
+        }
+    }
+
+    /// Posts a step-up (`/account/step-up` or the WebAuthn finish) and adopts the new token.
+    pub async fn step_up_post(&mut self, url: &str, body: Value) -> (u16, Value) {
+        let (s, v) = self.post(url, body).await;
+        self.adopt(&v);
+        (s, v)
+    }
+
     /// Signs in as an API client and keeps the tokens.
     pub async fn login(&mut self, srv: &Server, email: &str, password: &str) -> (u16, Value) {
         let saved = self.access.take();

@@ -6,7 +6,8 @@ use gatehouse_core::clock::Timestamp;
 use gatehouse_core::ids::{SessionId, UserId};
 use gatehouse_core::mfa::StoredBackupCode;
 use gatehouse_core::mfa::store::{
-    BackupCodeRow, CeremonyRow, MfaStore, MfaToken, MfaTokenMatch, MfaTokenPurpose, TotpFactor, WebAuthnCredentialRow,
+    BackupCodeRow, CeremonyRow, FactorUse, MfaStore, MfaToken, MfaTokenMatch, MfaTokenPurpose, PendingSmsNumber,
+    StepUpGrant, TotpFactor, WebAuthnCredentialRow,
 };
 use gatehouse_core::secret::TokenHash;
 use gatehouse_core::store::{SideEffects, StoreError, StoreResult};
@@ -257,16 +258,7 @@ impl MfaStore for SqlStore {
         fx: SideEffects,
     ) -> StoreResult<bool> {
         let mut w = self.begin().await?;
-        let r = sqlx::query(
-            "UPDATE mfa_backup_codes SET used_at = $1 WHERE user_id = $2 AND position = $3 AND used_at IS NULL",
-        )
-        .bind(now.as_millis())
-        .bind(user.to_string())
-        .bind(i64::from(position))
-        .execute(&mut *w.tx)
-        .await
-        .map_err(map_err)?;
-        if r.rows_affected() == 0 {
+        if !consume_code(&mut w.tx, &user.to_string(), position, now.as_millis()).await? {
             return Ok(false);
         }
         self.finish(w, fx).await?;
@@ -342,18 +334,7 @@ impl MfaStore for SqlStore {
         self.grouped(
             Box::new(move |mut tx| {
                 Box::pin(async move {
-                    let r = sqlx::query(
-                        "INSERT INTO mfa_session_proofs (session_id, user_id, strength, verified_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (session_id) DO UPDATE SET strength = excluded.strength, verified_at = excluded.verified_at",
-                    )
-                    .bind(session)
-                    .bind(user)
-                    .bind(strength)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map(|_| true)
-                    .map_err(map_err);
+                    let r = note_proof(&mut tx, session, user, strength, at).await.map(|()| true);
                     (tx, r)
                 })
             }),
@@ -363,6 +344,24 @@ impl MfaStore for SqlStore {
         .map(|_| ())
     }
 
+    async fn grant_step_up(&self, grant: &StepUpGrant, fx: SideEffects) -> StoreResult<bool> {
+        let g = grant.clone();
+        let session = g.token.session_id.ok_or_else(|| StoreError::Other("step-up token without a session".into()))?;
+        // Group commit (ADR 0013): the factor use, the token, the proof, the rotated access
+        // token and `fx` commit together in the next batch, or — the factor already used —
+        // none of them does. The answer waits for that commit.
+        self.grouped(
+            Box::new(move |mut tx| {
+                Box::pin(async move {
+                    let r = write_grant(&mut tx, &g, session).await;
+                    (tx, r)
+                })
+            }),
+            fx,
+        )
+        .await
+    }
+
     async fn session_proof(&self, session: SessionId) -> StoreResult<Option<(String, Timestamp)>> {
         let row = sqlx::query("SELECT strength, verified_at FROM mfa_session_proofs WHERE session_id = $1")
             .bind(session.to_string())
@@ -370,6 +369,28 @@ impl MfaStore for SqlStore {
             .await
             .map_err(map_err)?;
         row.map(|r| Ok((text(&r, "strength")?, ts(&r, "verified_at")?))).transpose()
+    }
+
+    async fn webauthn_user_handle(&self, user: UserId, fresh: &[u8], now: Timestamp) -> StoreResult<Vec<u8>> {
+        let mut w = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO webauthn_user_handles (user_id, handle, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user.to_string())
+        .bind(fresh.to_vec())
+        .bind(now.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        let row = sqlx::query("SELECT handle FROM webauthn_user_handles WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_one(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let handle = blob(&row, "handle")?;
+        w.tx.commit().await.map_err(map_err)?;
+        Ok(handle)
     }
 
     async fn create_webauthn_credential(&self, c: &WebAuthnCredentialRow, fx: SideEffects) -> StoreResult<()> {
@@ -463,19 +484,82 @@ impl MfaStore for SqlStore {
         Ok(true)
     }
 
-    async fn set_sms_number(&self, user: UserId, sealed: &[u8], now: Timestamp, fx: SideEffects) -> StoreResult<()> {
+    async fn begin_sms_number(&self, p: &PendingSmsNumber, fx: SideEffects) -> StoreResult<bool> {
         let mut w = self.begin().await?;
+        let user = p.user_id.to_string();
+        // The portable `SELECT … FOR UPDATE`: concurrent sets for one account count in turn.
+        sqlx::query("UPDATE mfa_sms_pending SET sends = sends WHERE user_id = $1")
+            .bind(user.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let row = sqlx::query("SELECT sends, window_start FROM mfa_sms_pending WHERE user_id = $1")
+            .bind(user.clone())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        let (sends, window_start) = match row {
+            Some(r) if i64_col(&r, "window_start")? > p.window_start_after.as_millis() => {
+                (i64_col(&r, "sends")? + 1, i64_col(&r, "window_start")?)
+            }
+            _ => (1, p.created_at.as_millis()),
+        };
+        if sends > i64::from(p.max_sends) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO mfa_sms_pending (user_id, phone_sealed, code_hash, sends, window_start, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET phone_sealed = excluded.phone_sealed, \
+             code_hash = excluded.code_hash, sends = excluded.sends, window_start = excluded.window_start, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(user)
+        .bind(p.phone_sealed.clone())
+        .bind(p.code_hash.as_bytes().to_vec())
+        .bind(sends)
+        .bind(window_start)
+        .bind(p.created_at.as_millis())
+        .bind(p.expires_at.as_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        self.finish(w, fx).await?;
+        Ok(true)
+    }
+
+    async fn confirm_sms_number(
+        &self,
+        user: UserId,
+        code_hash: TokenHash,
+        now: Timestamp,
+        fx: SideEffects,
+    ) -> StoreResult<bool> {
+        let mut w = self.begin().await?;
+        // One conditional UPDATE … RETURNING: a code confirms its number once, on any instance.
+        // The row stays (expired) so that its send count still limits the next codes.
+        let row = sqlx::query(
+            "UPDATE mfa_sms_pending SET expires_at = 0 WHERE user_id = $1 AND code_hash = $2 AND expires_at > $3 \
+             RETURNING phone_sealed",
+        )
+        .bind(user.to_string())
+        .bind(code_hash.as_bytes().to_vec())
+        .bind(now.as_millis())
+        .fetch_optional(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(false) };
         sqlx::query(
             "INSERT INTO mfa_sms (user_id, phone_sealed, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id) DO UPDATE SET phone_sealed = excluded.phone_sealed, created_at = excluded.created_at",
         )
         .bind(user.to_string())
-        .bind(sealed.to_vec())
+        .bind(blob(&row, "phone_sealed")?)
         .bind(now.as_millis())
         .execute(&mut *w.tx)
         .await
         .map_err(map_err)?;
-        self.finish(w, fx).await
+        self.finish(w, fx).await?;
+        Ok(true)
     }
 
     async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
@@ -494,7 +578,12 @@ impl MfaStore for SqlStore {
             .execute(&mut *w.tx)
             .await
             .map_err(map_err)?;
-        if r.rows_affected() == 0 {
+        let pending = sqlx::query("DELETE FROM mfa_sms_pending WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() + pending.rows_affected() == 0 {
             return Ok(false);
         }
         self.finish(w, fx).await?;
@@ -640,4 +729,69 @@ async fn insert_token(tx: &mut Tx, t: &MfaToken) -> StoreResult<()> {
         .await
         .map_err(map_err)?;
     Ok(())
+}
+
+/// Marks backup code `position` of `user` used; `Ok(false)` when it already was.
+async fn consume_code(tx: &mut Tx, user: &str, position: u32, now: i64) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE mfa_backup_codes SET used_at = $1 WHERE user_id = $2 AND position = $3 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(user.to_owned())
+    .bind(i64::from(position))
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Remembers that `session` proved `strength` at `at` (the newest proof replaces the last).
+async fn note_proof(tx: &mut Tx, session: String, user: String, strength: String, at: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO mfa_session_proofs (session_id, user_id, strength, verified_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (session_id) DO UPDATE SET strength = excluded.strength, verified_at = excluded.verified_at",
+    )
+    .bind(session)
+    .bind(user)
+    .bind(strength)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// The statements of [`MfaStore::grant_step_up`]; `Ok(false)` (the caller rolls back) when
+/// the factor use is refused.
+async fn write_grant(tx: &mut Tx, g: &StepUpGrant, session: SessionId) -> StoreResult<bool> {
+    let user = g.token.user_id.to_string();
+    let now = g.token.created_at.as_millis();
+    let fresh = match g.used {
+        FactorUse::Nothing => true,
+        FactorUse::TotpStep(step) => consume_step(tx, &user, step_i64(step)?, now).await?,
+        FactorUse::BackupCode(position) => consume_code(tx, &user, position, now).await?,
+    };
+    if !fresh {
+        return Ok(false);
+    }
+    insert_token(tx, &g.token).await?;
+    note_proof(tx, session.to_string(), user, g.token.strength.clone(), now).await?;
+    if let Some(access) = g.access {
+        // R43: the session keeps its id (step-up tokens, bindings and the refresh family hang
+        // on it); only the bearer value changes, and every earlier one stops working.
+        sqlx::query("DELETE FROM access_tokens WHERE session_id = $1")
+            .bind(session.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO access_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(access.hash.as_bytes().to_vec())
+            .bind(session.to_string())
+            .bind(now)
+            .bind(access.expires_at.as_millis())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(true)
 }

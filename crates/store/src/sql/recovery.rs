@@ -112,10 +112,11 @@ pub(crate) async fn cancel_in_tx(
 }
 
 /// Removes the account's second factors inside the approval transaction: TOTP seed and step
-/// history, backup codes, WebAuthn credentials and open ceremonies, SMS number, and every
+/// history, backup codes, WebAuthn credentials and open ceremonies, SMS number (confirmed or
+/// pending), and every
 /// pending-login or step-up token and session proof made with them. Returns the rows deleted.
 async fn reset_second_factors_in_tx(tx: &mut Transaction<'static, Any>, user: UserId) -> StoreResult<u64> {
-    const DELETES: [&str; 8] = [
+    const DELETES: [&str; 9] = [
         "DELETE FROM mfa_totp WHERE user_id = $1",
         "DELETE FROM mfa_totp_steps WHERE user_id = $1",
         "DELETE FROM mfa_backup_codes WHERE user_id = $1",
@@ -124,6 +125,7 @@ async fn reset_second_factors_in_tx(tx: &mut Transaction<'static, Any>, user: Us
         "DELETE FROM webauthn_credentials WHERE user_id = $1",
         "DELETE FROM webauthn_ceremonies WHERE user_id = $1",
         "DELETE FROM mfa_sms WHERE user_id = $1",
+        "DELETE FROM mfa_sms_pending WHERE user_id = $1",
     ];
     let mut n = 0;
     for statement in DELETES {
