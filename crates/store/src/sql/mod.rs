@@ -182,11 +182,6 @@ impl SqlStore {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        // Reads of the main file through a memory map and a larger page cache:
-                        // every commit by another connection resets this one's cache, and
-                        // without the map each page is then read back with a system call.
-                        conn.execute("PRAGMA mmap_size = 268435456").await?;
-                        conn.execute("PRAGMA cache_size = -16384").await?;
                     }
                     Backend::Postgres => {
                         conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {statement_ms}"))).await?;
