@@ -12,40 +12,14 @@
 
 mod common;
 
-use common::browser::{chromium, node_modules};
-
-use std::process::Command;
+use common::browser::run_browser;
 
 use common::softkey::SoftKey;
-use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, workspace};
+use common::{Backend, Device, Server, SmtpSink, register_verified, scratch};
 use serde_json::{Value, json};
 
 const PW: &str = "violet tram harbour 77";
 const HOUR: i64 = 3_600_000;
-
-/// Runs a browser script and returns its `RESULT {json}` line.
-fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {
-    let dir = workspace().join("test-artifacts/screenshots").join(shots);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cmd = Command::new("node");
-    cmd.arg(workspace().join("tests/browser").join(script))
-        .env("GH_BASE_URL", &srv.base)
-        .env("GH_MAIL_FILE", &sink.out)
-        .env("GH_CHROMIUM", chromium())
-        .env("GH_BROWSER_NODE_MODULES", node_modules())
-        .env("GH_SCREENSHOTS", &dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("REQUIRED TOOL MISSING: node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(out.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}", out.status, srv.log());
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("a RESULT line");
-    serde_json::from_str(line).unwrap()
-}
 
 async fn login(srv: &Server, email: &str) -> Device {
     let mut d = Device::new("admin-check/1.0");

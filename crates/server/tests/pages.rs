@@ -10,11 +10,9 @@
 
 mod common;
 
-use common::browser::{chromium, node_modules};
+use common::browser::run_browser;
 
-use std::process::Command;
-
-use common::{Backend, Device, Server, SmtpSink, register_verified, scratch, workspace};
+use common::{Backend, Device, Server, SmtpSink, register_verified, scratch};
 use serde_json::Value;
 
 const PW: &str = "violet tram harbour 77";
@@ -28,32 +26,6 @@ const PASSWORD_STEP_UP: &str = "[risk]\nenabled = false\n\n\
 [mfa.step_up.actions.rotate_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n\
 [mfa.step_up.actions.unlock_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n\
 [mfa.step_up.actions.change_api_key]\nstrength = \"password\"\nmax_age_secs = 0\n";
-
-/// Runs a browser script and returns its `RESULT {json}` line.
-fn run_browser(script: &str, srv: &Server, sink: &SmtpSink, shots: &str, env: &[(&str, &str)]) -> Value {
-    let dir = workspace().join("test-artifacts/screenshots").join(shots);
-    // Only this run's screenshots (numbered in page order).
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cmd = Command::new("node");
-    cmd.arg(workspace().join("tests/browser").join(script))
-        .env("GH_BASE_URL", &srv.base)
-        .env("GH_MAIL_FILE", &sink.out)
-        .env("GH_CHROMIUM", chromium())
-        .env("GH_BROWSER_NODE_MODULES", node_modules())
-        .env("GH_SCREENSHOTS", &dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("REQUIRED TOOL MISSING: node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(out.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}", out.status, srv.log());
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("a RESULT line");
-    serde_json::from_str(line).unwrap()
-}
 
 /// `application/x-www-form-urlencoded`, as a browser sends a form.
 fn urlencoded(pairs: &[(&str, &str)]) -> String {
