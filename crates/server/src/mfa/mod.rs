@@ -110,12 +110,19 @@ pub fn event_for(account: &Account, client: &ClientCtx, kind: EventKind, outcome
 /// Refuses with 429 while the account's throttle says wait; `Ok(false)` when locked (the
 /// caller answers as for a wrong code, without checking it).
 pub async fn throttle_gate(state: &AppState, account: &Account, client: &ClientCtx) -> ApiResult<bool> {
-    let keys = throttle_keys(&account.email, client);
-    let counters = state.store.load_counters(&keys).await?;
     let trusted = match client.device {
         Some(d) => state.store.is_known_device(account.id, d).await?,
         None => false,
     };
+    throttle_gate_as(state, account, client, trusted).await
+}
+
+/// [`throttle_gate`] with the device's standing already known: an authenticated caller's
+/// device is known by definition (its session is bound to the device that presents it), so
+/// a step-up needs no lookup for it.
+async fn throttle_gate_as(state: &AppState, account: &Account, client: &ClientCtx, trusted: bool) -> ApiResult<bool> {
+    let keys = throttle_keys(&account.email, client);
+    let counters = state.store.load_counters(&keys).await?;
     match state.config.throttle.decide(&counters[0], &counters[1], trusted, state.clock.now()) {
         ThrottleDecision::Allow => Ok(true),
         ThrottleDecision::Locked => Ok(false),
@@ -185,7 +192,11 @@ pub async fn verify_code_then(
     if code.len() > 64 {
         return Err(ApiError::new(ErrorCode::InvalidCode));
     }
-    let open = throttle_gate(state, account, client).await?;
+    // A step-up (`then`) comes from an authenticated session on this very device.
+    let open = match then {
+        Some(_) => throttle_gate_as(state, account, client, true).await?,
+        None => throttle_gate(state, account, client).await?,
+    };
     match method {
         Method::Totp => verify_totp(state, account, client, code, flow, open, then).await.map(|()| "totp"),
         Method::BackupCode => {

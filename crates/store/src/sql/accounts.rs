@@ -50,7 +50,7 @@ impl AccountStore for SqlStore {
         let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts a WHERE a.email = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(email.as_str().to_owned())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.as_ref().map(rows::account).transpose()
@@ -60,7 +60,7 @@ impl AccountStore for SqlStore {
         let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts a WHERE a.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.as_ref().map(rows::account).transpose()
@@ -116,7 +116,7 @@ impl AccountStore for SqlStore {
         .bind(hash.as_bytes().to_vec())
         .bind(purpose.to_owned())
         .bind(now.as_millis())
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *self.reader().await?)
         .await
         .map_err(map_err)?;
         row.as_ref().map(|r| rows::user_id(r, "user_id")).transpose()

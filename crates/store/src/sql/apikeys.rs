@@ -122,7 +122,7 @@ impl ApiKeyStore for SqlStore {
         let sql = format!("SELECT {COLS} FROM api_keys WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.as_ref().map(decode).transpose()
@@ -132,7 +132,7 @@ impl ApiKeyStore for SqlStore {
         let sql = format!("SELECT {COLS} FROM api_keys WHERE owner = $1 ORDER BY created_at DESC");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner.to_string())
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         rows.iter().map(|r| decode(r).map(|k| k.key)).collect()
@@ -203,7 +203,7 @@ impl ApiKeyStore for SqlStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(before.as_millis())
             .bind(i64::from(limit))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         rows.iter()
@@ -265,7 +265,7 @@ impl ApiKeyStore for SqlStore {
             "SELECT route, outcome, count, last_at FROM api_key_usage WHERE key_id = $1 ORDER BY route, outcome",
         )
         .bind(id.to_string())
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(map_err)?;
         rows.iter()

@@ -42,7 +42,7 @@ impl AuditStore for SqlStore {
             .bind(user.to_string())
             .bind(before_seq.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         rows.iter().map(record).collect()
@@ -53,7 +53,7 @@ impl AuditStore for SqlStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after_seq)
             .bind(i64::from(limit))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         rows.iter().map(record).collect()

@@ -56,7 +56,7 @@ impl TokenBindingStore for SqlStore {
     async fn find_binding(&self, session: SessionId) -> StoreResult<Option<Confirmation>> {
         let row = sqlx::query("SELECT jkt, x5t_s256 FROM token_bindings WHERE session_id = $1")
             .bind(session.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.map(|r| confirmation(&r)).transpose()
@@ -69,7 +69,7 @@ impl TokenBindingStore for SqlStore {
              JOIN token_bindings b ON b.session_id = s.id WHERE r.hash = $1",
         )
         .bind(refresh.as_bytes().to_vec())
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *self.reader().await?)
         .await
         .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };

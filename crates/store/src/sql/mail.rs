@@ -17,7 +17,7 @@ impl MailStore for SqlStore {
         )
         .bind(now.as_millis())
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(map_err)?;
         let mut out = Vec::new();
@@ -75,7 +75,7 @@ impl MailStore for SqlStore {
 
     async fn pending_mail(&self) -> StoreResult<u64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM mail_outbox WHERE sent_at IS NULL")
-            .fetch_one(self.pool())
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         Ok(u64::try_from(rows::i64_col(&row, "n")?).unwrap_or(0))

@@ -110,7 +110,7 @@ impl MfaStore for SqlStore {
             "SELECT user_id, seed_sealed, created_at, confirmed_at, last_step FROM mfa_totp WHERE user_id = $1",
         )
         .bind(user.to_string())
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *self.reader().await?)
         .await
         .map_err(map_err)?;
         row.as_ref().map(totp_row).transpose()
@@ -135,12 +135,6 @@ impl MfaStore for SqlStore {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        // No active factor: any step history belongs to a removed seed.
-        sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1")
-            .bind(user.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
         self.finish(w, fx).await?;
         Ok(true)
     }
@@ -164,16 +158,10 @@ impl MfaStore for SqlStore {
         .execute(&mut *w.tx)
         .await
         .map_err(map_err)?;
+        // The enrolment code's step is the first accepted one (`last_step`, set above).
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO mfa_totp_steps (user_id, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(user.to_string())
-            .bind(step)
-            .bind(now.as_millis())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
         if let Some(codes) = backup {
             insert_codes(&mut w.tx, user, codes, now).await?;
         }
@@ -181,16 +169,15 @@ impl MfaStore for SqlStore {
         Ok(true)
     }
 
-    async fn consume_totp_step(&self, user: UserId, step: u64, now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
+    async fn consume_totp_step(&self, user: UserId, step: u64, _now: Timestamp, fx: SideEffects) -> StoreResult<bool> {
         let step = step_i64(step)?;
         let user = user.to_string();
-        let now = now.as_millis();
-        // Group commit (see `group`): the step row, `last_step` and the success event commit
+        // Group commit (see `group`): `last_step` and the success event commit
         // together in the next batch, and the answer waits for that commit.
         self.grouped(
             Box::new(move |mut tx| {
                 Box::pin(async move {
-                    let r = consume_step(&mut tx, &user, step, now).await;
+                    let r = consume_step(&mut tx, &user, step).await;
                     (tx, r)
                 })
             }),
@@ -209,12 +196,6 @@ impl MfaStore for SqlStore {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        // A new seed starts a new step history.
-        sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1")
-            .bind(user.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
         self.finish(w, fx).await?;
         Ok(true)
     }
@@ -223,7 +204,7 @@ impl MfaStore for SqlStore {
         let rows =
             sqlx::query("SELECT position, hash, used_at FROM mfa_backup_codes WHERE user_id = $1 ORDER BY position")
                 .bind(user.to_string())
-                .fetch_all(self.pool())
+                .fetch_all(&mut *self.reader().await?)
                 .await
                 .map_err(map_err)?;
         rows.iter()
@@ -293,7 +274,7 @@ impl MfaStore for SqlStore {
             .bind(hash.as_bytes().to_vec())
             .bind(purpose.as_str())
             .bind(now.as_millis())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.as_ref().map(token_row).transpose()
@@ -365,7 +346,7 @@ impl MfaStore for SqlStore {
     async fn session_proof(&self, session: SessionId) -> StoreResult<Option<(String, Timestamp)>> {
         let row = sqlx::query("SELECT strength, verified_at FROM mfa_session_proofs WHERE session_id = $1")
             .bind(session.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.map(|r| Ok((text(&r, "strength")?, ts(&r, "verified_at")?))).transpose()
@@ -414,7 +395,7 @@ impl MfaStore for SqlStore {
         let sql = format!("SELECT {CRED_COLS} FROM webauthn_credentials WHERE user_id = $1 ORDER BY created_at, id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.to_string())
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         rows.iter().map(cred_row).collect()
@@ -424,7 +405,7 @@ impl MfaStore for SqlStore {
         let sql = format!("SELECT {CRED_COLS} FROM webauthn_credentials WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_owned())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.as_ref().map(cred_row).transpose()
@@ -565,7 +546,7 @@ impl MfaStore for SqlStore {
     async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT phone_sealed FROM mfa_sms WHERE user_id = $1")
             .bind(user.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.as_ref().map(|r| blob(r, "phone_sealed")).transpose()
@@ -608,7 +589,7 @@ impl MfaStore for SqlStore {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM mfa_tokens WHERE purpose = $1 AND binding = $2")
             .bind(purpose.as_str())
             .bind(binding.to_owned())
-            .fetch_one(self.pool())
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         Ok(u64::try_from(i64_col(&row, "n")?).unwrap_or(0))
@@ -665,21 +646,11 @@ impl MfaStore for SqlStore {
 }
 
 /// Marks `step` used for `user`; `Ok(false)` when it (or a later step) already was.
-async fn consume_step(tx: &mut Tx, user: &str, step: i64, now: i64) -> StoreResult<bool> {
-    // The unique (user, step) row: a second insert of the same step, from any instance or
-    // earlier in the same batch, changes nothing (F8).
-    let ins =
-        sqlx::query("INSERT INTO mfa_totp_steps (user_id, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(user.to_owned())
-            .bind(step)
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    if ins.rows_affected() == 0 {
-        return Ok(false);
-    }
-    // And never a step older than one already accepted (RFC 6238 §5.2).
+async fn consume_step(tx: &mut Tx, user: &str, step: i64) -> StoreResult<bool> {
+    // Compare-and-set on the newest accepted step: only a step newer than every accepted one
+    // moves it (RFC 6238 §5.2), so a step is single use. A second use of the same step — from
+    // any instance, or earlier in the same batch — finds `last_step` already there and changes
+    // nothing (F8): PostgreSQL re-checks the condition after the row lock, SQLite has one writer.
     let up = sqlx::query(
         "UPDATE mfa_totp SET last_step = $1 WHERE user_id = $2 AND confirmed_at IS NOT NULL \
          AND (last_step IS NULL OR last_step < $1)",
@@ -689,18 +660,7 @@ async fn consume_step(tx: &mut Tx, user: &str, step: i64, now: i64) -> StoreResu
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
-    if up.rows_affected() == 0 {
-        return Ok(false);
-    }
-    // Steps more than a window behind the newest can never be accepted again
-    // (`last_step` refuses them): keep the table small.
-    sqlx::query("DELETE FROM mfa_totp_steps WHERE user_id = $1 AND step < $2")
-        .bind(user.to_owned())
-        .bind(step - 4)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    Ok(true)
+    Ok(up.rows_affected() == 1)
 }
 
 async fn insert_token(tx: &mut Tx, t: &MfaToken) -> StoreResult<()> {
@@ -722,12 +682,15 @@ async fn insert_token(tx: &mut Tx, t: &MfaToken) -> StoreResult<()> {
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
-    // Expired tokens are swept as new ones arrive (bounded table).
-    sqlx::query("DELETE FROM mfa_tokens WHERE expires_at < $1")
-        .bind(t.created_at.as_millis() - 3_600_000)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+    // Expired tokens are swept as new ones arrive, at one insert in 16 (chosen by the new
+    // token's random hash): the table stays bounded without a sweep statement per insert.
+    if t.hash.as_bytes()[0] & 0x0f == 0 {
+        sqlx::query("DELETE FROM mfa_tokens WHERE expires_at < $1")
+            .bind(t.created_at.as_millis() - 3_600_000)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -768,7 +731,7 @@ async fn write_grant(tx: &mut Tx, g: &StepUpGrant, session: SessionId) -> StoreR
     let now = g.token.created_at.as_millis();
     let fresh = match g.used {
         FactorUse::Nothing => true,
-        FactorUse::TotpStep(step) => consume_step(tx, &user, step_i64(step)?, now).await?,
+        FactorUse::TotpStep(step) => consume_step(tx, &user, step_i64(step)?).await?,
         FactorUse::BackupCode(position) => consume_code(tx, &user, position, now).await?,
     };
     if !fresh {

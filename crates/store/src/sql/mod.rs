@@ -33,7 +33,8 @@ use gatehouse_core::store::{
     QueuedMail, SecretStore, SideEffects, Store, StoreError, StoreResult, futures_ping::PingFuture,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Which database a URL names.
@@ -92,6 +93,8 @@ struct AuditSigner {
 /// SQLite or PostgreSQL behind one implementation of the core store traits.
 pub struct SqlStore {
     pool: AnyPool,
+    readers: Option<Readers>,
+    acquire_timeout: Duration,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
     clock: Arc<dyn Clock>,
@@ -131,6 +134,72 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             StoreError::Corrupt(e.to_string())
         }
         other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// How many connections SQLite reads keep open beside the pool.
+const SQLITE_READERS: usize = 4;
+
+/// SQLite connections held open for reads, outside the pool.
+///
+/// sqlx runs each SQLite connection on its own thread and every statement is a round trip to
+/// it; a pooled connection adds a ping on the way back to the pool (and by default another on
+/// the way out), so a one-row read cost three trips. A held connection costs one. WAL mode lets
+/// these readers run beside the one writer; they see what has committed, as pool connections do.
+struct Readers {
+    conns: Vec<Mutex<AnyConnection>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Readers {
+    async fn open(url: &str, n: usize) -> StoreResult<Self> {
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut c = AnyConnection::connect(url).await.map_err(map_err)?;
+            // The same settings as the pool's (a few single-statement writes run here too).
+            for pragma in ["PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 5000"] {
+                c.execute(pragma).await.map_err(map_err)?;
+            }
+            conns.push(Mutex::new(c));
+        }
+        Ok(Self { conns, next: std::sync::atomic::AtomicUsize::new(0) })
+    }
+
+    /// A free connection if there is one, else a wait for the next in turn.
+    async fn get(&self) -> MutexGuard<'_, AnyConnection> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(g) = self.conns[(start + i) % n].try_lock() {
+                return g;
+            }
+        }
+        self.conns[start % n].lock().await
+    }
+}
+
+/// A connection lent for one read.
+pub(crate) enum Reader<'a> {
+    Held(MutexGuard<'a, AnyConnection>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Held(c) => c,
+            Self::Pooled(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Held(c) => c,
+            Self::Pooled(c) => c,
+        }
     }
 }
 
@@ -190,14 +259,27 @@ impl SqlStore {
                 Ok(())
             })
         });
+        if backend == Backend::Sqlite {
+            // An embedded file cannot go stale: the pool's ping before each use (another trip
+            // to the connection's thread) buys nothing.
+            opts = opts.test_before_acquire(false);
+        }
         let pool = opts.connect(&url).await.map_err(map_err)?;
         let migrator = match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let readers = match backend {
+            Backend::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => {
+                Some(Readers::open(&url, SQLITE_READERS).await?)
+            }
+            _ => None,
+        };
         Ok(Self {
             pool,
+            readers,
+            acquire_timeout: settings.acquire_timeout,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             clock,
@@ -242,6 +324,18 @@ impl SqlStore {
         &self.pool
     }
 
+    /// A connection for one read (or one self-contained statement): on SQLite one of the held
+    /// reader connections, elsewhere one from the pool.
+    pub(crate) async fn reader(&self) -> StoreResult<Reader<'_>> {
+        match &self.readers {
+            Some(r) => tokio::time::timeout(self.acquire_timeout, r.get())
+                .await
+                .map(Reader::Held)
+                .map_err(|_| StoreError::Unavailable("timed out waiting for a reader connection".into())),
+            None => self.pool.acquire().await.map(Reader::Pooled).map_err(map_err),
+        }
+    }
+
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
@@ -261,13 +355,7 @@ impl SqlStore {
 
     /// Appends `fx` (audit events and queued mail) inside `tx`.
     pub(crate) async fn apply_effects(&self, tx: &mut Transaction<'static, Any>, fx: SideEffects) -> StoreResult<()> {
-        if !fx.events.is_empty() {
-            let signer = self.signer.get().ok_or_else(|| StoreError::Other("audit signer not configured".into()))?;
-            let now = self.now();
-            for e in &fx.events {
-                append_event(tx, e, now, signer).await?;
-            }
-        }
+        self.append_events(tx, &fx.events).await?;
         // friction (issue 5): the withdrawal hold commits with the change that causes it.
         if let Some(h) = &fx.hold {
             friction::apply_hold(tx, h).await?;
@@ -291,6 +379,21 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Appends `events` to the audit chain inside `tx`, in order: three statements however
+    /// many events there are (the head moved once, the rows inserted together, the head's
+    /// hash set).
+    pub(crate) async fn append_events(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        events: &[AuditEvent],
+    ) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let signer = self.signer.get().ok_or_else(|| StoreError::Other("audit signer not configured".into()))?;
+        append_events(tx, events, self.now(), signer).await
+    }
+
     /// Commits `tx` after applying `fx`.
     pub(crate) async fn finish(&self, mut w: WriteTx<'_>, fx: SideEffects) -> StoreResult<()> {
         self.apply_effects(&mut w.tx, fx).await?;
@@ -298,44 +401,69 @@ impl SqlStore {
     }
 }
 
-async fn append_event(
+/// Rows per multi-row audit insert: 13 parameters each stays far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters.
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+
+async fn append_events(
     tx: &mut Transaction<'static, Any>,
-    e: &AuditEvent,
+    events: &[AuditEvent],
     now: Timestamp,
     signer: &AuditSigner,
 ) -> StoreResult<()> {
-    // Updating the head row first takes its lock (PostgreSQL) or needs the write lock we
-    // already hold (SQLite): appenders are serialised and the chain stays linear.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+    let n = i64::try_from(events.len()).map_err(|_| StoreError::Other("too many audit events".into()))?;
+    // Moving the head first takes its lock (PostgreSQL) or needs the write lock we already hold
+    // (SQLite): appenders are serialised and the chain stays linear. It answers with the new
+    // last sequence number and the hash of the record before ours.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
         .fetch_one(&mut **tx)
         .await
         .map_err(map_err)?;
-    let seq: i64 = head.try_get("seq").map_err(map_err)?;
+    let last: i64 = head.try_get("seq").map_err(map_err)?;
     let prev: Vec<u8> = head.try_get("hash").map_err(map_err)?;
-    let prev: [u8; 32] = prev.try_into().map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
-    let r = AuditRecord::chain(e, seq, now, &signer.instance, prev, &signer.key);
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, instance, kind, actor, subject, ip, request_id, outcome, details, prev_hash, hash, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(r.seq)
-    .bind(r.at.as_millis())
-    .bind(r.instance.clone())
-    .bind(r.kind.clone())
-    .bind(r.actor.clone())
-    .bind(r.subject.clone())
-    .bind(r.ip.clone())
-    .bind(r.request_id.clone())
-    .bind(r.outcome.clone())
-    .bind(r.details.clone())
-    .bind(r.prev_hash.to_vec())
-    .bind(r.hash.to_vec())
-    .bind(r.mac.to_vec())
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    let mut prev: [u8; 32] = prev.try_into().map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
+    let mut records = Vec::with_capacity(events.len());
+    for (seq, e) in (last - n + 1..).zip(events) {
+        let r = AuditRecord::chain(e, seq, now, &signer.instance, prev, &signer.key);
+        prev = r.hash;
+        records.push(r);
+    }
+    for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO audit_events (seq, at, instance, kind, actor, subject, ip, request_id, outcome, details, prev_hash, hash, mac) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 13;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let marks: Vec<String> = (1..=13).map(|k| format!("${}", b + k)).collect();
+            sql.push('(');
+            sql.push_str(&marks.join(", "));
+            sql.push(')');
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(r.seq)
+                .bind(r.at.as_millis())
+                .bind(r.instance.clone())
+                .bind(r.kind.clone())
+                .bind(r.actor.clone())
+                .bind(r.subject.clone())
+                .bind(r.ip.clone())
+                .bind(r.request_id.clone())
+                .bind(r.outcome.clone())
+                .bind(r.details.clone())
+                .bind(r.prev_hash.to_vec())
+                .bind(r.hash.to_vec())
+                .bind(r.mac.to_vec());
+        }
+        q.execute(&mut **tx).await.map_err(map_err)?;
+    }
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(r.hash.to_vec())
+        .bind(prev.to_vec())
         .execute(&mut **tx)
         .await
         .map_err(map_err)?;

@@ -111,14 +111,13 @@ pub(crate) async fn cancel_in_tx(
     Ok(r.rows_affected() == 1)
 }
 
-/// Removes the account's second factors inside the approval transaction: TOTP seed and step
-/// history, backup codes, WebAuthn credentials and open ceremonies, SMS number (confirmed or
+/// Removes the account's second factors inside the approval transaction: TOTP seed (with its
+/// last accepted step), backup codes, WebAuthn credentials and open ceremonies, SMS number (confirmed or
 /// pending), and every
 /// pending-login or step-up token and session proof made with them. Returns the rows deleted.
 async fn reset_second_factors_in_tx(tx: &mut Transaction<'static, Any>, user: UserId) -> StoreResult<u64> {
-    const DELETES: [&str; 9] = [
+    const DELETES: [&str; 8] = [
         "DELETE FROM mfa_totp WHERE user_id = $1",
-        "DELETE FROM mfa_totp_steps WHERE user_id = $1",
         "DELETE FROM mfa_backup_codes WHERE user_id = $1",
         "DELETE FROM mfa_tokens WHERE user_id = $1",
         "DELETE FROM mfa_session_proofs WHERE user_id = $1",

@@ -13,7 +13,7 @@ impl RiskStore for SqlStore {
     async fn load_risk_profile(&self, user: UserId) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT profile FROM risk_profiles WHERE user_id = $1")
             .bind(user.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.map(|r| rows::text(&r, "profile")).transpose()
@@ -41,7 +41,7 @@ impl RiskStore for SqlStore {
 
     async fn load_risk_global(&self) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT stats FROM risk_global WHERE id = 1")
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         row.map(|r| rows::text(&r, "stats")).transpose()

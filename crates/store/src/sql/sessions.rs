@@ -216,7 +216,7 @@ impl SessionStore for SqlStore {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(hash.as_bytes().to_vec())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
@@ -350,7 +350,7 @@ impl SessionStore for SqlStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.to_string())
             .bind(now.as_millis())
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         rows.iter().map(rows::session).collect()
@@ -397,7 +397,7 @@ impl SessionStore for SqlStore {
         let row = sqlx::query("SELECT id FROM sessions WHERE user_id = $1 AND device_id = $2 LIMIT 1")
             .bind(user.to_string())
             .bind(device.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         Ok(row.is_some())

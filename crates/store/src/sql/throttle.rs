@@ -21,15 +21,29 @@ fn counter(row: &AnyRow) -> StoreResult<FailureCounter> {
 #[async_trait]
 impl ThrottleStore for SqlStore {
     async fn load_counters(&self, keys: &[String]) -> StoreResult<Vec<FailureCounter>> {
-        let mut out = Vec::with_capacity(keys.len());
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for all keys; the answer comes back in the order asked.
+        let marks: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT key, consecutive, last_failure_at, locked_until FROM login_throttle WHERE key IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for k in keys {
-            let row =
-                sqlx::query("SELECT consecutive, last_failure_at, locked_until FROM login_throttle WHERE key = $1")
-                    .bind(k.clone())
-                    .fetch_optional(self.pool())
-                    .await
-                    .map_err(map_err)?;
-            out.push(row.as_ref().map(counter).transpose()?.unwrap_or_default());
+            q = q.bind(k.clone());
+        }
+        let found = q.fetch_all(&mut *self.reader().await?).await.map_err(map_err)?;
+        let mut out = vec![FailureCounter::default(); keys.len()];
+        for row in &found {
+            let key = rows::text(row, "key")?;
+            let c = counter(row)?;
+            for (slot, k) in out.iter_mut().zip(keys) {
+                if *k == key {
+                    *slot = c;
+                }
+            }
         }
         Ok(out)
     }

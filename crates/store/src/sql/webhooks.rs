@@ -16,7 +16,7 @@ impl WebhookStore for SqlStore {
         )
         .bind(now.as_millis())
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(map_err)?;
         let mut out = Vec::new();
@@ -74,7 +74,7 @@ impl WebhookStore for SqlStore {
 
     async fn pending_webhooks(&self) -> StoreResult<u64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM webhook_outbox WHERE delivered_at IS NULL")
-            .fetch_one(self.pool())
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(map_err)?;
         Ok(u64::try_from(rows::i64_col(&row, "n")?).unwrap_or(0))
