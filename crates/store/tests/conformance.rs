@@ -359,6 +359,19 @@ on_every_backend!(audit_history_and_chain, |store, _clock| {
         t.await.unwrap();
     }
     assert_eq!(chain_ok(&store).await, 28);
+    // One append of many events (cut into multi-row inserts of 16, 16, 4 and 1) keeps their
+    // order and the chain.
+    let many: Vec<_> = (0..37).map(|i| event(EventKind::LoginFailed, b.id).with("i", i)).collect();
+    store.append(many).await.unwrap();
+    assert_eq!(chain_ok(&store).await, 65);
+    let newest = store.history(b.id, None, 37).await.unwrap();
+    let order: Vec<i64> = newest
+        .iter()
+        .rev()
+        .map(|r| serde_json::from_str::<serde_json::Value>(&r.details).unwrap()["i"].as_i64().unwrap())
+        .collect();
+    let want: Vec<i64> = (0..37).collect();
+    assert_eq!(order, want, "events keep the order they were given in");
 });
 
 on_every_backend!(secrets_are_created_once, |store, _clock| {

@@ -14,8 +14,8 @@
 //! write and is refused; across instances the database constraints stay the arbiter.
 //!
 //! The audit events of the operations that keep their writes are appended to the chain once,
-//! at the end of the batch, in arrival order (three statements per batch instead of three per
-//! event): every statement here is a round trip to the connection's thread, and those trips,
+//! at the end of the batch, in arrival order (a head update, one insert per 16 events and a
+//! head-hash update per batch, instead of three statements per event): every statement here is a round trip to the connection's thread, and those trips,
 //! not the fsync, are what a step-up costs.
 
 use std::future::Future;
@@ -125,7 +125,7 @@ async fn commit(
         sqlx::query("RELEASE SAVEPOINT gh_group").execute(&mut *tx).await.map_err(map_err)?;
         out.push(r);
     }
-    // One chain append for the whole batch (three statements, not three per event). If it
+    // One chain append for the whole batch (not three statements per event). If it
     // fails, nothing in the batch commits and every waiter hears so.
     store.append_events(&mut tx, &events).await?;
     tx.commit().await.map_err(map_err)?;

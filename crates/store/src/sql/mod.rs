@@ -379,9 +379,8 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Appends `events` to the audit chain inside `tx`, in order: three statements however
-    /// many events there are (the head moved once, the rows inserted together, the head's
-    /// hash set).
+    /// Appends `events` to the audit chain inside `tx`, in order: the head moved once, the
+    /// rows inserted sixteen at a time, the head's hash set.
     pub(crate) async fn append_events(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -401,9 +400,35 @@ impl SqlStore {
     }
 }
 
-/// Rows per multi-row audit insert: 13 parameters each stays far below SQLite's 32,766 and
-/// PostgreSQL's 65,535 bound parameters.
-const AUDIT_ROWS_PER_INSERT: usize = 256;
+/// Row counts of the multi-row audit inserts: a batch is cut into pieces of these sizes (16s,
+/// then the remainder in powers of two), so only five statement texts ever exist and each
+/// stays prepared in the connection's cache. Small on purpose: SQLite resolves `$N` parameter
+/// names by a linear scan, so a statement's cost grows with the square of its parameters.
+const AUDIT_INSERT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
+
+/// The audit insert for `rows` rows (one of [`AUDIT_INSERT_ROWS`]).
+fn audit_insert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        AUDIT_INSERT_ROWS
+            .iter()
+            .map(|&n| {
+                let tuples: Vec<String> = (0..n)
+                    .map(|i| {
+                        let marks: Vec<String> = (1..=13).map(|k| format!("${}", i * 13 + k)).collect();
+                        format!("({})", marks.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO audit_events (seq, at, instance, kind, actor, subject, ip, request_id, outcome, details, prev_hash, hash, mac) VALUES {}",
+                    tuples.join(", ")
+                )
+            })
+            .collect()
+    });
+    let i = AUDIT_INSERT_ROWS.iter().position(|&n| n == rows).unwrap_or(AUDIT_INSERT_ROWS.len() - 1);
+    all.get(i).map(String::as_str).unwrap_or_default()
+}
 
 async fn append_events(
     tx: &mut Transaction<'static, Any>,
@@ -429,21 +454,12 @@ async fn append_events(
         prev = r.hash;
         records.push(r);
     }
-    for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO audit_events (seq, at, instance, kind, actor, subject, ip, request_id, outcome, details, prev_hash, hash, mac) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 13;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let marks: Vec<String> = (1..=13).map(|k| format!("${}", b + k)).collect();
-            sql.push('(');
-            sql.push_str(&marks.join(", "));
-            sql.push(')');
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut rest = records.as_slice();
+    while !rest.is_empty() {
+        let rows = AUDIT_INSERT_ROWS.iter().copied().find(|&n| n <= rest.len()).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(rows);
+        rest = tail;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(audit_insert_sql(rows)));
         for r in chunk {
             q = q
                 .bind(r.seq)
