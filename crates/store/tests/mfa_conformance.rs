@@ -219,3 +219,62 @@ on_every_backend!(batched_step_marks_keep_exactly_once_and_their_events, |store,
         store.records_after(0, 10_000).await.unwrap().into_iter().filter(|r| r.kind == "totp_verified").count();
     assert_eq!(verified, users.len(), "one event per success, none for the refused marks");
 });
+
+// A failing operation in a group commit fails alone: the batch is rolled back and run again
+// with a savepoint around each operation, so its neighbours still succeed and commit their
+// events, and nothing of the failed one (nor its event) remains.
+on_every_backend!(a_failing_operation_does_not_fail_its_batch, |store, _clock| {
+    use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
+    use gatehouse_core::store::AuditStore;
+    let rng = SeededRng::new(12);
+    let mut users = vec![];
+    for i in 0..6 {
+        let u = user(&store, &format!("f{i}@example.com"), &rng).await;
+        assert!(store.begin_totp(u, b"seed", T0, SideEffects::default()).await.unwrap());
+        assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
+        users.push(u);
+    }
+    // A token whose hash is taken: inserting it again is a unique violation.
+    let taken = MfaToken {
+        hash: Token::generate(&rng).hash(),
+        user_id: users[0],
+        purpose: MfaTokenPurpose::StepUp,
+        session_id: Some(SessionId::generate(T0, &rng)),
+        action: "withdraw".into(),
+        binding: String::new(),
+        factor: "totp".into(),
+        strength: "any_second_factor".into(),
+        detail: "{}".into(),
+        created_at: T0,
+        expires_at: T0.plus(Span::secs(300)),
+    };
+    store.create_mfa_token(&taken, SideEffects::default()).await.unwrap();
+    let mut marks = vec![];
+    let mut dups = vec![];
+    for (i, &u) in users.iter().enumerate() {
+        let s = store.clone();
+        marks.push(tokio::spawn(async move {
+            let e = AuditEvent::new(EventKind::TotpVerified, Outcome::Success).by_user(u);
+            s.consume_totp_step(u, 101, T0, SideEffects::event(e)).await.unwrap()
+        }));
+        if i % 2 == 0 {
+            let (s, t) = (store.clone(), taken.clone());
+            dups.push(tokio::spawn(async move {
+                let e = AuditEvent::new(EventKind::StepUpSucceeded, Outcome::Success).by_user(t.user_id);
+                s.create_mfa_token(&t, SideEffects::event(e)).await
+            }));
+        }
+    }
+    for m in marks {
+        assert!(m.await.unwrap(), "every neighbour of the failing insert keeps its step");
+    }
+    for d in dups {
+        assert!(d.await.unwrap().is_err(), "the duplicate token is refused");
+    }
+    let records = store.records_after(0, 10_000).await.unwrap();
+    assert_eq!(records.iter().filter(|r| r.kind == "totp_verified").count(), users.len());
+    assert_eq!(records.iter().filter(|r| r.kind == "step_up_succeeded").count(), 0, "no event of a failed write");
+    for u in &users {
+        assert_eq!(store.find_totp(*u).await.unwrap().unwrap().last_step, Some(101));
+    }
+});

@@ -4,10 +4,13 @@
 //! With `synchronous=FULL` (SQLite) or `synchronous_commit=on` (PostgreSQL) every commit waits
 //! for an fsync (≈ 3 ms here), so one transaction per request caps such a path at a few
 //! hundred requests per second. A single writer task drains whatever operations are waiting,
-//! runs each inside its own `SAVEPOINT` of **one** transaction, commits once, and only then
+//! runs them in **one** transaction, commits once, and only then
 //! answers every waiter: an answer is durable before the caller proceeds.
 //!
-//! Each operation keeps its own atomic outcome: `Ok(true)` releases its savepoint (its writes
+//! A batch first runs without savepoints (an operation refuses only before its first write,
+//! so a refusal leaves nothing behind); if any operation fails, the whole transaction is rolled
+//! back and the batch runs again with a `SAVEPOINT` around each operation. Either way, each
+//! operation keeps its own atomic outcome: `Ok(true)` releases its savepoint (its writes
 //! commit with the batch), `Ok(false)` or an error rolls back to it (nothing it wrote
 //! survives), exactly as if it had run in a transaction of its own that committed or rolled
 //! back. Operations apply in arrival order, so a duplicate inside a batch sees the earlier
@@ -37,8 +40,10 @@ const QUEUE: usize = 8192;
 pub(crate) type Tx = Transaction<'static, Any>;
 /// What an operation's future yields: the transaction back, and keep (`true`) or discard.
 pub(crate) type OpFuture = Pin<Box<dyn Future<Output = (Tx, StoreResult<bool>)> + Send>>;
-/// One operation: runs its statements in the batch transaction.
-pub(crate) type Op = Box<dyn FnOnce(Tx) -> OpFuture + Send>;
+/// One operation: runs its statements in the batch transaction. It may run twice (see
+/// [`commit`]), so it must not consume what it captured; and it answers `Ok(false)` (refused,
+/// discard) only before its first write, so that a refusal has nothing to roll back.
+pub(crate) type Op = Box<dyn Fn(Tx) -> OpFuture + Send + Sync>;
 
 struct Pending {
     op: Op,
@@ -99,6 +104,50 @@ async fn commit(
             (p.op, p.fx)
         })
         .collect();
+    // First without savepoints: two statements (two round trips) fewer per operation. A
+    // refusal wrote nothing (the `Op` contract), so only an error needs undoing — and then the
+    // whole batch is rolled back and run again with a savepoint around each operation.
+    if let Some(out) = commit_plain(store, &ops).await? {
+        return Ok(out);
+    }
+    commit_isolated(store, ops).await
+}
+
+/// Runs `ops` in one transaction without savepoints; `None` (everything rolled back) when one
+/// of them failed.
+async fn commit_plain(store: &Arc<SqlStore>, ops: &[(Op, SideEffects)]) -> StoreResult<Option<Vec<StoreResult<bool>>>> {
+    let w = store.begin().await?;
+    let (mut tx, guard) = w.into_parts();
+    let mut out = Vec::with_capacity(ops.len());
+    let mut events = Vec::new();
+    for (op, fx) in ops {
+        let (back, r) = op(tx).await;
+        tx = back;
+        match r {
+            Ok(true) => {
+                let mut fx = fx.clone();
+                events.append(&mut fx.events);
+                if store.apply_effects(&mut tx, fx).await.is_err() {
+                    return Ok(None);
+                }
+                out.push(Ok(true));
+            }
+            Ok(false) => out.push(Ok(false)),
+            // Dropping `tx` rolls the batch back; the caller runs it again, isolated.
+            Err(_) => return Ok(None),
+        }
+    }
+    if store.append_events(&mut tx, &events).await.is_err() {
+        return Ok(None);
+    }
+    tx.commit().await.map_err(map_err)?;
+    drop(guard);
+    Ok(Some(out))
+}
+
+/// Runs `ops` in one transaction, each inside its own savepoint: a failing operation is
+/// rolled back alone and its neighbours keep their outcome.
+async fn commit_isolated(store: &Arc<SqlStore>, ops: Vec<(Op, SideEffects)>) -> StoreResult<Vec<StoreResult<bool>>> {
     let w = store.begin().await?;
     let (mut tx, guard) = w.into_parts();
     let mut out = Vec::with_capacity(ops.len());
@@ -125,8 +174,8 @@ async fn commit(
         sqlx::query("RELEASE SAVEPOINT gh_group").execute(&mut *tx).await.map_err(map_err)?;
         out.push(r);
     }
-    // One chain append for the whole batch (not three statements per event). If it
-    // fails, nothing in the batch commits and every waiter hears so.
+    // One chain append for the whole batch (not three statements per event). If it fails,
+    // nothing in the batch commits and every waiter hears so.
     store.append_events(&mut tx, &events).await?;
     tx.commit().await.map_err(map_err)?;
     drop(guard);

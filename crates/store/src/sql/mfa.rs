@@ -176,6 +176,7 @@ impl MfaStore for SqlStore {
         // together in the next batch, and the answer waits for that commit.
         self.grouped(
             Box::new(move |mut tx| {
+                let user = user.clone();
                 Box::pin(async move {
                     let r = consume_step(&mut tx, &user, step).await;
                     (tx, r)
@@ -250,6 +251,7 @@ impl MfaStore for SqlStore {
         let t = t.clone();
         self.grouped(
             Box::new(move |mut tx| {
+                let t = t.clone();
                 Box::pin(async move {
                     let r = insert_token(&mut tx, &t).await.map(|()| true);
                     (tx, r)
@@ -314,6 +316,7 @@ impl MfaStore for SqlStore {
             (session.to_string(), user.to_string(), strength.to_owned(), at.as_millis());
         self.grouped(
             Box::new(move |mut tx| {
+                let (session, user, strength) = (session.clone(), user.clone(), strength.clone());
                 Box::pin(async move {
                     let r = note_proof(&mut tx, session, user, strength, at).await.map(|()| true);
                     (tx, r)
@@ -333,6 +336,7 @@ impl MfaStore for SqlStore {
         // none of them does. The answer waits for that commit.
         self.grouped(
             Box::new(move |mut tx| {
+                let g = g.clone();
                 Box::pin(async move {
                     let r = write_grant(&mut tx, &g, session).await;
                     (tx, r)

@@ -236,6 +236,7 @@ impl SessionStore for SqlStore {
         let (id, now, ip) = (id.to_string(), now.as_millis(), ip.to_owned());
         self.grouped(
             Box::new(move |mut tx| {
+                let (id, ip) = (id.clone(), ip.clone());
                 Box::pin(async move {
                     let r = sqlx::query(
                         "UPDATE sessions SET last_seen_at = $1, last_ip = $2 WHERE id = $3 AND last_seen_at < $1",
