@@ -253,6 +253,23 @@ bench = [{{ name = "default", count = 1000, period_ms = 1000, burst = 80000000 }
         self.proc.wait()
 
 
+class HyperFloor:
+    """`examples/hyper_floor`: a bare hyper server answering 200 — the floor under any
+    hyper-based answer, gatehouse's included."""
+
+    def __init__(self, binary, cpu):
+        self.proc = subprocess.Popen([*pinned(cpu), binary, "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def pids(self):
+        return [self.proc.pid]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
 SEQ = [0]
 
 
@@ -326,6 +343,8 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/gatehouse"))
     ap.add_argument("--nice", type=int, default=-20 if os.geteuid() == 0 else 0,
                     help="priority of every process started (default -20 as root: the machine may be shared)")
+    ap.add_argument("--floor-binary", default=os.path.join(ROOT, "target/release/examples/hyper_floor"),
+                    help="bare hyper server for case (f); skipped when missing")
     ap.add_argument("--no-redis", action="store_true")
     ap.add_argument("--no-ed25519", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated case names (default: all)")
@@ -407,6 +426,11 @@ def main():
             cases["c_gh_proxy_redis"] = (gh["redis"].port, "path", "redis", "hmac", gh["redis"].pids)
         if ed_ok:
             cases["c_gh_proxy_mem_ed25519"] = (gh["mem"].port, "path", "mem", "ed25519", gh["mem"].pids)
+        if os.access(args.floor_binary, os.X_OK):
+            floor = HyperFloor(args.floor_binary, args.server_cpu)
+            started.append(floor)
+            wait_port(floor.port, floor.proc, "hyper_floor", os.devnull)
+            cases["f_hyper_floor"] = (floor.port, "path", "mem", "hmac", floor.pids)
         cases["d_gh_forward_db"] = (gh["db"].port, "forward", "db", "hmac", gh["db"].pids)
         cases["d_gh_forward_mem"] = (gh["mem"].port, "forward", "mem", "hmac", gh["mem"].pids)
         if redis_url:
@@ -520,6 +544,7 @@ LABELS = {
     "d_gh_forward_redis": "(d) gatehouse forward auth alone, Redis",
     "e_nginx_authreq_mem": "(e) nginx `auth_request` → gatehouse (`memory`) + `proxy_pass`",
     "e_nginx_authreq_db": "(e) nginx `auth_request` → gatehouse (`database`) + `proxy_pass`",
+    "f_hyper_floor": "(f) bare hyper `200` (examples/hyper_floor: no routing, no verification)",
 }
 
 
@@ -568,6 +593,11 @@ def report(args, cases, results, fixed, facts, redis_url, ed_ok):
             cpu = ratio(d, "a_nginx_return", "cpu_us_per_req")
             print(f"- {LABELS[d]} / (a) req/s = {r:.2f}× (target ≥ 0.85×: {'met' if r >= 0.85 else 'NOT met'}); "
                   f"CPU/req ratio {cpu:.2f}×")
+    r = ratio("f_hyper_floor", "a_nginx_return")
+    if r is not None:
+        print(f"- floor: (f) bare hyper / (a) req/s = {r:.2f}×, CPU/req ratio "
+              f"{ratio('f_hyper_floor', 'a_nginx_return', 'cpu_us_per_req'):.2f}×; "
+              f"(d) `memory` / (f) req/s = {ratio('d_gh_forward_mem', 'f_hyper_floor') or 0:.2f}×")
     if any(fixed.values()):
         print(f"\nFixed rate {args.rate:.0f} req/s for {args.rate_seconds:.0f} s (after 1 s warm-up), bench/gateway/"
               f"fixed_rate.py, {args.rounds} rounds interleaved, medians:\n")

@@ -24,6 +24,9 @@ use crate::error::{ApiError, ErrorCode, REQUEST_ID};
 use crate::hashing::HashPool;
 use crate::mail::Mailer;
 use crate::routes::{self, PREFIX};
+
+/// Where nginx `auth_request` (and other front proxies' forward auth) asks.
+const FORWARD_AUTH_PATH: &str = "/_gh/auth/forward";
 use crate::state::{AppState, Inner};
 
 /// Builds the router.
@@ -111,7 +114,7 @@ pub fn app(state: AppState) -> Router {
     }
     // end proof of possession
     router
-        .route(&format!("{PREFIX}/auth/forward"), axum::routing::any(crate::gateway::forward::handle))
+        .route(FORWARD_AUTH_PATH, axum::routing::any(crate::gateway::forward::handle))
         .route(&format!("{api}/check-url"), get(routes::phishing::check_api))
         // change of the login email address
         .route(&format!("{api}/account/email"), post(routes::email::request))
@@ -171,11 +174,13 @@ async fn edge_inner(state: AppState, req: Request, next: Next) -> Response {
         Some(refused) => refused,
         None => {
             let started = std::time::Instant::now();
-            let own = req.uri().path().starts_with(PREFIX);
+            // Our own answers carry a fresh DPoP nonce — but not the forward-auth answer, which
+            // goes to the front proxy, never to a client that could use one.
+            let own = req.uri().path().starts_with(PREFIX) && req.uri().path() != FORWARD_AUTH_PATH;
             let route = route_label(&state, &req);
             let method = method_label(req.method());
             let mut resp = next.run(req).await;
-            state.metrics.request(&route, method, resp.status().as_u16(), started.elapsed());
+            state.metrics.request(route.as_str(), method, resp.status().as_u16(), started.elapsed());
             if own
                 && let Some(n) = state.pop.nonce(state.clock.now())
                 && let Ok(v) = HeaderValue::from_str(&n)
@@ -228,14 +233,31 @@ fn next_request_id() -> String {
     format!("{}{n:08x}", ids.prefix)
 }
 
-/// The metrics label: the route template, the gateway route's label, or `unmatched`.
-fn route_label(state: &AppState, req: &Request) -> std::borrow::Cow<'static, str> {
+/// The metrics label: the route template, the gateway route's label, or `unmatched` (shared
+/// strings: no allocation per request).
+fn route_label(state: &AppState, req: &Request) -> RouteLabel {
     match req.extensions().get::<axum::extract::MatchedPath>() {
-        Some(p) => p.as_str().to_owned().into(),
+        Some(p) => RouteLabel::Matched(p.clone()),
         None => match state.gateway.as_ref().and_then(|g| g.route_for(req.uri().path())) {
-            Some(r) => r.metric_label.clone().into(),
-            None => "unmatched".into(),
+            Some(r) => RouteLabel::Gateway(Arc::clone(&r.metric_label)),
+            None => RouteLabel::Unmatched,
         },
+    }
+}
+
+enum RouteLabel {
+    Matched(axum::extract::MatchedPath),
+    Gateway(Arc<str>),
+    Unmatched,
+}
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Matched(p) => p.as_str(),
+            Self::Gateway(l) => l,
+            Self::Unmatched => "unmatched",
+        }
     }
 }
 

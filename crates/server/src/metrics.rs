@@ -30,7 +30,9 @@ type CounterKey = (&'static str, Vec<(&'static str, String)>);
 pub struct Metrics {
     requests: Mutex<BTreeMap<String, ByMethodStatus>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
-    counters: Mutex<BTreeMap<CounterKey, u64>>,
+    /// Few (labels are fixed strings), so a list searched without allocating beats a map
+    /// whose lookup key would have to be built, with owned strings, on every increment.
+    counters: Mutex<Vec<(CounterKey, u64)>>,
 }
 
 impl Metrics {
@@ -64,8 +66,13 @@ impl Metrics {
     /// Adds one to counter `name` with `labels`.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
         if let Ok(mut c) = self.counters.lock() {
-            let key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
-            *c.entry(key).or_default() += 1;
+            let same = |(n, l): &CounterKey| {
+                *n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((a, b), (c, d))| a == c && b == d)
+            };
+            match c.iter_mut().find(|(k, _)| same(k)) {
+                Some((_, n)) => *n += 1,
+                None => c.push(((name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()), 1)),
+            }
         }
     }
 
@@ -107,8 +114,10 @@ impl Metrics {
             }
         }
         if let Ok(c) = self.counters.lock() {
+            let mut sorted: Vec<&(CounterKey, u64)> = c.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
             let mut last = "";
-            for ((name, labels), n) in c.iter() {
+            for ((name, labels), n) in sorted {
                 if *name != last {
                     let _ = writeln!(out, "# TYPE {name} counter");
                     last = name;

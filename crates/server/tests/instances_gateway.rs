@@ -15,6 +15,12 @@ use serde_json::json;
 
 const PW: &str = "violet tram harbour 77";
 
+/// Both tests send from 127.0.0.1 through the machine's one Redis, where the per-IP budget
+/// (`gh:rl:ip4:127.0.0.1`) is shared by every instance — the point of the second test. Run at
+/// once, the first test's traffic would spend the second's budget; so they take turns, and
+/// the second starts from a fresh budget.
+static SHARED_REDIS_BUDGET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn pair(sink: &SmtpSink, upstream: &Upstream, secret: &[u8], per_ip: u32) -> (Server, Server) {
     let cfg = format!(
         "[gateway]\nidentity_secret = \"{}\"\nper_ip_per_second = {per_ip}\ninstances = 2\n[[gateway.routes]]\nprefix = \"/api\"\ndialect = \"binance\"\nupstream = \"{}\"\ntable = \"binance\"\n",
@@ -38,6 +44,17 @@ async fn pair(sink: &SmtpSink, upstream: &Upstream, secret: &[u8], per_ip: u32) 
     (a, b)
 }
 
+/// Deletes the shared per-IP GCRA state of IPv4 address `ip` in Redis (an inline `DEL`, answered `:0` or
+/// `:1`).
+fn forget_ip_budget(ip: &str) {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect("127.0.0.1:6379").expect("Redis on 127.0.0.1:6379");
+    c.write_all(format!("DEL gh:rl:ip4:{ip}\r\n").as_bytes()).unwrap();
+    let mut answer = [0u8; 8];
+    let n = c.read(&mut answer).unwrap();
+    assert!(answer[..n].starts_with(b":"), "DEL answered {:?}", String::from_utf8_lossy(&answer[..n]));
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -52,6 +69,7 @@ fn signed_query(secret: &str, ts: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
+    let _turn = SHARED_REDIS_BUDGET.lock().await;
     let dir = scratch("inst-gw");
     let sink = SmtpSink::start(&dir);
     let secret = [7u8; 32];
@@ -71,13 +89,17 @@ async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
     assert_eq!(s, 201, "{k}");
     let (id, key_secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
     let http = reqwest::Client::new();
+    // Every request below has its own timestamp, so only the fanned-out copies share a
+    // signature (two reads of the clock a few milliseconds apart could otherwise collide).
+    let base = now_ms();
     // Both instances know the key before the race (the key cache is per instance).
-    for srv in [&a, &b] {
-        let r = http.get(srv.url(&signed_query(&key_secret, now_ms() - 1))).header("x-mbx-apikey", &id).send().await;
+    for (i, srv) in [&a, &b].into_iter().enumerate() {
+        let r =
+            http.get(srv.url(&signed_query(&key_secret, base - 1 - i as i64))).header("x-mbx-apikey", &id).send().await;
         assert_eq!(r.unwrap().status(), 200);
     }
     for round in 0..20 {
-        let path = signed_query(&key_secret, now_ms() - 10 - round);
+        let path = signed_query(&key_secret, base - 100 - round);
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let mut tasks = Vec::new();
         for i in 0..16 {
@@ -100,11 +122,14 @@ async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_per_ip_budget_is_shared_by_the_instances() {
+    let _turn = SHARED_REDIS_BUDGET.lock().await;
     let dir = scratch("inst-rate");
     let sink = SmtpSink::start(&dir);
     let secret = [8u8; 32];
     let upstream = Upstream::start(&secret).await;
     let (a, b) = pair(&sink, &upstream, &secret, 5).await;
+    // A fresh budget: the key outlives earlier tests and runs on this machine's Redis.
+    forget_ip_budget("127.0.0.1");
     let http = reqwest::Client::new();
     let started = std::time::Instant::now();
     let mut admitted = 0;

@@ -54,13 +54,19 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         Ok(g) => {
             let mut resp = StatusCode::OK.into_response();
             let h = resp.headers_mut();
+            let scopes = g.key.key.scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
             let pairs = [
-                (gatehouse_core::upstream::IDENTITY_HEADER, g.identity.clone()),
-                ("x-gatehouse-user", g.key.key.owner.to_string()),
-                ("x-gatehouse-key", g.key.key.id.to_string()),
-                ("x-gatehouse-scopes", g.key.key.scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")),
+                (HeaderName::from_static(gatehouse_core::upstream::IDENTITY_HEADER), g.identity.as_str()),
+                (HeaderName::from_static("x-gatehouse-user"), &g.key.key.owner.to_string()),
+                (HeaderName::from_static("x-gatehouse-key"), &g.key.key.id.to_string()),
+                (HeaderName::from_static("x-gatehouse-scopes"), &scopes),
             ];
-            for (k, v) in pairs.into_iter().chain(g.headers) {
+            for (name, v) in pairs {
+                if let Ok(value) = HeaderValue::from_str(v) {
+                    h.insert(name, value);
+                }
+            }
+            for (k, v) in g.headers {
                 if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
                     h.insert(name, value);
                 }

@@ -63,7 +63,7 @@ pub struct CompiledRoute {
     /// Public GET paths forwarded without a signature.
     pub public: Vec<String>,
     /// Metrics label (`gateway:<prefix>`).
-    pub metric_label: String,
+    pub metric_label: std::sync::Arc<str>,
 }
 
 impl CompiledRoute {
@@ -252,7 +252,7 @@ impl Gateway {
                 table,
                 limits,
                 public: r.public.clone(),
-                metric_label: format!("gateway:{}", r.prefix),
+                metric_label: format!("gateway:{}", r.prefix).into(),
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
