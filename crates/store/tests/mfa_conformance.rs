@@ -278,3 +278,80 @@ on_every_backend!(a_failing_operation_does_not_fail_its_batch, |store, _clock| {
         assert_eq!(store.find_totp(*u).await.unwrap().unwrap().last_step, Some(101));
     }
 });
+
+// A step-up grant is one atomic write (issue 4, R43): the used step, the step-up token, the
+// session's proof and its rotated access token (every earlier one gone) commit together; a
+// grant whose step was already used writes none of it.
+on_every_backend!(step_up_grants_commit_whole_or_not_at_all, |store, _clock| {
+    use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
+    use gatehouse_core::ids::DeviceId;
+    use gatehouse_core::mfa::store::{AccessRotation, FactorUse, StepUpGrant};
+    use gatehouse_core::session::{Session, SessionKind};
+    use gatehouse_core::store::{AuditStore, NewSession, SessionStore};
+    let rng = SeededRng::new(13);
+    let u = user(&store, "grant@example.com", &rng).await;
+    assert!(store.begin_totp(u, b"seed", T0, SideEffects::default()).await.unwrap());
+    assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
+    let session = Session {
+        id: SessionId::generate(T0, &rng),
+        user_id: u,
+        device_id: DeviceId::generate(T0, &rng),
+        ua_family: "curl/Other".into(),
+        device_name: "curl on Other".into(),
+        kind: SessionKind::Api,
+        created_ip: "127.0.0.1".into(),
+        last_ip: "127.0.0.1".into(),
+        created_at: T0,
+        last_seen_at: T0,
+        expires_at: T0.plus(Span::hours(12)),
+        auth_time: T0,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    let first_access = Token::generate(&rng);
+    let new = NewSession {
+        session: session.clone(),
+        access_hash: first_access.hash(),
+        access_expires_at: T0.plus(Span::minutes(10)),
+        refresh_hash: Token::generate(&rng).hash(),
+    };
+    store.create_session(&new, &[], SideEffects::default()).await.unwrap();
+    let grant = |step: u64, rng: &SeededRng| {
+        let token = Token::generate(rng);
+        let access = Token::generate(rng);
+        let g = StepUpGrant {
+            used: FactorUse::TotpStep(step),
+            token: MfaToken {
+                hash: token.hash(),
+                user_id: u,
+                purpose: MfaTokenPurpose::StepUp,
+                session_id: Some(session.id),
+                action: "create_api_key".into(),
+                binding: String::new(),
+                factor: "totp".into(),
+                strength: "any_second_factor".into(),
+                detail: "{}".into(),
+                created_at: T0,
+                expires_at: T0.plus(Span::secs(300)),
+            },
+            access: Some(AccessRotation { hash: access.hash(), expires_at: T0.plus(Span::minutes(10)) }),
+        };
+        (g, token, access)
+    };
+    let ok = || SideEffects::event(AuditEvent::new(EventKind::StepUpSucceeded, Outcome::Success).by_user(u));
+    let (g1, t1, a1) = grant(101, &rng);
+    assert!(store.grant_step_up(&g1, ok()).await.unwrap());
+    assert!(store.find_mfa_token(t1.hash(), MfaTokenPurpose::StepUp, T0).await.unwrap().is_some());
+    assert_eq!(store.session_proof(session.id).await.unwrap().map(|p| p.0), Some("any_second_factor".into()));
+    assert!(store.find_by_access(first_access.hash()).await.unwrap().is_none(), "the old access token is gone");
+    assert_eq!(store.find_by_access(a1.hash()).await.unwrap().map(|r| r.session.id), Some(session.id));
+    assert_eq!(store.find_totp(u).await.unwrap().unwrap().last_step, Some(101));
+    // The same step again: refused, and nothing of it is written.
+    let (g2, t2, a2) = grant(101, &rng);
+    assert!(!store.grant_step_up(&g2, ok()).await.unwrap());
+    assert!(store.find_mfa_token(t2.hash(), MfaTokenPurpose::StepUp, T0).await.unwrap().is_none());
+    assert!(store.find_by_access(a2.hash()).await.unwrap().is_none(), "no rotation for a refused grant");
+    assert!(store.find_by_access(a1.hash()).await.unwrap().is_some(), "the current token still works");
+    let events = store.records_after(0, 1000).await.unwrap();
+    assert_eq!(events.iter().filter(|r| r.kind == "step_up_succeeded").count(), 1, "one event, for the grant that won");
+});
