@@ -101,6 +101,100 @@ pub fn extend(doc: &mut Value, prefix: &str) {
                 true,
             ),
         ),
+        // WebAuthn: security keys and passkeys (two-phase ceremonies, options per WebAuthn L3).
+        (
+            format!("{api}/account/webauthn/register/start"),
+            "post",
+            post(
+                "Start registering a security key or passkey (first factor: password; else step-up change_factors)",
+                "WebAuthnRegisterStart",
+                200,
+                "Ceremony id and creation options",
+                true,
+            ),
+        ),
+        (
+            format!("{api}/account/webauthn/register/finish"),
+            "post",
+            post("Finish a registration", "WebAuthnFinish", 201, "Registered", true),
+        ),
+        (
+            format!("{api}/account/webauthn/remove"),
+            "post",
+            post("Remove a credential (step-up change_factors)", "WebAuthnRemove", 200, "Removed", true),
+        ),
+        (
+            format!("{api}/account/step-up/webauthn/start"),
+            "post",
+            post(
+                "Start a step-up with a security key or passkey (user verification required)",
+                "WebAuthnStepUpStart",
+                200,
+                "Ceremony id and request options",
+                true,
+            ),
+        ),
+        (
+            format!("{api}/account/step-up/webauthn/finish"),
+            "post",
+            post(
+                "Finish a WebAuthn step-up: a step-up token and the session's new access token (R43)",
+                "WebAuthnFinish",
+                201,
+                "Step-up token and the session's new access token",
+                true,
+            ),
+        ),
+        (
+            format!("{api}/sessions/second-factor/webauthn/start"),
+            "post",
+            post("Start the second step of a sign-in with a security key", "PendingRequest", 200, "Ceremony", false),
+        ),
+        (
+            format!("{api}/sessions/second-factor/webauthn/finish"),
+            "post",
+            post("Finish a sign-in with a security key", "WebAuthnLoginFinish", 201, "Signed in", false),
+        ),
+        (format!("{api}/sessions/passkey/start"), "post", {
+            // Takes no body (none is read).
+            let mut op = post("Start a passwordless sign-in with a passkey", "Empty", 200, "Ceremony", false);
+            if let Some(o) = op.as_object_mut() {
+                o.remove("requestBody");
+            }
+            op
+        }),
+        (
+            format!("{api}/sessions/passkey/finish"),
+            "post",
+            post("Finish a passkey sign-in (user verification required)", "WebAuthnFinish", 201, "Signed in", false),
+        ),
+        // SMS, the weaker last resort (R39): sign-in only, never step-up.
+        (
+            format!("{api}/account/factors/sms"),
+            "post",
+            post(
+                "Set or change the SMS number (weaker: SIM swap); a code is sent to it (first factor: password; else step-up change_factors)",
+                "SmsNumberRequest",
+                200,
+                "Code sent; pending_confirmation",
+                true,
+            ),
+        ),
+        (
+            format!("{api}/account/factors/sms/confirm"),
+            "post",
+            post("Confirm the number being set with the code sent to it", "CodeRequest", 200, "Enabled", true),
+        ),
+        (
+            format!("{api}/account/factors/sms/remove"),
+            "post",
+            post("Remove the SMS number (step-up change_factors)", "ProofRequest", 200, "Removed", true),
+        ),
+        (
+            format!("{api}/sessions/second-factor/sms/send"),
+            "post",
+            post("Send a sign-in code by SMS for a pending login (weaker)", "PendingRequest", 200, "Sent", false),
+        ),
     ];
     if let Some(p) = doc["paths"].as_object_mut() {
         for (path, method, op) in paths {
