@@ -117,7 +117,9 @@ pub fn extend(doc: &mut Value) {
             json!({ "post": op("Open a lost-second-factor recovery case (same answer for unknown addresses)", Some("RecoveryCaseRequest"), 202, &[400, 413, 415, 503], false, false) }),
         ),
     ];
-    let step_up = json!({ "password": string(4096), "step_up_token": string(512) });
+    // Either proof may be left out or sent as null (the same thing to the server).
+    let nullable = |max: u32| json!({ "type": ["string", "null"], "maxLength": max });
+    let step_up = json!({ "password": nullable(4096), "step_up_token": nullable(512) });
     let with_step_up = |mut props: Value, required: &[&str]| {
         if let (Some(p), Some(s)) = (props.as_object_mut(), step_up.as_object()) {
             p.extend(s.clone());

@@ -140,6 +140,11 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 /// How many connections SQLite reads keep open beside the pool.
 const SQLITE_READERS: usize = 4;
 
+/// The SQLite pool's size: writes run one at a time behind the write lock and reads have their
+/// own connections, so two suffice — and few connections keep the writer's page cache warm (a
+/// connection's cache survives its own commits, not other connections').
+const SQLITE_POOL: u32 = 2;
+
 /// SQLite connections held open for reads, outside the pool.
 ///
 /// sqlx runs each SQLite connection on its own thread and every statement is a round trip to
@@ -238,7 +243,7 @@ impl SqlStore {
         let statement_ms = settings.statement_timeout.as_millis();
         let mut opts = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite {
-                settings.max_connections.min(8)
+                settings.max_connections.min(SQLITE_POOL)
             } else {
                 settings.max_connections
             })

@@ -81,15 +81,21 @@ pub(crate) async fn create_case(
 pub(crate) async fn list_cases(s: &SqlStore, open_only: bool, limit: u32) -> StoreResult<Vec<RecoveryCase>> {
     let filter = if open_only { "WHERE state = 'open'" } else { "" };
     let sql = format!("SELECT {COLS} FROM recovery_cases {filter} ORDER BY created_at DESC, id LIMIT $1");
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(s.pool()).await.map_err(map_err)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *s.reader().await?)
+        .await
+        .map_err(map_err)?;
     rows.iter().map(case).collect()
 }
 
 pub(crate) async fn find_case(s: &SqlStore, id: &str) -> StoreResult<Option<RecoveryCase>> {
     let sql = format!("SELECT {COLS} FROM recovery_cases WHERE id = $1");
-    let row =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_owned()).fetch_optional(s.pool()).await.map_err(map_err)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_owned())
+        .fetch_optional(&mut *s.reader().await?)
+        .await
+        .map_err(map_err)?;
     row.as_ref().map(case).transpose()
 }
 

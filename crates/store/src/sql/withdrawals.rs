@@ -76,8 +76,11 @@ pub(crate) async fn add_address(
 pub(crate) async fn list_addresses(s: &SqlStore, user: UserId) -> StoreResult<Vec<AddressEntry>> {
     let sql =
         format!("SELECT {ADDRESS_COLS} FROM withdrawal_addresses WHERE user_id = $1 ORDER BY created_at DESC, id");
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.to_string()).fetch_all(s.pool()).await.map_err(map_err)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user.to_string())
+        .fetch_all(&mut *s.reader().await?)
+        .await
+        .map_err(map_err)?;
     rows.iter().map(address).collect()
 }
 
@@ -120,8 +123,11 @@ pub(crate) async fn create_intent(s: &SqlStore, i: &Intent, fx: SideEffects) -> 
 
 pub(crate) async fn find_intent(s: &SqlStore, id: &str) -> StoreResult<Option<Intent>> {
     let sql = format!("SELECT {INTENT_COLS} FROM withdrawal_intents WHERE id = $1");
-    let row =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_owned()).fetch_optional(s.pool()).await.map_err(map_err)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_owned())
+        .fetch_optional(&mut *s.reader().await?)
+        .await
+        .map_err(map_err)?;
     row.as_ref().map(intent).transpose()
 }
 
@@ -248,7 +254,7 @@ pub(crate) async fn claim_intents(s: &SqlStore, now: Timestamp, lease: Span, lim
     )
     .bind(now.as_millis())
     .bind(i64::from(limit))
-    .fetch_all(s.pool())
+    .fetch_all(&mut *s.reader().await?)
     .await
     .map_err(map_err)?;
     let mut out = Vec::new();
