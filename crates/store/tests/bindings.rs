@@ -10,15 +10,14 @@ use common::T0;
 use gatehouse_core::account::{Account, AccountStatus, Email};
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::Span;
-use gatehouse_core::ids::{DeviceId, SessionId, UserId};
+use gatehouse_core::ids::UserId;
 use gatehouse_core::password::PasswordHashString;
 use gatehouse_core::pop::{CertBinding, Confirmation, Jkt};
 use gatehouse_core::rng::{SecureRng, SeededRng};
 use gatehouse_core::secret::{SecretBytes, Token};
-use gatehouse_core::session::{RefreshOutcome, Session, SessionKind, SessionPolicy, derive_successor};
+use gatehouse_core::session::{RefreshOutcome, SessionPolicy, derive_successor};
 use gatehouse_core::store::{
-    AccountStore, AuditStore, EmailToken, NewSession, RefreshRequest, SessionStore, SideEffects, StoreError,
-    TokenBindingStore,
+    AccountStore, AuditStore, EmailToken, RefreshRequest, SessionStore, SideEffects, StoreError, TokenBindingStore,
 };
 use gatehouse_store::SqlStore;
 
@@ -45,33 +44,6 @@ async fn account(store: &SqlStore, rng: &dyn SecureRng) -> Account {
     a
 }
 
-fn new_session(a: &Account, rng: &dyn SecureRng) -> (NewSession, Token, Token) {
-    let session = Session {
-        id: SessionId::generate(T0, rng),
-        user_id: a.id,
-        device_id: DeviceId::generate(T0, rng),
-        ua_family: "curl/Other".into(),
-        device_name: "curl on Other".into(),
-        kind: SessionKind::Api,
-        created_ip: "127.0.0.1".into(),
-        last_ip: "127.0.0.1".into(),
-        created_at: T0,
-        last_seen_at: T0,
-        expires_at: T0.plus(Span::hours(12)),
-        auth_time: T0,
-        revoked_at: None,
-        revoke_reason: None,
-    };
-    let (access, refresh) = (Token::generate(rng), Token::generate(rng));
-    let new = NewSession {
-        session,
-        access_hash: access.hash(),
-        access_expires_at: T0.plus(Span::minutes(10)),
-        refresh_hash: refresh.hash(),
-    };
-    (new, access, refresh)
-}
-
 fn cnf() -> Confirmation {
     Confirmation {
         jkt: Jkt::parse("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"),
@@ -84,7 +56,7 @@ on_every_backend!(bound_sessions_keep_their_binding_through_rotation, |store, _c
     let a = account(&store, &rng).await;
 
     // Bound: the binding is found by session and by every refresh token of the family.
-    let (new, access, refresh) = new_session(&a, &rng);
+    let (new, access, refresh) = common::new_session(a.id, &rng);
     let login = AuditEvent::new(EventKind::LoginSucceeded, Outcome::Success).by_user(a.id);
     store.create_bound_session(&new, &cnf(), &[], SideEffects::event(login)).await.unwrap();
     assert_eq!(store.find_binding(new.session.id).await.unwrap(), Some(cnf()));
@@ -117,7 +89,7 @@ on_every_backend!(bound_sessions_keep_their_binding_through_rotation, |store, _c
     assert_eq!(e, "login_succeeded", "the audit event committed with the bound session");
 
     // Unbound: no binding anywhere.
-    let (plain, plain_access, plain_refresh) = new_session(&a, &rng);
+    let (plain, plain_access, plain_refresh) = common::new_session(a.id, &rng);
     store.create_session(&plain, &[], SideEffects::default()).await.unwrap();
     assert_eq!(store.find_binding(plain.session.id).await.unwrap(), None);
     assert_eq!(store.find_by_access(plain_access.hash()).await.unwrap().unwrap().binding, None);
@@ -125,7 +97,7 @@ on_every_backend!(bound_sessions_keep_their_binding_through_rotation, |store, _c
     assert!(store.find_refresh_binding(Token::generate(&rng).hash()).await.unwrap().is_none());
 
     // An empty binding is refused and leaves nothing behind.
-    let (empty, access, _) = new_session(&a, &rng);
+    let (empty, access, _) = common::new_session(a.id, &rng);
     let r = store.create_bound_session(&empty, &Confirmation::default(), &[], SideEffects::default()).await;
     assert!(matches!(r, Err(StoreError::Other(_))), "{r:?}");
     assert!(store.find_by_access(access.hash()).await.unwrap().is_none());

@@ -39,6 +39,18 @@ async fn user(store: &gatehouse_store::SqlStore, email: &str, rng: &dyn SecureRn
     a.id
 }
 
+/// `n` accounts (`{prefix}{i}@example.com`) with TOTP active, step 100 used.
+async fn totp_users(store: &gatehouse_store::SqlStore, prefix: &str, n: usize, rng: &dyn SecureRng) -> Vec<UserId> {
+    let mut users = Vec::with_capacity(n);
+    for i in 0..n {
+        let u = user(store, &format!("{prefix}{i}@example.com"), rng).await;
+        assert!(store.begin_totp(u, b"seed", T0, SideEffects::default()).await.unwrap());
+        assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
+        users.push(u);
+    }
+    users
+}
+
 on_every_backend!(totp_steps_are_single_use_and_monotonic, |store, _clock| {
     let rng = SeededRng::new(7);
     let u = user(&store, "t@example.com", &rng).await;
@@ -187,13 +199,7 @@ on_every_backend!(batched_step_marks_keep_exactly_once_and_their_events, |store,
     use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
     use gatehouse_core::store::AuditStore;
     let rng = SeededRng::new(11);
-    let mut users = vec![];
-    for i in 0..8 {
-        let u = user(&store, &format!("g{i}@example.com"), &rng).await;
-        assert!(store.begin_totp(u, b"seed", T0, SideEffects::default()).await.unwrap());
-        assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
-        users.push(u);
-    }
+    let users = totp_users(&store, "g", 8, &rng).await;
     let mut tasks = vec![];
     for &u in &users {
         // Per user: six submissions of step 101 and two of the older step 100, all at once.
@@ -227,13 +233,7 @@ on_every_backend!(a_failing_operation_does_not_fail_its_batch, |store, _clock| {
     use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
     use gatehouse_core::store::AuditStore;
     let rng = SeededRng::new(12);
-    let mut users = vec![];
-    for i in 0..6 {
-        let u = user(&store, &format!("f{i}@example.com"), &rng).await;
-        assert!(store.begin_totp(u, b"seed", T0, SideEffects::default()).await.unwrap());
-        assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
-        users.push(u);
-    }
+    let users = totp_users(&store, "f", 6, &rng).await;
     // A token whose hash is taken: inserting it again is a unique violation.
     let taken = MfaToken {
         hash: Token::generate(&rng).hash(),
@@ -284,37 +284,12 @@ on_every_backend!(a_failing_operation_does_not_fail_its_batch, |store, _clock| {
 // grant whose step was already used writes none of it.
 on_every_backend!(step_up_grants_commit_whole_or_not_at_all, |store, _clock| {
     use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
-    use gatehouse_core::ids::DeviceId;
     use gatehouse_core::mfa::store::{AccessRotation, FactorUse, StepUpGrant};
-    use gatehouse_core::session::{Session, SessionKind};
-    use gatehouse_core::store::{AuditStore, NewSession, SessionStore};
+    use gatehouse_core::store::{AuditStore, SessionStore};
     let rng = SeededRng::new(13);
-    let u = user(&store, "grant@example.com", &rng).await;
-    assert!(store.begin_totp(u, b"seed", T0, SideEffects::default()).await.unwrap());
-    assert!(store.activate_totp(u, 100, None, T0, SideEffects::default()).await.unwrap());
-    let session = Session {
-        id: SessionId::generate(T0, &rng),
-        user_id: u,
-        device_id: DeviceId::generate(T0, &rng),
-        ua_family: "curl/Other".into(),
-        device_name: "curl on Other".into(),
-        kind: SessionKind::Api,
-        created_ip: "127.0.0.1".into(),
-        last_ip: "127.0.0.1".into(),
-        created_at: T0,
-        last_seen_at: T0,
-        expires_at: T0.plus(Span::hours(12)),
-        auth_time: T0,
-        revoked_at: None,
-        revoke_reason: None,
-    };
-    let first_access = Token::generate(&rng);
-    let new = NewSession {
-        session: session.clone(),
-        access_hash: first_access.hash(),
-        access_expires_at: T0.plus(Span::minutes(10)),
-        refresh_hash: Token::generate(&rng).hash(),
-    };
+    let u = totp_users(&store, "grant", 1, &rng).await[0];
+    let (new, first_access, _) = common::new_session(u, &rng);
+    let session = new.session.clone();
     store.create_session(&new, &[], SideEffects::default()).await.unwrap();
     let grant = |step: u64, rng: &SeededRng| {
         let token = Token::generate(rng);

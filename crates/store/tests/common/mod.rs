@@ -9,8 +9,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gatehouse_core::clock::{ManualClock, Timestamp};
-use gatehouse_core::secret::SecretBytes;
+use gatehouse_core::clock::{ManualClock, Span, Timestamp};
+use gatehouse_core::ids::{DeviceId, SessionId, UserId};
+use gatehouse_core::rng::SecureRng;
+use gatehouse_core::secret::{SecretBytes, Token};
+use gatehouse_core::session::{Session, SessionKind};
+use gatehouse_core::store::NewSession;
 use gatehouse_store::{DbSettings, SqlStore};
 
 pub const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
@@ -79,4 +83,33 @@ macro_rules! on_every_backend {
             }
         }
     };
+}
+
+/// A new API session for `user` at `T0` (12 h), with its access token (10 min) and refresh
+/// token.
+pub fn new_session(user: UserId, rng: &dyn SecureRng) -> (NewSession, Token, Token) {
+    let session = Session {
+        id: SessionId::generate(T0, rng),
+        user_id: user,
+        device_id: DeviceId::generate(T0, rng),
+        ua_family: "curl/Other".into(),
+        device_name: "curl on Other".into(),
+        kind: SessionKind::Api,
+        created_ip: "127.0.0.1".into(),
+        last_ip: "127.0.0.1".into(),
+        created_at: T0,
+        last_seen_at: T0,
+        expires_at: T0.plus(Span::hours(12)),
+        auth_time: T0,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    let (access, refresh) = (Token::generate(rng), Token::generate(rng));
+    let new = NewSession {
+        session,
+        access_hash: access.hash(),
+        access_expires_at: T0.plus(Span::minutes(10)),
+        refresh_hash: refresh.hash(),
+    };
+    (new, access, refresh)
 }
