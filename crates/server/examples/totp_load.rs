@@ -21,6 +21,10 @@
 //! Usage: cargo run --release -p gatehouse-server --example totp_load -- \
 //!   --binary target/release/gatehouse [--users 1000] [--seconds 8] [--concurrency 128] \
 //!   [--rounds 3] [--server-cpu 1]
+//!
+//! `GH_BENCH_LOG=<filter>` (e.g. `warn,sqlx::query=debug`) sets the server's log filter and
+//! keeps the temporary directory (the last server's log is `data.log` there): a way to count
+//! the statements each request runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -103,6 +107,9 @@ impl Server {
             ("GATEHOUSE_LOG", "warn"),
         ] {
             cmd.env(k, v);
+        }
+        if let Ok(v) = std::env::var("GH_BENCH_LOG") {
+            cmd.env("GATEHOUSE_LOG", v);
         }
         let log = std::fs::File::create(data.with_extension("log")).unwrap();
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).spawn().expect("spawn gatehouse");
@@ -493,5 +500,7 @@ async fn main() {
         let each: Vec<String> = rows.iter().map(|r| format!("{:.0}", r[0])).collect();
         println!("| {name} | {:.0} | {:.2} | {:.2} | {:.0} | {} |", col(0), col(1), col(2), col(3), each.join(", "));
     }
-    let _ = std::fs::remove_dir_all(&tmp);
+    if std::env::var("GH_BENCH_LOG").is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }

@@ -302,10 +302,11 @@ on_every_backend!(step_up_grants_commit_whole_or_not_at_all, |store, _clock| {
                 purpose: MfaTokenPurpose::StepUp,
                 session_id: Some(session.id),
                 action: "create_api_key".into(),
-                binding: String::new(),
+                // Every text column distinct, so a column written from the wrong argument shows.
+                binding: "b1".repeat(32),
                 factor: "totp".into(),
                 strength: "any_second_factor".into(),
-                detail: "{}".into(),
+                detail: r#"{"factor":"totp"}"#.into(),
                 created_at: T0,
                 expires_at: T0.plus(Span::secs(300)),
             },
@@ -316,10 +317,14 @@ on_every_backend!(step_up_grants_commit_whole_or_not_at_all, |store, _clock| {
     let ok = || SideEffects::event(AuditEvent::new(EventKind::StepUpSucceeded, Outcome::Success).by_user(u));
     let (g1, t1, a1) = grant(101, &rng);
     assert!(store.grant_step_up(&g1, ok()).await.unwrap());
-    assert!(store.find_mfa_token(t1.hash(), MfaTokenPurpose::StepUp, T0).await.unwrap().is_some());
-    assert_eq!(store.session_proof(session.id).await.unwrap().map(|p| p.0), Some("any_second_factor".into()));
+    let stored = store.find_mfa_token(t1.hash(), MfaTokenPurpose::StepUp, T0).await.unwrap().expect("token stored");
+    assert_eq!(format!("{stored:?}"), format!("{:?}", g1.token), "every column as granted");
+    assert_eq!(store.session_proof(session.id).await.unwrap(), Some(("any_second_factor".into(), T0)));
     assert!(store.find_by_access(first_access.hash()).await.unwrap().is_none(), "the old access token is gone");
-    assert_eq!(store.find_by_access(a1.hash()).await.unwrap().map(|r| r.session.id), Some(session.id));
+    assert_eq!(
+        store.find_by_access(a1.hash()).await.unwrap().map(|r| (r.session.id, r.expires_at)),
+        Some((session.id, T0.plus(Span::minutes(10))))
+    );
     assert_eq!(store.find_totp(u).await.unwrap().unwrap().last_step, Some(101));
     // The same step again: refused, and nothing of it is written.
     let (g2, t2, a2) = grant(101, &rng);

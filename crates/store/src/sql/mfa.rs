@@ -331,6 +331,7 @@ impl MfaStore for SqlStore {
     async fn grant_step_up(&self, grant: &StepUpGrant, fx: SideEffects) -> StoreResult<bool> {
         let g = grant.clone();
         let session = g.token.session_id.ok_or_else(|| StoreError::Other("step-up token without a session".into()))?;
+        let sqlite = self.backend == super::Backend::Sqlite;
         // Group commit (ADR 0013): the factor use, the token, the proof, the rotated access
         // token and `fx` commit together in the next batch, or — the factor already used —
         // none of them does. The answer waits for that commit.
@@ -338,7 +339,7 @@ impl MfaStore for SqlStore {
             Box::new(move |mut tx| {
                 let g = g.clone();
                 Box::pin(async move {
-                    let r = write_grant(&mut tx, &g, session).await;
+                    let r = write_grant(&mut tx, &g, session, sqlite).await;
                     (tx, r)
                 })
             }),
@@ -686,8 +687,12 @@ async fn insert_token(tx: &mut Tx, t: &MfaToken) -> StoreResult<()> {
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
-    // Expired tokens are swept as new ones arrive, at one insert in 16 (chosen by the new
-    // token's random hash): the table stays bounded without a sweep statement per insert.
+    sweep_tokens(tx, t).await
+}
+
+/// Expired tokens are swept as new ones arrive, at one insert in 16 (chosen by the new token's
+/// random hash): the table stays bounded without a sweep statement per insert.
+async fn sweep_tokens(tx: &mut Tx, t: &MfaToken) -> StoreResult<()> {
     if t.hash.as_bytes()[0] & 0x0f == 0 {
         sqlx::query("DELETE FROM mfa_tokens WHERE expires_at < $1")
             .bind(t.created_at.as_millis() - 3_600_000)
@@ -728,9 +733,22 @@ async fn note_proof(tx: &mut Tx, session: String, user: String, strength: String
     Ok(())
 }
 
+/// What a grant writes once its factor use is accepted, as one SQLite request (ADR 0016):
+/// the token, the session's proof and the rotated access token. The statements share one
+/// argument list (`$N` are global across them); `$8` is the session, `$12` the step-up time.
+const GRANT_TAIL_SQLITE: &str = "\
+INSERT INTO mfa_tokens (hash, user_id, purpose, session_id, action, binding, factor, strength, detail, created_at, expires_at) \
+ VALUES ($1, $2, $3, $8, $4, $5, $6, $7, $9, $12, $10);
+INSERT INTO mfa_session_proofs (session_id, user_id, strength, verified_at) VALUES ($8, $2, $7, $12) \
+ ON CONFLICT (session_id) DO UPDATE SET strength = excluded.strength, verified_at = excluded.verified_at;
+DELETE FROM access_tokens WHERE session_id = $8;
+INSERT INTO access_tokens (hash, session_id, created_at, expires_at) VALUES ($11, $8, $12, $13);";
+
 /// The statements of [`MfaStore::grant_step_up`]; `Ok(false)` (the caller rolls back) when
-/// the factor use is refused.
-async fn write_grant(tx: &mut Tx, g: &StepUpGrant, session: SessionId) -> StoreResult<bool> {
+/// the factor use is refused. On SQLite, everything after the factor use goes to the
+/// connection's thread as one request instead of four (ADR 0016); PostgreSQL cannot prepare
+/// several statements at once and runs them one by one.
+async fn write_grant(tx: &mut Tx, g: &StepUpGrant, session: SessionId, sqlite: bool) -> StoreResult<bool> {
     let user = g.token.user_id.to_string();
     let now = g.token.created_at.as_millis();
     let fresh = match g.used {
@@ -740,6 +758,28 @@ async fn write_grant(tx: &mut Tx, g: &StepUpGrant, session: SessionId) -> StoreR
     };
     if !fresh {
         return Ok(false);
+    }
+    if sqlite && let Some(access) = &g.access {
+        let t = &g.token;
+        sqlx::query(GRANT_TAIL_SQLITE)
+            .bind(t.hash.as_bytes().to_vec())
+            .bind(user)
+            .bind(t.purpose.as_str())
+            .bind(t.action.clone())
+            .bind(t.binding.clone())
+            .bind(t.factor.clone())
+            .bind(t.strength.clone())
+            .bind(session.to_string())
+            .bind(t.detail.clone())
+            .bind(t.expires_at.as_millis())
+            .bind(access.hash.as_bytes().to_vec())
+            .bind(now)
+            .bind(access.expires_at.as_millis())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        sweep_tokens(tx, t).await?;
+        return Ok(true);
     }
     insert_token(tx, &g.token).await?;
     note_proof(tx, session.to_string(), user, g.token.strength.clone(), now).await?;

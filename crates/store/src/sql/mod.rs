@@ -256,6 +256,13 @@ impl SqlStore {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        // The pool's connections do the writes (ADR 0015), and a writer's page
+                        // cache survives its own commits: up to 64 MiB of it (SQLite's default
+                        // is 2 MiB) keeps the hot B-tree pages of a grown database in memory
+                        // instead of re-reading them from the OS on every batch (ADR 0016).
+                        // Readers' caches are dropped whenever another connection commits, so
+                        // they keep the default.
+                        conn.execute("PRAGMA cache_size = -65536").await?;
                     }
                     Backend::Postgres => {
                         conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {statement_ms}"))).await?;
