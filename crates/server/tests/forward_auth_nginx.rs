@@ -307,7 +307,44 @@ async fn nginx_auth_request_through_gatehouse() {
     assert!(access.lines().count() >= 8, "access log:\n{access}");
     assert!(!nginx.error_log().contains("auth request unexpected status: 502"), "{}", nginx.error_log());
 
-    // 7. gatehouse down: the check cannot be made, so nginx refuses (503, −1001): fail closed.
+    // 7. The check asked directly, as nginx asks it, is answered outside the router on plain
+    //    HTTP (app::serve) with the same edge duties as every answer: identity headers, a
+    //    request id, the security headers, and a count in /metrics under its own route.
+    let target = signed_account(&secret, 8);
+    let direct = http
+        .get(format!("{}/_gh/auth/forward", srv.base))
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", &target)
+        .header("X-MBX-APIKEY", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+    let h = direct.headers();
+    assert_eq!(h["x-gatehouse-key"], key.as_str());
+    assert!(h.contains_key("x-gatehouse-identity"), "{h:?}");
+    assert_eq!(h["x-request-id"].len(), 16, "{h:?}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(!h.contains_key("dpop-nonce"), "forward-auth answers go to the proxy: {h:?}");
+    let refused = http
+        .get(format!("{}/_gh/auth/forward", srv.base))
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", &target)
+        .header("X-MBX-APIKEY", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "the same signature again is a replay");
+    assert_eq!(refused.headers()["x-gatehouse-status"], "400");
+    let metrics = http.get(format!("{}/metrics", srv.base)).send().await.unwrap().text().await.unwrap();
+    for status in ["200", "400"] {
+        let line =
+            format!(r#"gatehouse_http_requests_total{{route="/_gh/auth/forward",method="GET",status="{status}"}}"#);
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
+
+    // 8. gatehouse down: the check cannot be made, so nginx refuses (503, −1001): fail closed.
     let mut srv = srv;
     srv.stop();
     let a = get(&http, &nginx.url(&signed_account(&secret, 9)), &[("X-MBX-APIKEY", &key)]).await;

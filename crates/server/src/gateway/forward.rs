@@ -8,6 +8,8 @@
 //! verified this way; a signed body makes verification fail closed. Use the reverse-proxy
 //! mode for everything else.
 
+use std::net::IpAddr;
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,12 +24,17 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// `GET /_gh/auth/forward`: reads `X-Original-Method` (or `X-Forwarded-Method`) and
-/// `X-Original-URI` (or `X-Forwarded-Uri`).
+/// `/_gh/auth/forward` through the router (TLS connections, in-process tests); plain-HTTP
+/// connections are answered by [`answer`] straight from the connection (`app::serve`).
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let client_ip = crate::http::client_ip_of(&req, &state.trusted_proxies);
+    answer(&state, client_ip, req.headers()).await
+}
+
+/// The check: reads `X-Original-Method` (or `X-Forwarded-Method`) and `X-Original-URI` (or
+/// `X-Forwarded-Uri`) and runs the gateway pipeline on them.
+pub async fn answer(state: &AppState, client_ip: IpAddr, headers: &HeaderMap) -> Response {
     let Some(gw) = state.gateway.as_ref() else { return ApiError::new(ErrorCode::NotFound).into_response() };
-    let headers = req.headers();
     let method = header_str(headers, "x-original-method").or_else(|| header_str(headers, "x-forwarded-method"));
     let target = header_str(headers, "x-original-uri").or_else(|| header_str(headers, "x-forwarded-uri"));
     let (Some(method), Some(target)) = (method, target) else {
