@@ -308,8 +308,9 @@ pub trait MfaStore: Send + Sync {
     /// written, when `p.max_sends` codes were already sent in the current window.
     async fn begin_sms_number(&self, p: &PendingSmsNumber, fx: SideEffects) -> StoreResult<bool>;
     /// Confirms the pending number whose code hashes to `code_hash` (unexpired): it becomes the
-    /// account's SMS number (replacing a confirmed one) and the pending row is removed. False,
-    /// and nothing written, when there is no such pending number.
+    /// account's SMS number (replacing a confirmed one) and the pending code stops working (its
+    /// send count still applies to the window). False, and nothing written, when there is no
+    /// such pending number.
     async fn confirm_sms_number(
         &self,
         user: UserId,
@@ -319,7 +320,8 @@ pub trait MfaStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// The sealed SMS number, once confirmed (a pending one is not returned).
     async fn find_sms_number(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
-    /// Removes the SMS number, confirmed or pending.
+    /// Removes the SMS number, confirmed or pending. Codes already sent in the current window
+    /// still count toward `max_sends` (removing a number does not unsend them).
     async fn delete_sms_number(&self, user: UserId, fx: SideEffects) -> StoreResult<bool>;
     /// Marks every live token of `purpose` with this `binding` used (an SMS resend replaces the
     /// earlier code, R38).

@@ -564,11 +564,19 @@ impl MfaStore for SqlStore {
             .execute(&mut *w.tx)
             .await
             .map_err(map_err)?;
-        let pending = sqlx::query("DELETE FROM mfa_sms_pending WHERE user_id = $1")
-            .bind(user.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(map_err)?;
+        // The pending row also holds the window's send count (SMS pumping, R39): removing the
+        // number must not unsend its codes, or set/remove/set would buy `max_sends` more per
+        // window. So the row stays with its count, and its number and code are wiped and it is
+        // expired (`expires_at = 0`, as after a confirmation): nothing can confirm it.
+        let pending = sqlx::query(
+            "UPDATE mfa_sms_pending SET phone_sealed = $2, code_hash = $2, expires_at = 0 \
+             WHERE user_id = $1 AND expires_at <> 0",
+        )
+        .bind(user.to_string())
+        .bind(Vec::<u8>::new())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(map_err)?;
         if r.rows_affected() + pending.rows_affected() == 0 {
             return Ok(false);
         }
