@@ -385,7 +385,8 @@ pub async fn build(cfg: Config) -> anyhow::Result<Runtime> {
         url => Some(
             RedisHandle::connect(url, std::time::Duration::from_millis(cfg.storage.redis_timeout_ms))
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .with_prefix(&cfg.storage.redis_prefix),
         ),
     };
     let hasher = PasswordHasher::new(cfg.password.argon2, rng.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -123,6 +123,10 @@ pub struct StorageConfig {
     pub db_group_commit: bool,
     /// Redis connect and response timeout, in ms.
     pub redis_timeout_ms: u64,
+    /// Prefix of every Redis key this deployment writes (nonces, rate-limit buckets). Give
+    /// each deployment sharing a Redis its own (staging, production); instances of one
+    /// deployment must share it.
+    pub redis_prefix: String,
 }
 
 impl Default for StorageConfig {
@@ -136,6 +140,7 @@ impl Default for StorageConfig {
             db_statement_timeout_ms: 2000,
             db_group_commit: true,
             redis_timeout_ms: 500,
+            redis_prefix: gatehouse_store::redis::DEFAULT_PREFIX.to_owned(),
         }
     }
 }
@@ -303,6 +308,10 @@ impl Config {
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return e("storage.redis_url must start with redis:// or rediss://");
         }
+        let p = &self.storage.redis_prefix;
+        if p.is_empty() || p.len() > 32 || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+            return e("storage.redis_prefix must be 1 to 32 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'");
+        }
         self.apikey.validate().map_err(|m| ConfigError(m.into()))?;
         self.notify.validate().map_err(|m| ConfigError(m.into()))?;
         // feat/mfa
@@ -367,6 +376,19 @@ mod tests {
         let _ = std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 3\n");
         let err = Config::load(Some(&f), &Overrides::default()).err().map(|e| e.0).unwrap_or_default();
         assert!(err.contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn redis_prefix_is_bounded_and_plain() {
+        let with = |p: &str| {
+            let mut c = Config::default();
+            c.storage.redis_prefix = p.to_owned();
+            c.validate().is_ok()
+        };
+        assert!(with("gh:") && with("gh-staging:") && with("a.b_c-1:"));
+        for bad in ["", "has space:", "new\nline", "{hash}:", &"x".repeat(33)] {
+            assert!(!with(bad), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -9,10 +9,21 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+/// The key prefix when none is configured.
+pub const DEFAULT_PREFIX: &str = "gh:";
+
 /// A multiplexed, reconnecting Redis connection. Clone freely.
+///
+/// Every key it writes starts with one prefix (`gh:` unless configured), so deployments that
+/// share a Redis — staging beside production, two test suites — never share a nonce or a
+/// rate-limit bucket.
 #[derive(Clone)]
 pub struct RedisHandle {
     conn: ConnectionManager,
+    /// `<prefix>nonce:`
+    nonce_prefix: std::sync::Arc<str>,
+    /// `<prefix>rl:`
+    rl_prefix: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for RedisHandle {
@@ -39,9 +50,16 @@ impl RedisHandle {
             .await
             .map_err(|_| RedisError("connect timed out".into()))?
             .map_err(|e| RedisError(e.to_string()))?;
-        let this = Self { conn };
+        let this = Self { conn, nonce_prefix: "".into(), rl_prefix: "".into() }.with_prefix(DEFAULT_PREFIX);
         this.ping().await?;
         Ok(this)
+    }
+
+    /// The same connection writing its keys under `prefix` (e.g. `gh-staging:`).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.nonce_prefix = format!("{prefix}nonce:").into();
+        self.rl_prefix = format!("{prefix}rl:").into();
+        self
     }
 
     /// `PING`; `Ok` only on `PONG`.
@@ -58,8 +76,8 @@ impl RedisHandle {
 }
 
 impl RedisHandle {
-    /// `SET gh:nonce:<hex> 1 NX PX <ttl>`: true when the key was fresh. Atomic across every
-    /// instance sharing this Redis (F7).
+    /// `SET <prefix>nonce:<hex> 1 NX PX <ttl>`: true when the key was fresh. Atomic across
+    /// every instance sharing this Redis and prefix (F7).
     pub async fn insert_if_absent(
         &self,
         key: &gatehouse_core::replay::ReplayKey,
@@ -67,7 +85,7 @@ impl RedisHandle {
     ) -> Result<bool, RedisError> {
         let mut c = self.conn.clone();
         let reply: Option<String> = ::redis::cmd("SET")
-            .arg(key.redis_key("gh:nonce:"))
+            .arg(key.redis_key(&self.nonce_prefix))
             .arg(1)
             .arg("NX")
             .arg("PX")
@@ -78,7 +96,7 @@ impl RedisHandle {
         Ok(reply.is_some())
     }
 
-    /// Runs the shared GCRA script for `key` (`gh:rl:` prefix added) and returns the decision
+    /// Runs the shared GCRA script for `key` (`<prefix>rl:` added) and returns the decision
     /// in the core's terms. The script uses Redis `TIME`, so instances need no shared clock.
     pub async fn gcra(
         &self,
@@ -92,7 +110,7 @@ impl RedisHandle {
         let script = SCRIPT.get_or_init(|| ::redis::Script::new(gatehouse_core::ratelimit::GCRA_LUA));
         let mut c = self.conn.clone();
         let v: Vec<i64> = script
-            .key(format!("gh:rl:{key}"))
+            .key(format!("{}{key}", self.rl_prefix))
             .arg(gcra.emission_interval().as_millis())
             .arg(gcra.tau().as_millis())
             .arg(cost)
@@ -111,5 +129,43 @@ impl RedisHandle {
         } else {
             Decision::Deny { retry_after: Span::millis(retry_after.max(1)), reset_after: Span::millis(reset_after) }
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use gatehouse_core::clock::Span;
+    use gatehouse_core::ratelimit::{Decision, Gcra};
+    use gatehouse_core::replay::ReplayKey;
+
+    /// Needs the Redis at 127.0.0.1:6379 that `scripts/test` makes sure of; fails, never
+    /// skips, without it.
+    async fn handle(prefix: &str) -> RedisHandle {
+        RedisHandle::connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+            .await
+            .expect("Redis at 127.0.0.1:6379 (scripts/test starts it)")
+            .with_prefix(prefix)
+    }
+
+    #[tokio::test]
+    async fn deployments_with_different_prefixes_share_nothing() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let run = format!("{}-{nanos}", std::process::id());
+        let (a, b) = (handle(&format!("ghtest-a-{run}:")).await, handle(&format!("ghtest-b-{run}:")).await);
+        let key = ReplayKey::derive("prefix-test", &[run.as_bytes()]);
+        let ttl = Span::secs(30);
+        assert!(a.insert_if_absent(&key, ttl).await.unwrap(), "fresh under a");
+        assert!(b.insert_if_absent(&key, ttl).await.unwrap(), "fresh under b: another deployment");
+        assert!(!a.insert_if_absent(&key, ttl).await.unwrap(), "replayed under a");
+        let a2 = handle(&format!("ghtest-a-{run}:")).await;
+        assert!(!a2.insert_if_absent(&key, ttl).await.unwrap(), "another instance of a sees it");
+        // One request per minute, no burst: a's bucket empties, b's is its own.
+        let gcra = Gcra::per_period(1, Span::minutes(1), 1).unwrap();
+        let allowed = |d: Decision| matches!(d, Decision::Allow { .. });
+        assert!(allowed(a.gcra("k", &gcra, 1).await.unwrap()));
+        assert!(!allowed(a2.gcra("k", &gcra, 1).await.unwrap()), "a's instances share the bucket");
+        assert!(allowed(b.gcra("k", &gcra, 1).await.unwrap()), "b has its own bucket");
     }
 }
