@@ -161,9 +161,15 @@ async fn gateway_or_not_found(State(state): State<AppState>, req: Request) -> Re
 /// 5. a fresh `DPoP-Nonce` on our own answers (issue 9) and the security headers on every
 ///    answer (R51, R104; pages may set a richer CSP themselves).
 async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    identified(edge_inner(state, req, next)).await
+}
+
+/// Runs `answer` under a fresh request id (what error bodies and log lines name) and returns
+/// it in `X-Request-Id`.
+async fn identified(answer: impl std::future::Future<Output = Response>) -> Response {
     let id = next_request_id();
     let header = HeaderValue::from_str(&id).ok();
-    let mut resp = REQUEST_ID.scope(id, edge_inner(state, req, next)).await;
+    let mut resp = REQUEST_ID.scope(id, answer).await;
     if let Some(v) = header {
         resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -205,14 +211,12 @@ async fn forward_direct(
     peer: std::net::SocketAddr,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Response {
-    let id = next_request_id();
     let started = std::time::Instant::now();
     let headers = req.headers();
     let mut resp = match refusal(state, headers, FORWARD_AUTH_PATH) {
         Some(refused) => refused,
         None => {
-            let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-            let ip = state.trusted_proxies.client_ip(peer.ip(), xff).ip;
+            let ip = crate::http::client_ip(peer.ip(), headers, &state.trusted_proxies);
             let resp = crate::gateway::forward::answer(state, ip, headers).await;
             let method = method_label(req.method());
             state.metrics.request(FORWARD_AUTH_PATH, method, resp.status().as_u16(), started.elapsed());
@@ -220,9 +224,6 @@ async fn forward_direct(
         }
     };
     security_headers(&mut resp);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
-    }
     resp
 }
 
@@ -519,7 +520,9 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             if req.uri().path() == FORWARD_AUTH_PATH && state.gateway.is_some() {
                 let state = state.clone();
-                return Either::Left(CatchPanic(Box::pin(async move { forward_direct(&state, peer, req).await })));
+                return Either::Left(CatchPanic(Box::pin(async move {
+                    identified(forward_direct(&state, peer, req)).await
+                })));
             }
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             Either::Right(router.clone().oneshot(req.map(axum::body::Body::new)))

@@ -42,10 +42,19 @@ pub fn clear_cookie(name: &str) -> String {
 
 /// Only the client IP of a request (the gateway needs nothing else from the client context).
 pub fn client_ip_of(req: &axum::extract::Request, trusted: &TrustedProxies) -> IpAddr {
-    let peer =
-        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let xff = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    client_ip(peer_of(req.extensions()), req.headers(), trusted)
+}
+
+/// The client IP: the socket `peer` unless it is a trusted proxy, in which case
+/// `X-Forwarded-For` is walked (R19).
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
     trusted.client_ip(peer, xff).ip
+}
+
+/// The socket peer recorded by the accept loop (unspecified when absent: in-process tests).
+fn peer_of(ext: &axum::http::Extensions) -> IpAddr {
+    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 /// Who is calling.
@@ -64,13 +73,9 @@ pub struct ClientCtx {
 }
 
 impl ClientCtx {
-    /// Builds the context from request parts: the client IP is the socket peer unless the
-    /// peer is a trusted proxy, in which case `X-Forwarded-For` is walked (R19).
+    /// Builds the context from request parts, with the client IP of [`client_ip`].
     pub fn from_parts(parts: &Parts, trusted: &TrustedProxies) -> Self {
-        let peer =
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let xff = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-        let ip = trusted.client_ip(peer, xff).ip;
+        let ip = client_ip(peer_of(&parts.extensions), &parts.headers, trusted);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -7,42 +7,13 @@
 mod common;
 
 use common::T0;
-use gatehouse_core::account::{Account, AccountStatus, Email};
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::Span;
-use gatehouse_core::ids::UserId;
-use gatehouse_core::password::PasswordHashString;
 use gatehouse_core::pop::{CertBinding, Confirmation, Jkt};
-use gatehouse_core::rng::{SecureRng, SeededRng};
+use gatehouse_core::rng::SeededRng;
 use gatehouse_core::secret::{SecretBytes, Token};
 use gatehouse_core::session::{RefreshOutcome, SessionPolicy, derive_successor};
-use gatehouse_core::store::{
-    AccountStore, AuditStore, EmailToken, RefreshRequest, SessionStore, SideEffects, StoreError, TokenBindingStore,
-};
-use gatehouse_store::SqlStore;
-
-async fn account(store: &SqlStore, rng: &dyn SecureRng) -> Account {
-    let a = Account {
-        id: UserId::generate(T0, rng),
-        email: Email::parse("bound@example.com").unwrap(),
-        email_verified_at: None,
-        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
-        status: AccountStatus::Active,
-        is_admin: false,
-        high_value: false,
-        created_at: T0,
-        password_changed_at: T0,
-        frozen_at: None,
-    };
-    let et = EmailToken {
-        hash: Token::generate(rng).hash(),
-        user_id: a.id,
-        purpose: "verify_email".into(),
-        expires_at: T0.plus(Span::hours(24)),
-    };
-    store.create_account(&a, &et, SideEffects::default()).await.unwrap();
-    a
-}
+use gatehouse_core::store::{AuditStore, RefreshRequest, SessionStore, SideEffects, StoreError, TokenBindingStore};
 
 fn cnf() -> Confirmation {
     Confirmation {
@@ -53,7 +24,7 @@ fn cnf() -> Confirmation {
 
 on_every_backend!(bound_sessions_keep_their_binding_through_rotation, |store, _clock| {
     let rng = SeededRng::new(9);
-    let a = account(&store, &rng).await;
+    let a = common::create_account(&store, "bound@example.com", false, &rng).await;
 
     // Bound: the binding is found by session and by every refresh token of the family.
     let (new, access, refresh) = common::new_session(a.id, &rng);

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::T0;
-use gatehouse_core::account::{Account, AccountStatus, Email};
+use gatehouse_core::account::{Account, Email};
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome, verify_chain};
 use gatehouse_core::clock::{Span, Timestamp};
 use gatehouse_core::ids::{DeviceId, SessionId, UserId};
@@ -27,18 +27,7 @@ fn rng() -> SeededRng {
 }
 
 fn account(email: &str, rng: &dyn SecureRng) -> Account {
-    Account {
-        id: UserId::generate(T0, rng),
-        email: Email::parse(email).unwrap(),
-        email_verified_at: None,
-        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
-        status: AccountStatus::Active,
-        is_admin: false,
-        high_value: false,
-        created_at: T0,
-        password_changed_at: T0,
-        frozen_at: None,
-    }
+    common::account(email, false, rng)
 }
 
 fn email_token(a: &Account, rng: &dyn SecureRng) -> (Token, EmailToken) {

@@ -7,12 +7,11 @@
 mod common;
 
 use common::T0;
-use gatehouse_core::account::{Account, AccountStatus, Email};
+use gatehouse_core::account::Account;
 use gatehouse_core::clock::Span;
 use gatehouse_core::friction::LinkAction;
 use gatehouse_core::friction_store::{ConfirmOutcome, FrictionStore};
 use gatehouse_core::ids::UserId;
-use gatehouse_core::password::PasswordHashString;
 use gatehouse_core::rng::SeededRng;
 use gatehouse_core::secret::Token;
 use gatehouse_core::store::{AccountStore, EmailToken, SideEffects};
@@ -20,25 +19,6 @@ use gatehouse_core::withdrawal::{Intent, IntentDetails, IntentState, Refusal};
 use gatehouse_store::SqlStore;
 
 const ONE: i64 = 100_000_000;
-
-async fn account(store: &SqlStore, email: &str) -> Account {
-    let rng = SeededRng::new(email.len() as u64);
-    let a = Account {
-        id: UserId::generate(T0, &rng),
-        email: Email::parse(email).unwrap(),
-        email_verified_at: Some(T0),
-        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
-        status: AccountStatus::Active,
-        is_admin: false,
-        high_value: false,
-        created_at: T0,
-        password_changed_at: T0,
-        frozen_at: None,
-    };
-    let t = EmailToken { hash: Token::generate(&rng).hash(), user_id: a.id, purpose: "none".into(), expires_at: T0 };
-    store.create_account(&a, &t, SideEffects::default()).await.unwrap();
-    a
-}
 
 fn intent(user: UserId, id: &str, units: i64) -> Intent {
     let details = IntentDetails {
@@ -159,3 +139,8 @@ on_every_backend!(action_links_are_single_use_and_expire, |store, _clock| {
     store.create_link(&row, SideEffects::default()).await.unwrap();
     assert_eq!(store.redeem_link(v.hash(), T0, &fx).await.unwrap(), None);
 });
+
+/// An active, verified account (its ids drawn from a generator seeded by the address length).
+async fn account(store: &SqlStore, email: &str) -> Account {
+    common::create_account(store, email, true, &SeededRng::new(email.len() as u64)).await
+}

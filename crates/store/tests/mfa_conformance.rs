@@ -5,39 +5,14 @@
 
 mod common;
 
-use common::T0;
-use gatehouse_core::account::{Account, AccountStatus, Email};
+use common::{T0, user};
 use gatehouse_core::clock::Span;
 use gatehouse_core::ids::{SessionId, UserId};
 use gatehouse_core::mfa::StoredBackupCode;
 use gatehouse_core::mfa::store::{CeremonyRow, MfaStore, MfaToken, MfaTokenMatch, MfaTokenPurpose};
-use gatehouse_core::password::PasswordHashString;
 use gatehouse_core::rng::{SecureRng, SeededRng};
 use gatehouse_core::secret::Token;
-use gatehouse_core::store::{AccountStore, EmailToken, SideEffects};
-
-async fn user(store: &gatehouse_store::SqlStore, email: &str, rng: &dyn SecureRng) -> UserId {
-    let a = Account {
-        id: UserId::generate(T0, rng),
-        email: Email::parse(email).unwrap(),
-        email_verified_at: Some(T0),
-        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
-        status: AccountStatus::Active,
-        is_admin: false,
-        high_value: false,
-        created_at: T0,
-        password_changed_at: T0,
-        frozen_at: None,
-    };
-    let et = EmailToken {
-        hash: Token::generate(rng).hash(),
-        user_id: a.id,
-        purpose: "verify_email".into(),
-        expires_at: T0.plus(Span::hours(1)),
-    };
-    store.create_account(&a, &et, SideEffects::default()).await.unwrap();
-    a.id
-}
+use gatehouse_core::store::SideEffects;
 
 /// `n` accounts (`{prefix}{i}@example.com`) with TOTP active, step 100 used.
 async fn totp_users(store: &gatehouse_store::SqlStore, prefix: &str, n: usize, rng: &dyn SecureRng) -> Vec<UserId> {

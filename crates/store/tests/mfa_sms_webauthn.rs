@@ -6,40 +6,14 @@
 
 mod common;
 
-use common::T0;
-use gatehouse_core::account::{Account, AccountStatus, Email};
+use common::{T0, user};
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::{Span, Timestamp};
 use gatehouse_core::ids::UserId;
 use gatehouse_core::mfa::store::{MfaStore, PendingSmsNumber};
-use gatehouse_core::password::PasswordHashString;
-use gatehouse_core::rng::{SecureRng, SeededRng};
-use gatehouse_core::secret::{Token, TokenHash};
-use gatehouse_core::store::{AccountStore, AuditStore, EmailToken, SideEffects};
-
-/// An active account (as in `mfa_conformance.rs`).
-async fn user(store: &gatehouse_store::SqlStore, email: &str, rng: &dyn SecureRng) -> UserId {
-    let a = Account {
-        id: UserId::generate(T0, rng),
-        email: Email::parse(email).unwrap(),
-        email_verified_at: Some(T0),
-        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
-        status: AccountStatus::Active,
-        is_admin: false,
-        high_value: false,
-        created_at: T0,
-        password_changed_at: T0,
-        frozen_at: None,
-    };
-    let et = EmailToken {
-        hash: Token::generate(rng).hash(),
-        user_id: a.id,
-        purpose: "verify_email".into(),
-        expires_at: T0.plus(Span::hours(1)),
-    };
-    store.create_account(&a, &et, SideEffects::default()).await.unwrap();
-    a.id
-}
+use gatehouse_core::rng::SeededRng;
+use gatehouse_core::secret::TokenHash;
+use gatehouse_core::store::{AuditStore, SideEffects};
 
 /// A distinct code hash per tag.
 fn code(tag: u8) -> TokenHash {

@@ -9,12 +9,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use gatehouse_core::account::{Account, AccountStatus, Email};
 use gatehouse_core::clock::{ManualClock, Span, Timestamp};
 use gatehouse_core::ids::{DeviceId, SessionId, UserId};
+use gatehouse_core::password::PasswordHashString;
 use gatehouse_core::rng::SecureRng;
 use gatehouse_core::secret::{SecretBytes, Token};
 use gatehouse_core::session::{Session, SessionKind};
-use gatehouse_core::store::NewSession;
+use gatehouse_core::store::{AccountStore, EmailToken, NewSession, SideEffects};
 use gatehouse_store::{DbSettings, SqlStore};
 
 pub const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
@@ -112,4 +114,38 @@ pub fn new_session(user: UserId, rng: &dyn SecureRng) -> (NewSession, Token, Tok
         refresh_hash: refresh.hash(),
     };
     (new, access, refresh)
+}
+
+/// An active account created at `T0`, its email verified then when `verified`.
+pub fn account(email: &str, verified: bool, rng: &dyn SecureRng) -> Account {
+    Account {
+        id: UserId::generate(T0, rng),
+        email: Email::parse(email).unwrap(),
+        email_verified_at: verified.then_some(T0),
+        password_hash: PasswordHashString::from_stored("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        status: AccountStatus::Active,
+        is_admin: false,
+        high_value: false,
+        created_at: T0,
+        password_changed_at: T0,
+        frozen_at: None,
+    }
+}
+
+/// [`account`] stored, with a 24 h email-verification token.
+pub async fn create_account(store: &SqlStore, email: &str, verified: bool, rng: &dyn SecureRng) -> Account {
+    let a = account(email, verified, rng);
+    let et = EmailToken {
+        hash: Token::generate(rng).hash(),
+        user_id: a.id,
+        purpose: "verify_email".into(),
+        expires_at: T0.plus(Span::hours(24)),
+    };
+    store.create_account(&a, &et, SideEffects::default()).await.unwrap();
+    a
+}
+
+/// A verified, active account's id.
+pub async fn user(store: &SqlStore, email: &str, rng: &dyn SecureRng) -> UserId {
+    create_account(store, email, true, rng).await.id
 }
