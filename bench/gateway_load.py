@@ -25,7 +25,9 @@ Load: wrk -t1 -cC -dS with bench/gateway/walk.lua walking a file of unique signe
 generated just before each run (every signature is single-use; timestamps are fresh), the
 same kind of file for every case so the generator does the same work everywhere.
 Server CPU per request: utime+stime from /proc/<pid>/stat of the process(es) under test
-(nginx master + workers; gatehouse, all threads) over the run, divided by the requests.
+(nginx master + workers; gatehouse, all threads) from the moment wrk has loaded its target file
+(walk.lua prints LOADED) until wrk exits, divided by the requests; the cores' busy shares over the
+same interval (wrk reading a million-line file is not counted as load).
 Fixed rate: bench/gateway/fixed_rate.py (open loop, each target once) at --rate req/s through
 nginx, with and without auth_request, interleaved; latency percentiles.
 Pinning (taskset): the server(s) under test on --server-cpu (default 0: front nginx and every
@@ -299,23 +301,39 @@ def gen_targets(path, n, kind, secret):
     return path
 
 
-def run_wrk(args, port, targets, mode, apikey):
+def run_wrk(args, port, targets, mode, apikey, sample):
+    """Runs wrk; `sample(wrk_pid)` is called once wrk has loaded its file (walk.lua prints
+    LOADED) and again when it has finished, so CPU counters cover the load alone — not the
+    seconds wrk spends reading a file of a million targets."""
     out_path = targets + ".out"
     with open(out_path, "w") as out:
         p = subprocess.Popen([*pinned(args.load_cpu), "wrk", "-t1", f"-c{args.connections}",
                               f"-d{args.seconds}s", "--timeout", "5s", "-s", os.path.join(HERE, "walk.lua"),
                               f"http://127.0.0.1:{port}", "--", targets, mode, apikey or ""],
                              stdout=out, stderr=subprocess.STDOUT)
-        _, status, ru = os.wait4(p.pid, 0)
+        deadline = time.time() + 120
+        while "LOADED" not in open(out_path).read():
+            if p.poll() is not None or time.time() > deadline:
+                die(f"wrk did not start: {open(out_path).read()}")
+            time.sleep(0.005)
+        before = sample(p.pid)
+        while True:  # poll, so /proc/<pid> can be read before the child is reaped
+            with open(f"/proc/{p.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.002)
+        after = sample(p.pid)
+        _, status = os.waitpid(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
     text = open(out_path).read()
-    m = re.search(r"RESULT requests=(\d+) non2xx=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+) wrapped=(\d+)", text)
+    m = re.search(r"RESULT requests=(\d+) non2xx=(\d+) errors=(\d+) p50_us=(\d+) p99_us=(\d+) wrapped=(\d+) duration_us=(\d+)", text)
     if p.returncode != 0 or not m:
         die(f"wrk failed: {text}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    req, non2xx, errors, p50, p99, wrapped = map(int, m.groups())
+    req, non2xx, errors, p50, p99, wrapped, duration = map(int, m.groups())
     return {"rps": rps, "requests": req, "non2xx": non2xx, "errors": errors, "p50_ms": p50 / 1000,
-            "p99_ms": p99 / 1000, "wrapped": wrapped, "wrk_cpu_s": ru.ru_utime + ru.ru_stime}
+            "p99_ms": p99 / 1000, "wrapped": wrapped, "load_s": duration / 1e6,
+            **{k: after[k] - before[k] for k in before}}
 
 
 def one_request(port, target, headers):
@@ -471,21 +489,20 @@ def main():
                 targets = gen_targets(os.path.join(tmp, "targets.txt"), n, kind, sec)
                 pids = pids_of()
                 up_pids = upstream.pids()
-                c0 = sum(proc_cpu(p) for p in pids)
-                u0 = sum(proc_cpu(p) for p in up_pids)
-                b0, l0 = core_busy(args.server_cpu), core_busy(args.load_cpu)
-                t0 = time.time()
-                r = run_wrk(args, port, targets, mode, kid)
-                wall = time.time() - t0
-                b1, l1 = core_busy(args.server_cpu), core_busy(args.load_cpu)
-                r["server_cpu_s"] = sum(proc_cpu(p) for p in pids) - c0
-                r["upstream_cpu_s"] = sum(proc_cpu(p) for p in up_pids) - u0
+
+                def sample(wrk_pid):
+                    return {"server_cpu_s": sum(proc_cpu(p) for p in pids),
+                            "upstream_cpu_s": sum(proc_cpu(p) for p in up_pids),
+                            "wrk_cpu_s": proc_cpu(wrk_pid), "server_core_s": core_busy(args.server_cpu),
+                            "load_core_s": core_busy(args.load_cpu), "wall_s": time.time()}
+                r = run_wrk(args, port, targets, mode, kid, sample)
+                wall = r["wall_s"]
                 r["cpu_us_per_req"] = r["server_cpu_s"] / max(r["requests"], 1) * 1e6
                 r["server_core_busy"] = r["server_cpu_s"] / wall
                 r["load_core_busy"] = (r["wrk_cpu_s"] + r["upstream_cpu_s"]) / wall
                 # Time the pinned cores spent on anything else (other users of the machine).
-                r["server_core_foreign"] = max(0.0, (b1 - b0) - r["server_cpu_s"]) / wall
-                r["load_core_foreign"] = max(0.0, (l1 - l0) - r["wrk_cpu_s"] - r["upstream_cpu_s"]) / wall
+                r["server_core_foreign"] = max(0.0, r["server_core_s"] - r["server_cpu_s"]) / wall
+                r["load_core_foreign"] = max(0.0, r["load_core_s"] - r["wrk_cpu_s"] - r["upstream_cpu_s"]) / wall
                 r["load"] = loadavg()
                 results[name].append(r)
                 seen_rate = r["requests"] / args.seconds

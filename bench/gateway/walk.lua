@@ -37,6 +37,9 @@ init = function(args)
     head = "GET "
     tail = " HTTP/1.1\r\n" .. h .. "\r\n"
   end
+  -- the file is loaded: the load starts now (gateway_load.py samples CPU counters from here on)
+  io.write("LOADED\n")
+  io.stdout:flush()
 end
 
 request = function()
@@ -53,8 +56,8 @@ done = function(summary, latency, requests)
   for _, t in ipairs(threads) do
     wrapped = wrapped + (t:get("wrapped") or 0)
   end
-  io.write(string.format("RESULT requests=%d non2xx=%d errors=%d p50_us=%d p99_us=%d wrapped=%d\n",
+  io.write(string.format("RESULT requests=%d non2xx=%d errors=%d p50_us=%d p99_us=%d wrapped=%d duration_us=%d\n",
     summary.requests, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99), wrapped))
+    latency:percentile(50), latency:percentile(99), wrapped, summary.duration))
 end
