@@ -20,8 +20,23 @@
 //!   F3). Live entries are never evicted to make room: an evicted nonce can be replayed, so
 //!   an attacker able to fill the cache (with valid signatures of his own) could otherwise
 //!   push out a victim's nonces and then replay the victim's requests.
-//! * Expired entries are dropped lazily on insert (cheap: entries sit in an expiry-ordered
-//!   heap) and by [`ReplayCache::sweep`], which the server should call every few seconds.
+//! * **Exact expiry.** Expired entries are dropped lazily on insert and by
+//!   [`ReplayCache::sweep`], which the server should call every few seconds; either drops
+//!   every entry with `expiry ≤ now` from the shards it visits, and none other, so "full"
+//!   always means full of live entries.
+//!
+//! ## Eviction order
+//! Each shard keeps, next to its key → expiry map, one FIFO queue of `(expiry, key)` records
+//! per TTL. Callers use a handful of TTLs (64 s for nonces, 7 days for Upbit, one per Binance
+//! `recvWindow` in use), and under a monotone clock the entries of one TTL expire in the order
+//! they were inserted, so eviction pops queue fronts while they are due: O(1) per entry, over
+//! memory read in order. (A single expiry-ordered heap of millions of entries paid about
+//! log₂ n cache misses per eviction.) Two cases go to a per-shard expiry-ordered heap instead,
+//! so eviction stays exact: a record that would put its queue out of order (the injected
+//! clock stepped back), and the records of a TTL that finds all eight queues of its shard held
+//! by other TTLs (a client chooses its own `recvWindow`, so the number of TTLs is not ours to
+//! bound); those cost what every entry used to. A queue whose records have all expired is
+//! taken over by the next new TTL, and record buffers shrink when mostly empty.
 //!
 //! ## Retention (F5)
 //! A nonce must outlive every instant at which any instance would still accept its request.
@@ -40,8 +55,8 @@
 //! a unique record in the database transaction that executes them.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -149,26 +164,116 @@ impl ReplayRetention {
     }
 }
 
+/// An expiry and the key it belongs to, as kept in a shard's eviction order.
+type Record = (Timestamp, [u8; 32]);
+
+/// How many TTLs per shard get a FIFO queue of their own; entries with further TTLs go to the
+/// shard's heap.
+const MAX_QUEUES: usize = 8;
+
+/// Record buffers are never shrunk below this many records.
+const MIN_RETAINED: usize = 1024;
+
+/// The records of one TTL, oldest first. Expiries are non-decreasing from front to back: a
+/// record that would break that order goes to the shard's heap instead.
+struct TtlQueue {
+    ttl: Span,
+    records: VecDeque<Record>,
+}
+
 #[derive(Default)]
 struct Shard {
     live: HashMap<[u8; 32], Timestamp>,
-    by_expiry: BinaryHeap<Reverse<(Timestamp, [u8; 32])>>,
+    /// At most [`MAX_QUEUES`], searched linearly (callers use a handful of TTLs).
+    queues: Vec<TtlQueue>,
+    /// Records of TTLs without a queue, and records inserted after the clock stepped back.
+    overflow: BinaryHeap<Reverse<Record>>,
 }
 
 impl Shard {
-    /// Drops every entry with `expiry ≤ now`; returns how many. `live` and `by_expiry` hold
-    /// the same entries (a key is only inserted when absent), so one pop is one removal.
+    /// Records that `key` expires at `expires`: in the queue of `ttl` if the record keeps that
+    /// queue sorted, else in the heap. With a monotone clock `now + ttl` never decreases
+    /// within one TTL; a clock that stepped back breaks that, and the heap keeps such records
+    /// in their place. Every entry of `live` has exactly one record and every record one
+    /// entry, which keeps eviction exact.
+    fn push_record(&mut self, ttl: Span, expires: Timestamp, key: [u8; 32]) {
+        match self.queue_for(ttl) {
+            Some(q) if q.back().is_none_or(|&(last, _)| last <= expires) => q.push_back((expires, key)),
+            _ => self.overflow.push(Reverse((expires, key))),
+        }
+    }
+
+    /// The queue of `ttl`: its own, else an empty one taken over, else a new one while there
+    /// are fewer than [`MAX_QUEUES`]; `None` when all are in use by other TTLs.
+    fn queue_for(&mut self, ttl: Span) -> Option<&mut VecDeque<Record>> {
+        let i = match self.queues.iter().position(|q| q.ttl == ttl) {
+            Some(i) => i,
+            None => {
+                let i = self.queues.iter().position(|q| q.records.is_empty()).unwrap_or(self.queues.len());
+                if i >= MAX_QUEUES {
+                    return None;
+                }
+                if i == self.queues.len() {
+                    self.queues.push(TtlQueue { ttl, records: VecDeque::new() });
+                }
+                i
+            }
+        };
+        let q = self.queues.get_mut(i)?;
+        q.ttl = ttl;
+        Some(&mut q.records)
+    }
+
+    /// Drops every entry with `expiry ≤ now`; returns how many. Each queue is sorted by
+    /// expiry, so its expired records are a prefix, popped in O(1) each from memory read in
+    /// order; the heap yields its expired records in order too.
     fn evict_expired(&mut self, now: Timestamp) -> usize {
         let mut n = 0;
-        while let Some(Reverse((exp, key))) = self.by_expiry.peek().copied() {
+        for q in &mut self.queues {
+            while let Some(&(exp, key)) = q.records.front() {
+                if exp > now {
+                    break;
+                }
+                q.records.pop_front();
+                n += usize::from(forget(&mut self.live, exp, key));
+            }
+            if let Some(c) = shrunk_capacity(q.records.len(), q.records.capacity()) {
+                q.records.shrink_to(c);
+            }
+        }
+        while let Some(&Reverse((exp, key))) = self.overflow.peek() {
             if exp > now {
                 break;
             }
-            self.by_expiry.pop();
-            self.live.remove(&key);
-            n += 1;
+            self.overflow.pop();
+            n += usize::from(forget(&mut self.live, exp, key));
+        }
+        if let Some(c) = shrunk_capacity(self.overflow.len(), self.overflow.capacity()) {
+            self.overflow.shrink_to(c);
         }
         n
+    }
+}
+
+/// The capacity to shrink a buffer of `len` records to once it is at most a quarter full (at
+/// least [`MIN_RETAINED`]): amortised O(1), and a burst of one TTL does not pin its peak memory
+/// for good.
+fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > MIN_RETAINED && len < capacity / 4).then(|| (len * 2).max(MIN_RETAINED))
+}
+
+/// Removes `key` from `live` if the popped record `(exp, key)` is its own; returns whether it
+/// did. Records and entries correspond one to one (a key is inserted only when absent, and
+/// leaves `live` only when its record is popped), so this always removes; comparing the
+/// expiry still guarantees that no record can remove an entry other than the one it was
+/// pushed for, and that `len` only counts entries actually removed.
+fn forget(live: &mut HashMap<[u8; 32], Timestamp>, exp: Timestamp, key: [u8; 32]) -> bool {
+    match live.entry(key) {
+        Entry::Occupied(e) if *e.get() == exp => {
+            e.remove();
+            true
+        }
+        _ => false,
     }
 }
 
@@ -227,7 +332,7 @@ impl ReplayCache {
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1));
                 if reserved.is_ok() {
                     shard.live.insert(key.0, expires);
-                    shard.by_expiry.push(Reverse((expires, key.0)));
+                    shard.push_record(ttl, expires, key.0);
                     return InsertOutcome::Fresh;
                 }
             }
@@ -392,6 +497,263 @@ mod tests {
         });
         assert_eq!(fresh.load(Ordering::Relaxed), 500);
         assert_eq!(c.len(), 500);
+    }
+
+    #[test]
+    fn two_ttls_interleaved_expire_each_at_their_own_time() {
+        let c = ReplayCache::new(1000);
+        let (short, long) = (Span::secs(64), Span::days(7));
+        // One insert per 500 ms, alternating: even keys short, odd keys long. With 100 keys
+        // over 16 shards, short entries sit behind long ones inserted before them.
+        for i in 0..100u32 {
+            let ttl = if i % 2 == 0 { short } else { long };
+            assert!(c.insert_if_absent(&k(i), at(i64::from(i) * 500), ttl).is_fresh());
+        }
+        for i in (0..100u32).step_by(2) {
+            let exp = i64::from(i) * 500 + 64_000;
+            assert_eq!(c.insert_if_absent(&k(i), at(exp - 1), short), InsertOutcome::Replayed);
+            assert_eq!(c.sweep(at(exp - 1)), 0);
+            assert_eq!(c.sweep(at(exp)), 1, "short key {i} leaves at its own expiry");
+            assert_eq!(c.len(), 99 - usize::try_from(i / 2).unwrap_or(0));
+            assert!(!c.contains(&k(i), at(exp)));
+        }
+        assert_eq!(c.len(), 50);
+        // The long entries are still replays, until their own expiry.
+        for i in (1..100u32).step_by(2) {
+            let exp = at(i64::from(i) * 500).plus(long);
+            assert_eq!(c.insert_if_absent(&k(i), at(113_000), long), InsertOutcome::Replayed);
+            assert!(c.contains(&k(i), exp.minus(Span::millis(1))));
+            assert!(!c.contains(&k(i), exp));
+        }
+        // A short key expired at its time can be used again while the long ones stay.
+        assert_eq!(c.insert_if_absent(&k(0), at(113_000), short), InsertOutcome::Fresh);
+        assert_eq!(c.len(), 51);
+        assert_eq!(c.sweep(at(500).plus(long).minus(Span::millis(1))), 1);
+        assert_eq!(c.len(), 50);
+        assert_eq!(c.sweep(at(49_499).plus(long)), 49);
+        assert_eq!(c.sweep(at(49_500).plus(long)), 1);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_clock_stepping_back_evicts_nothing_early_and_keeps_len_exact() {
+        let c = ReplayCache::new(1000);
+        let ttl = Span::secs(64);
+        // 100 keys at t = 10 s (expiring at 74 s), then the clock steps back: 100 at 5 s
+        // (69 s), 100 at 7 s (71 s). Every shard has entries of each group.
+        for (keys, t) in [(0..100u32, 10_000), (100..200, 5_000), (200..300, 7_000)] {
+            for i in keys {
+                assert!(c.insert_if_absent(&k(i), at(t), ttl).is_fresh());
+            }
+        }
+        assert_eq!(c.len(), 300);
+        let check = |now: i64, live: std::ops::Range<u32>, gone: std::ops::Range<u32>| {
+            for i in live {
+                assert!(c.contains(&k(i), at(now)), "key {i} live at {now}");
+                assert_eq!(c.insert_if_absent(&k(i), at(now), ttl), InsertOutcome::Replayed, "key {i} at {now}");
+            }
+            for i in gone {
+                assert!(!c.contains(&k(i), at(now)), "key {i} gone at {now}");
+            }
+        };
+        check(68_999, 0..300, 0..0);
+        assert_eq!(c.sweep(at(68_999)), 0);
+        assert_eq!(c.len(), 300);
+        assert_eq!(c.sweep(at(69_000)), 100);
+        assert_eq!(c.len(), 200);
+        check(70_999, 0..100, 100..200);
+        check(70_999, 200..300, 0..0);
+        assert_eq!(c.sweep(at(70_999)), 0);
+        assert_eq!(c.sweep(at(71_000)), 100);
+        assert_eq!(c.len(), 100);
+        check(73_999, 0..100, 100..300);
+        assert_eq!(c.sweep(at(73_999)), 0);
+        assert_eq!(c.sweep(at(74_000)), 100);
+        assert!(c.is_empty());
+
+        // Full, half of it inserted after the clock stepped back: once that half expires there
+        // is room for as many new keys, although entries expiring later were inserted first.
+        let c = ReplayCache::new(200);
+        for i in 0..100u32 {
+            assert!(c.insert_if_absent(&k(i), at(10_000), ttl).is_fresh());
+        }
+        for i in 100..200u32 {
+            assert!(c.insert_if_absent(&k(i), at(5_000), ttl).is_fresh());
+        }
+        assert_eq!(c.insert_if_absent(&k(1000), at(68_999), ttl), InsertOutcome::Unavailable);
+        for i in 1000..1100u32 {
+            assert_eq!(c.insert_if_absent(&k(i), at(69_000), ttl), InsertOutcome::Fresh, "key {i}");
+        }
+        assert_eq!(c.insert_if_absent(&k(1100), at(69_000), ttl), InsertOutcome::Unavailable);
+        for i in 0..100u32 {
+            assert_eq!(c.insert_if_absent(&k(i), at(69_000), ttl), InsertOutcome::Replayed);
+        }
+        assert_eq!(c.len(), 200);
+        assert_eq!(c.sweep(at(74_000)), 100);
+        assert_eq!(c.sweep(at(133_000)), 100);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn reinserting_after_expiry_keeps_len_exact() {
+        let c = ReplayCache::new(10);
+        let ttl = Span::secs(1);
+        // One key, used again the instant it expires: one entry all along.
+        for round in 0..100 {
+            let t = round * 1000;
+            assert_eq!(c.insert_if_absent(&k(1), at(t), ttl), InsertOutcome::Fresh, "round {round}");
+            assert_eq!(c.len(), 1);
+            assert_eq!(c.insert_if_absent(&k(1), at(t + 999), ttl), InsertOutcome::Replayed);
+        }
+        // Evicted by a sweep first, then used again with other TTLs, some after the clock
+        // stepped back (100 s is the latest instant seen) and so behind later expiries.
+        assert_eq!(c.sweep(at(100_000)), 1);
+        assert!(c.is_empty());
+        assert!(c.insert_if_absent(&k(2), at(100_000), Span::secs(5)).is_fresh());
+        assert!(c.insert_if_absent(&k(1), at(99_000), Span::secs(5)).is_fresh());
+        assert!(c.insert_if_absent(&k(3), at(99_000), Span::millis(500)).is_fresh());
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.insert_if_absent(&k(3), at(99_499), Span::millis(500)), InsertOutcome::Replayed);
+        assert_eq!(c.insert_if_absent(&k(3), at(99_500), Span::millis(500)), InsertOutcome::Fresh);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.insert_if_absent(&k(1), at(103_999), Span::secs(5)), InsertOutcome::Replayed);
+        c.sweep(at(103_999));
+        assert_eq!(c.len(), 2, "k(3) left at 100 s");
+        assert_eq!(c.insert_if_absent(&k(1), at(104_000), Span::secs(5)), InsertOutcome::Fresh);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.sweep(at(105_000)), 1, "k(2)");
+        assert_eq!(c.sweep(at(108_999)), 0);
+        assert_eq!(c.sweep(at(109_000)), 1, "k(1) again");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn full_cache_with_mixed_ttls_fails_closed_until_entries_expire() {
+        let c = ReplayCache::new(4);
+        let (short, long) = (Span::secs(1), Span::days(7));
+        for (i, ttl) in [(0, short), (1, long), (2, short), (3, long)] {
+            assert!(c.insert_if_absent(&k(i), at(0), ttl).is_fresh());
+        }
+        assert_eq!(c.insert_if_absent(&k(9), at(999), short), InsertOutcome::Unavailable);
+        assert_eq!(c.insert_if_absent(&k(9), at(999), long), InsertOutcome::Unavailable);
+        for i in 0..4 {
+            assert_eq!(c.insert_if_absent(&k(i), at(999), short), InsertOutcome::Replayed);
+        }
+        // The short entries leave at 1 s, wherever they sit; the long ones never make room.
+        assert_eq!(c.insert_if_absent(&k(9), at(1000), short), InsertOutcome::Fresh);
+        assert_eq!(c.insert_if_absent(&k(10), at(1000), long), InsertOutcome::Fresh);
+        assert_eq!(c.insert_if_absent(&k(11), at(1000), short), InsertOutcome::Unavailable);
+        assert_eq!(c.len(), 4);
+        let week = at(0).plus(long).as_millis() - T0.as_millis();
+        for i in [1, 3] {
+            assert_eq!(c.insert_if_absent(&k(i), at(week - 1), long), InsertOutcome::Replayed);
+        }
+        assert_eq!(c.insert_if_absent(&k(11), at(week - 1), short), InsertOutcome::Fresh);
+        assert_eq!(c.insert_if_absent(&k(12), at(week - 1), short), InsertOutcome::Unavailable);
+        assert_eq!(c.insert_if_absent(&k(12), at(week), short), InsertOutcome::Fresh);
+        assert_eq!(c.insert_if_absent(&k(13), at(week), short), InsertOutcome::Fresh);
+        assert_eq!(c.insert_if_absent(&k(14), at(week), short), InsertOutcome::Unavailable);
+        assert_eq!(c.insert_if_absent(&k(10), at(week), short), InsertOutcome::Replayed);
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn more_ttls_than_queues_still_expire_exactly() {
+        let c = ReplayCache::new(1000);
+        // 400 keys over 20 TTLs (1 s … 20 s), one per millisecond: each shard sees more
+        // distinct TTLs than it has queues.
+        for i in 0..400u32 {
+            let ttl = Span::secs(i64::from(i % 20) + 1);
+            assert!(c.insert_if_absent(&k(i), at(i64::from(i)), ttl).is_fresh());
+        }
+        assert!(c.shards.iter().any(|s| !lock(s).overflow.is_empty()));
+        assert!(c.shards.iter().all(|s| lock(s).queues.len() <= MAX_QUEUES));
+        for s in 1..=20 {
+            assert_eq!(c.sweep(at(s * 1000 - 1)), 0, "nothing before {s} s");
+            assert_eq!(c.sweep(at(s * 1000 + 399)), 20, "the 20 keys of {s} s");
+            assert_eq!(c.len(), 400 - 20 * usize::try_from(s).unwrap_or(0));
+        }
+        assert!(c.is_empty());
+        // Emptied queues are taken over by new TTLs.
+        for i in 0..400u32 {
+            let ttl = Span::millis(100 + i64::from(i % 10));
+            assert!(c.insert_if_absent(&k(i), at(30_000), ttl).is_fresh());
+        }
+        assert!(c.shards.iter().all(|s| lock(s).queues.len() <= MAX_QUEUES));
+        assert_eq!(c.sweep(at(30_104)), 200);
+        assert_eq!(c.sweep(at(30_109)), 200);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn buffers_shrink_when_mostly_empty_and_keep_their_order() {
+        let c = ReplayCache::new(100_000);
+        let ttl = Span::secs(30);
+        // 20 000 entries (≈ 1 250 a shard: buffers of 2 048), then 2 000 more while the first
+        // ones expire, so the queues wrap around their buffers and then shrink.
+        for i in 0..20_000u32 {
+            assert!(c.insert_if_absent(&k(i), at(i64::from(i)), ttl).is_fresh());
+        }
+        for j in 0..2_000u32 {
+            assert!(c.insert_if_absent(&k(100_000 + j), at(30_000 + 8 * i64::from(j)), ttl).is_fresh());
+        }
+        c.sweep(at(49_999));
+        assert_eq!(c.len(), 2_000);
+        assert!(c.shards.iter().all(|s| lock(s).queues.iter().all(|q| q.records.capacity() <= MIN_RETAINED)));
+        for j in (0..2_000u32).step_by(50) {
+            let exp = 60_000 + 8 * i64::from(j);
+            assert!(c.contains(&k(100_000 + j), at(exp - 1)));
+            c.sweep(at(exp - 1));
+            assert_eq!(c.len(), 2_000 - usize::try_from(j).unwrap_or(0));
+            assert_eq!(c.sweep(at(exp)), 1);
+            assert!(!c.contains(&k(100_000 + j), at(exp)));
+        }
+    }
+
+    /// Against a model of the semantics (a key is a replay while its expiry is after `now`, a
+    /// new key is fresh while fewer than `capacity` entries are), with twelve TTLs (more than a
+    /// shard has queues) and a clock that steps back one time in ten.
+    #[test]
+    fn matches_a_model_with_many_ttls_and_a_clock_stepping_back() {
+        let cap = 32;
+        let c = ReplayCache::new(cap);
+        let mut model: HashMap<u32, Timestamp> = HashMap::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            i64::try_from(state % n).unwrap_or(0)
+        };
+        let mut now = at(0);
+        let mut seen = [0usize; 3];
+        for step in 0..30_000 {
+            if rand(10) == 0 {
+                // The cache drops expired entries lazily, per shard. The model cannot know
+                // which ones are gone, so before the clock steps back both drop all of them.
+                c.sweep(now);
+                model.retain(|_, exp| *exp > now);
+                assert_eq!(c.len(), model.len(), "step {step}");
+                now = now.minus(Span::millis(rand(400)));
+            } else {
+                now = now.plus(Span::millis(rand(100)));
+            }
+            let key = u32::try_from(rand(120)).unwrap_or(0);
+            let ttl = Span::millis(200 * (1 + rand(12)));
+            let live = model.values().filter(|exp| **exp > now).count();
+            let expected = match model.get(&key) {
+                Some(exp) if *exp > now => InsertOutcome::Replayed,
+                _ if live < cap => InsertOutcome::Fresh,
+                _ => InsertOutcome::Unavailable,
+            };
+            assert_eq!(c.insert_if_absent(&k(key), now, ttl), expected, "step {step}");
+            seen[expected as usize] += 1;
+            if expected == InsertOutcome::Fresh {
+                model.insert(key, now.plus(ttl));
+            }
+            assert_eq!(c.contains(&k(key), now), model.get(&key).is_some_and(|exp| *exp > now));
+        }
+        assert!(seen.iter().all(|n| *n > 3000), "every outcome exercised: {seen:?}");
     }
 
     #[test]
