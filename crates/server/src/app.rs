@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -177,13 +177,14 @@ async fn identified(answer: impl std::future::Future<Output = Response>) -> Resp
 }
 
 async fn edge_inner(state: AppState, req: Request, next: Next) -> Response {
+    let forward_check = req.uri().path() == FORWARD_AUTH_PATH;
     let mut resp = match refusal(&state, req.headers(), req.uri().path()) {
         Some(refused) => refused,
         None => {
             let started = std::time::Instant::now();
             // Our own answers carry a fresh DPoP nonce — but not the forward-auth answer, which
             // goes to the front proxy, never to a client that could use one.
-            let own = req.uri().path().starts_with(PREFIX) && req.uri().path() != FORWARD_AUTH_PATH;
+            let own = req.uri().path().starts_with(PREFIX) && !forward_check;
             let route = route_label(&state, &req);
             let method = method_label(req.method());
             let mut resp = next.run(req).await;
@@ -197,7 +198,11 @@ async fn edge_inner(state: AppState, req: Request, next: Next) -> Response {
             resp
         }
     };
-    security_headers(&mut resp);
+    if forward_check && resp.status() == StatusCode::OK {
+        granted_check_headers(&mut resp);
+    } else {
+        security_headers(&mut resp);
+    }
     resp
 }
 
@@ -223,7 +228,11 @@ async fn forward_direct(
             resp
         }
     };
-    security_headers(&mut resp);
+    if resp.status() == StatusCode::OK {
+        granted_check_headers(&mut resp);
+    } else {
+        security_headers(&mut resp);
+    }
     resp
 }
 
@@ -325,6 +334,16 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 }
 
 /// The security headers every answer carries unless the handler set its own.
+/// A granted forward-auth check is read by the front proxy alone — nginx `auth_request`,
+/// Traefik ForwardAuth and Caddy `forward_auth` copy chosen headers into the upstream request
+/// and never show this answer to a client — so the browser headers would be dead bytes on the
+/// hottest answer (ADR 0017). `Cache-Control: no-store` stays: it stops a front proxy with a
+/// cache in front of the check from storing one grant and replaying it for every request.
+/// Refusals keep every header: Traefik and Caddy pass them to the client.
+fn granted_check_headers(resp: &mut Response) {
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
 fn security_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     let defaults = [

@@ -309,7 +309,9 @@ async fn nginx_auth_request_through_gatehouse() {
 
     // 7. The check asked directly, as nginx asks it, is answered outside the router on plain
     //    HTTP (app::serve) with the same edge duties as every answer: identity headers, a
-    //    request id, the security headers, and a count in /metrics under its own route.
+    //    request id, and a count in /metrics under its own route. A grant goes to the proxy
+    //    alone: `Cache-Control: no-store` (no proxy cache may keep a grant) but no browser
+    //    headers; a refusal, which Traefik and Caddy pass to the client, has them all (ADR 0017).
     let target = signed_account(&secret, 8);
     let ask = || {
         http.get(format!("{}/_gh/auth/forward", srv.base))
@@ -324,12 +326,19 @@ async fn nginx_auth_request_through_gatehouse() {
     assert_eq!(h["x-gatehouse-key"], key.as_str());
     assert!(h.contains_key("x-gatehouse-identity"), "{h:?}");
     assert_eq!(h["x-request-id"].len(), 16, "{h:?}");
-    assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["cache-control"], "no-store");
+    for browser_only in ["x-content-type-options", "content-security-policy", "strict-transport-security"] {
+        assert!(!h.contains_key(browser_only), "a grant is read by the proxy alone: {h:?}");
+    }
     assert!(!h.contains_key("dpop-nonce"), "forward-auth answers go to the proxy: {h:?}");
     let refused = ask().await.unwrap();
     assert_eq!(refused.status(), 400, "the same signature again is a replay");
-    assert_eq!(refused.headers()["x-gatehouse-status"], "400");
+    let h = refused.headers();
+    assert_eq!(h["x-gatehouse-status"], "400");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(h.contains_key("content-security-policy"), "{h:?}");
+    assert_eq!(h["x-request-id"].len(), 16, "{h:?}");
     let metrics = http.get(format!("{}/metrics", srv.base)).send().await.unwrap().text().await.unwrap();
     for status in ["200", "400"] {
         let line =
