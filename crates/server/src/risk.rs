@@ -44,7 +44,8 @@ impl Default for RiskConfig {
 }
 
 /// (API key, network, scope) of a recent assessment.
-type ApiUseKey = (String, String, &'static str);
+/// Per key id: the recent assessments by (network, scope).
+type ApiRecent = HashMap<String, HashMap<(ipnet::IpNet, &'static str), (Decision, Timestamp)>>;
 
 struct Cached {
     profile: UserProfile,
@@ -62,7 +63,8 @@ pub struct RiskService {
     ttl: Duration,
     /// Recent API-key assessments by (key, network, scope): a busy key is scored (and learned
     /// from) at most once a second per network and scope, not on every request.
-    api_recent: Mutex<HashMap<ApiUseKey, (Decision, Timestamp)>>,
+    /// Looked up by `&str` and network value, so the per-request check allocates nothing.
+    api_recent: Mutex<ApiRecent>,
 }
 
 /// How long an API-key assessment stands for further calls from the same network and scope.
@@ -165,7 +167,7 @@ impl RiskService {
             v.record_bad_signature(key_id, now);
         }
         if let Ok(mut m) = self.api_recent.lock() {
-            m.retain(|(k, _, _), _| k != key_id);
+            m.remove(key_id);
         }
     }
 
@@ -177,19 +179,30 @@ impl RiskService {
         scope: &'static str,
         now: Timestamp,
     ) -> Option<Decision> {
-        let net = gatehouse_core::risk::features::network_prefix(ip);
+        let net = gatehouse_core::risk::features::network(ip);
         let m = self.api_recent.lock().ok()?;
-        m.get(&(key_id.to_owned(), net, scope)).filter(|(_, at)| now.since(*at) < API_REASSESS).map(|(d, _)| *d)
+        m.get(key_id)?.get(&(net, scope)).filter(|(_, at)| now.since(*at) < API_REASSESS).map(|(d, _)| *d)
     }
 
     /// Remembers a decision for [`recent_api_decision`](Self::recent_api_decision).
     pub fn remember_api_decision(&self, key_id: &str, ip: IpAddr, scope: &'static str, d: Decision, now: Timestamp) {
+        let fresh = |at: &Timestamp| now.since(*at) < API_REASSESS;
         if let Ok(mut m) = self.api_recent.lock() {
             if m.len() > 100_000 {
-                m.retain(|_, (_, at)| now.since(*at) < API_REASSESS);
+                m.retain(|_, by| {
+                    by.retain(|_, (_, at)| fresh(at));
+                    !by.is_empty()
+                });
             }
-            let net = gatehouse_core::risk::features::network_prefix(ip);
-            m.insert((key_id.to_owned(), net, scope), (d, now));
+            let by = match m.get_mut(key_id) {
+                Some(by) => by,
+                None => m.entry(key_id.to_owned()).or_default(),
+            };
+            // one key seen from many networks: keep only the assessments still standing
+            if by.len() > 256 {
+                by.retain(|_, (_, at)| fresh(at));
+            }
+            by.insert((gatehouse_core::risk::features::network(ip), scope), (d, now));
         }
     }
 
@@ -587,4 +600,52 @@ async fn freeze(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
+mod tests {
+    use super::*;
+    use gatehouse_core::clock::Span;
+
+    #[test]
+    fn a_recent_api_assessment_stands_per_key_network_and_scope_for_a_second() {
+        let r = RiskService::new(&RiskConfig::default()).unwrap();
+        let t0 = Timestamp::from_millis(1_800_000_000_000);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        r.remember_api_decision("k1", ip("203.0.113.5"), "view_assets", Decision::Allow, t0);
+        r.remember_api_decision("k2", ip("2001:db8:1:2::1"), "place_orders", Decision::StepUp, t0);
+        // Same key, same /24 network, same scope: stands.
+        assert_eq!(r.recent_api_decision("k1", ip("203.0.113.99"), "view_assets", t0), Some(Decision::Allow));
+        assert_eq!(r.recent_api_decision("k1", ip("::ffff:203.0.113.7"), "view_assets", t0), Some(Decision::Allow));
+        // Another network, scope or key: scored afresh.
+        assert_eq!(r.recent_api_decision("k1", ip("203.0.114.5"), "view_assets", t0), None);
+        assert_eq!(r.recent_api_decision("k1", ip("203.0.113.5"), "withdraw", t0), None);
+        assert_eq!(r.recent_api_decision("k3", ip("203.0.113.5"), "view_assets", t0), None);
+        // IPv6 by /48.
+        assert_eq!(r.recent_api_decision("k2", ip("2001:db8:1:ffff::9"), "place_orders", t0), Some(Decision::StepUp));
+        assert_eq!(r.recent_api_decision("k2", ip("2001:db8:2::1"), "place_orders", t0), None);
+        // For one second only.
+        let later = t0.plus(Span::millis(999));
+        assert_eq!(r.recent_api_decision("k1", ip("203.0.113.5"), "view_assets", later), Some(Decision::Allow));
+        assert_eq!(r.recent_api_decision("k1", ip("203.0.113.5"), "view_assets", t0.plus(Span::secs(1))), None);
+        // A bad signature forgets the key's assessments, and only that key's.
+        r.record_bad_signature("k1", t0);
+        assert_eq!(r.recent_api_decision("k1", ip("203.0.113.5"), "view_assets", t0), None);
+        assert_eq!(r.recent_api_decision("k2", ip("2001:db8:1::1"), "place_orders", t0), Some(Decision::StepUp));
+    }
+
+    #[test]
+    fn one_key_seen_from_many_networks_keeps_a_bounded_memory() {
+        let r = RiskService::new(&RiskConfig::default()).unwrap();
+        let t0 = Timestamp::from_millis(1_800_000_000_000);
+        for i in 0..1000u32 {
+            let ip = IpAddr::from([10, (i >> 8) as u8, i as u8, 1]);
+            // one new network every 10 ms: at most ~100 assessments stand at any instant
+            r.remember_api_decision("k1", ip, "view_assets", Decision::Allow, t0.plus(Span::millis(i64::from(i) * 10)));
+        }
+        let m = r.api_recent.lock().unwrap();
+        assert!(m["k1"].len() <= 257, "{}", m["k1"].len());
+        assert!(m["k1"].len() >= 100);
+    }
 }

@@ -238,6 +238,8 @@ pub struct RouteRule {
     pub group: RateGroup,
     /// Units of the group one request costs (≥ 1; Binance "request weight").
     pub weight: u32,
+    /// `METHOD pattern`, the rule's name in usage counts and risk observations (built once).
+    pub label: std::sync::Arc<str>,
 }
 
 /// One rule as written in configuration.
@@ -387,7 +389,8 @@ impl RouteTable {
             if rules.iter().any(|o| o.method == method && o.pattern.shape() == pattern.shape()) {
                 return Err(RouteConfigError::Duplicate { index, method: method.as_str(), path: shorten(&r.path) });
             }
-            rules.push(RouteRule { method, pattern, access, group, weight });
+            let label = format!("{} {}", method.as_str(), pattern.as_str()).into();
+            rules.push(RouteRule { method, pattern, access, group, weight, label });
         }
         rules.sort_by_key(|r| (r.method, r.pattern.specificity()));
         Ok(Self { rules })

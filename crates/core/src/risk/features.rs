@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
@@ -71,15 +71,19 @@ pub const NO_VALUE: &str = "none";
 
 /// The network an address belongs to, as text: `203.0.113.0/24` or `2001:db8:1::/48`.
 pub fn network_prefix(ip: IpAddr) -> String {
+    network(ip).to_string()
+}
+
+/// The network an address belongs to (the value [`network_prefix`] writes out), for use as a
+/// map key without formatting it.
+pub fn network(ip: IpAddr) -> IpNet {
     match canonical_ip(ip) {
-        IpAddr::V4(v4) => match Ipv4Net::new(v4, IPV4_PREFIX_LEN) {
-            Ok(net) => net.trunc().to_string(),
-            Err(_) => v4.to_string(),
-        },
-        IpAddr::V6(v6) => match Ipv6Net::new(v6, IPV6_PREFIX_LEN) {
-            Ok(net) => net.trunc().to_string(),
-            Err(_) => v6.to_string(),
-        },
+        IpAddr::V4(v4) => {
+            Ipv4Net::new(v4, IPV4_PREFIX_LEN).map_or(IpNet::from(IpAddr::V4(v4)), |n| IpNet::V4(n.trunc()))
+        }
+        IpAddr::V6(v6) => {
+            Ipv6Net::new(v6, IPV6_PREFIX_LEN).map_or(IpNet::from(IpAddr::V6(v6)), |n| IpNet::V6(n.trunc()))
+        }
     }
 }
 

@@ -61,18 +61,14 @@ pub async fn answer(state: &AppState, client_ip: IpAddr, headers: &HeaderMap) ->
         Ok(g) => {
             let mut resp = StatusCode::OK.into_response();
             let h = resp.headers_mut();
-            let scopes = g.key.key.scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
-            let pairs = [
-                (HeaderName::from_static(gatehouse_core::upstream::IDENTITY_HEADER), g.identity.as_str()),
-                (HeaderName::from_static("x-gatehouse-user"), &g.key.key.owner.to_string()),
-                (HeaderName::from_static("x-gatehouse-key"), &g.key.key.id.to_string()),
-                (HeaderName::from_static("x-gatehouse-scopes"), &scopes),
-            ];
-            for (name, v) in pairs {
-                if let Ok(value) = HeaderValue::from_str(v) {
-                    h.insert(name, value);
-                }
+            h.reserve(5 + g.headers.len());
+            if let Ok(value) = HeaderValue::try_from(g.identity) {
+                h.insert(HeaderName::from_static(gatehouse_core::upstream::IDENTITY_HEADER), value);
             }
+            let [user, key, scopes] = &g.key.identity_headers;
+            h.insert(HeaderName::from_static("x-gatehouse-user"), user.clone());
+            h.insert(HeaderName::from_static("x-gatehouse-key"), key.clone());
+            h.insert(HeaderName::from_static("x-gatehouse-scopes"), scopes.clone());
             for (k, v) in g.headers {
                 if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
                     h.insert(name, value);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderValue;
 use gatehouse_core::apikey::{ApiKey, ApiKeyId, KeyKind};
 use gatehouse_core::crypto::envelope::Keyring;
 use gatehouse_core::signing::VerifyKey;
@@ -21,6 +22,23 @@ pub struct CachedKey {
     pub key: ApiKey,
     /// Its verification key.
     pub verify: VerifyKey,
+    /// The key id as text (risk memory), formatted once.
+    pub id_text: String,
+    /// The forward-auth answer's `X-Gatehouse-User`, `-Key` and `-Scopes` values (the scopes
+    /// as comma-separated names), built once per cache fill.
+    pub identity_headers: [HeaderValue; 3],
+}
+
+impl CachedKey {
+    /// A cache entry for `key`.
+    pub fn new(key: ApiKey, verify: VerifyKey) -> Self {
+        let scopes = key.scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
+        let id_text = key.id.to_string();
+        // uuids and scope names are visible ASCII: these values are always valid
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let identity_headers = [value(&key.owner.to_string()), value(&id_text), value(&scopes)];
+        Self { id_text, identity_headers, key, verify }
+    }
 }
 
 type Entry = (Option<Arc<CachedKey>>, Instant);
@@ -78,7 +96,7 @@ impl KeyCache {
                         .and_then(|pem| VerifyKey::from_public_pem(pem).ok()),
                 };
                 match verify {
-                    Some(verify) => Some(Arc::new(CachedKey { key: stored.key, verify })),
+                    Some(verify) => Some(Arc::new(CachedKey::new(stored.key, verify))),
                     None => {
                         tracing::error!(key_id = %id, "API key material unusable (wrong master key or corrupt row)");
                         None

@@ -38,7 +38,7 @@ use gatehouse_core::replay::ReplayKey;
 use gatehouse_core::secret::SecretBytes;
 use gatehouse_core::signing::{self, Denial, Dialect, DialectError, RawRequest, SigningPolicy};
 use gatehouse_core::store::Store;
-use gatehouse_core::upstream::{Identity, sign as sign_identity};
+use gatehouse_core::upstream::{Identity, IdentitySigner};
 use gatehouse_store::redis::RedisHandle;
 
 use self::config::GatewayConfig;
@@ -120,8 +120,8 @@ pub struct Gateway {
     pub key_policy: KeyPolicy,
     /// Key cache.
     pub keys: KeyCache,
-    /// Secret for identity assertions.
-    pub identity_secret: SecretBytes,
+    /// Signs identity assertions (keyed once with `gateway.identity_secret`).
+    pub identity: IdentitySigner,
     /// Replay store.
     pub replay: ReplayBackend,
     /// Rate limiter.
@@ -170,8 +170,8 @@ pub struct Granted {
     pub path: String,
     /// Headers to add to the answer (`Remaining-Req`, rate-limit headers).
     pub headers: Vec<(&'static str, String)>,
-    /// Route label for the usage log.
-    pub route_label: String,
+    /// Route label for the usage log (`METHOD pattern`).
+    pub route_label: Arc<str>,
 }
 
 /// What the caller knows about the request besides its bytes.
@@ -286,7 +286,7 @@ impl Gateway {
             signing: cfg.signing.clone(),
             key_policy,
             keys: KeyCache::new(Duration::from_millis(cfg.key_cache_ms.min(1000)), 100_000),
-            identity_secret: SecretBytes::new(secret),
+            identity: IdentitySigner::new(&SecretBytes::new(secret)),
             replay,
             limiter,
             per_ip,
@@ -439,7 +439,7 @@ impl Gateway {
         let rule = resolved.rule;
         let group = rule.group.clone();
         let gcra = route.limits.get(&group).copied();
-        let route_label = format!("{} {}", rule.method.as_str(), rule.pattern.as_str());
+        let route_label = &rule.label;
         let fail = |d: Denied| {
             let mut d = d;
             d.headers.extend(upbit_header(dialect, &group, None, gcra.as_ref()));
@@ -456,17 +456,16 @@ impl Gateway {
             let e = signing::reject_unknown_key(&parsed, &self.signing);
             return Err(fail(Denied::dialect(&e, "unknown_key")));
         };
-        let ip_text = caller.ip.to_string();
         let fact = usage::Use {
             key: key.key.id,
             owner: key.key.owner,
-            route: &route_label,
+            route: route_label,
             now,
-            ip: &ip_text,
+            ip: caller.ip,
             user_agent: caller.user_agent,
         };
         let record = |outcome: &'static str| self.usage.record(&fact, outcome);
-        let key_text = key.key.id.to_string();
+        let key_text = key.id_text.as_str();
         // 6. Verify.
         let verified = match signing::verify(&parsed, &key.verify, now, &self.signing) {
             Ok(v) => v,
@@ -474,7 +473,7 @@ impl Gateway {
                 let reason = classify(&e);
                 record(reason);
                 if let Some(r) = &self.risk {
-                    r.record_bad_signature(&key_text, now);
+                    r.record_bad_signature(key_text, now);
                 }
                 return Err(fail(Denied::dialect(&e, reason)));
             }
@@ -507,7 +506,7 @@ impl Gateway {
         let risk_obs = match &self.risk {
             None => None,
             Some(r)
-                if r.recent_api_decision(&key_text, caller.ip, scope_name, now)
+                if r.recent_api_decision(key_text, caller.ip, scope_name, now)
                     == Some(gatehouse_core::risk::Decision::Allow) =>
             {
                 None
@@ -515,12 +514,12 @@ impl Gateway {
             Some(r) => {
                 let mut obs = gatehouse_core::risk::Observation::new(caller.ip);
                 obs.api = rule.access.required_scope().map(|scope| gatehouse_core::risk::ApiUse {
-                    key_id: key_text.clone(),
+                    key_id: key_text.to_owned(),
                     scope,
-                    route: route_label.clone(),
+                    route: route_label.to_string(),
                 });
                 obs.ua_family = caller.user_agent.map(|ua| gatehouse_core::device::UaFamily::parse(Some(ua)).key());
-                let obs = r.observe(obs, Some(&key.key.owner), Some(&key_text), now);
+                let obs = r.observe(obs, Some(&key.key.owner), Some(key_text), now);
                 let a = r
                     .assess(store, key.key.owner, &obs, gatehouse_core::risk::RiskAction::ApiKeyUse, now)
                     .await
@@ -540,7 +539,7 @@ impl Gateway {
                         owner: key.key.owner,
                         key: key.key.id,
                         ip: caller.ip,
-                        route: route_label.clone(),
+                        route: route_label.to_string(),
                         assessment: a.clone(),
                     });
                 }
@@ -550,7 +549,7 @@ impl Gateway {
                     d.reason = "risk_denied";
                     return Err(fail(d));
                 }
-                r.remember_api_decision(&key_text, caller.ip, scope_name, a.decision, now);
+                r.remember_api_decision(key_text, caller.ip, scope_name, a.decision, now);
                 Some(obs)
             }
         };
@@ -584,7 +583,7 @@ impl Gateway {
         }
         record("ok");
         if let Some(r) = &self.risk {
-            r.record_api_call(&key_text, now);
+            r.record_api_call(key_text, now);
             // Learned once per assessment (at most once a second per network and scope).
             if let Some(obs) = &risk_obs {
                 r.learn(key.key.owner, obs, now);
@@ -598,8 +597,8 @@ impl Gateway {
             ts: now,
         };
         let path = resolved.path.as_str().to_owned();
-        let identity = sign_identity(&self.identity_secret, &identity, req.method, &path);
-        Ok(Granted { key: key.clone(), identity, path, headers, route_label })
+        let identity = self.identity.sign(&identity, req.method, &path);
+        Ok(Granted { key: key.clone(), identity, path, headers, route_label: Arc::clone(route_label) })
     }
 }
 

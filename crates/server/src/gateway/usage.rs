@@ -5,7 +5,8 @@
 //! recording every denial with its count.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use gatehouse_core::apikey::ApiKeyId;
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
@@ -18,7 +19,7 @@ struct Counter {
     count: u64,
     last_at: Option<Timestamp>,
     owner: Option<UserId>,
-    ips: Vec<String>,
+    ips: Vec<IpAddr>,
 }
 
 /// What one flush hands to the store.
@@ -46,22 +47,27 @@ pub struct Use<'a> {
     /// Its owner.
     pub owner: UserId,
     /// Route label.
-    pub route: &'a str,
+    pub route: &'a Arc<str>,
     /// When.
     pub now: Timestamp,
     /// Client IP.
-    pub ip: &'a str,
+    pub ip: IpAddr,
     /// User agent.
     pub user_agent: Option<&'a str>,
 }
 
-/// The in-memory accumulator.
+/// Key, route label, outcome.
+type CountKey = (ApiKeyId, Arc<str>, &'static str);
+
+/// The in-memory accumulator. The request path allocates nothing once a key, route and IP
+/// have been seen in the window (route labels are shared, IPs are kept as addresses and
+/// formatted at flush).
 #[derive(Debug, Default)]
 pub struct UsageLog {
-    counts: Mutex<HashMap<(ApiKeyId, String, &'static str), Counter>>,
-    last: Mutex<HashMap<ApiKeyId, (UserId, KeyLastUse)>>,
+    counts: Mutex<HashMap<CountKey, Counter>>,
+    last: Mutex<HashMap<ApiKeyId, (UserId, IpAddr, KeyLastUse)>>,
     /// First successful use of each (key, IP) in this window, to order new-network checks.
-    first_ok: Mutex<HashMap<(ApiKeyId, String), (UserId, Timestamp)>>,
+    first_ok: Mutex<HashMap<(ApiKeyId, IpAddr), (UserId, Timestamp)>>,
 }
 
 impl UsageLog {
@@ -69,25 +75,36 @@ impl UsageLog {
     pub fn record(&self, u: &Use<'_>, outcome: &'static str) {
         let Use { key, owner, route, now, ip, user_agent } = *u;
         if let Ok(mut m) = self.counts.lock() {
-            let c = m.entry((key, route.to_owned(), outcome)).or_default();
+            let c = m.entry((key, Arc::clone(route), outcome)).or_default();
             c.count += 1;
             c.last_at = Some(now);
             c.owner = Some(owner);
-            if c.ips.len() < 8 && !c.ips.iter().any(|i| i == ip) {
-                c.ips.push(ip.to_owned());
+            if c.ips.len() < 8 && !c.ips.contains(&ip) {
+                c.ips.push(ip);
             }
         }
         if outcome == "ok"
             && let Ok(mut m) = self.first_ok.lock()
             && m.len() < 100_000
         {
-            m.entry((key, ip.to_owned())).or_insert((owner, now));
+            m.entry((key, ip)).or_insert((owner, now));
         }
         if outcome == "ok"
             && let Ok(mut l) = self.last.lock()
         {
-            let ua = user_agent.map(|u| u.chars().filter(|c| !c.is_control()).take(256).collect());
-            l.insert(key, (owner, KeyLastUse { key_id: key, at: now, ip: Some(ip.to_owned()), user_agent: ua }));
+            match l.get_mut(&key) {
+                // The same client again (the common case): only the time moves.
+                Some((o, last_ip, last))
+                    if *o == owner && *last_ip == ip && last.user_agent.as_deref() == user_agent =>
+                {
+                    last.at = now;
+                }
+                _ => {
+                    let ua = user_agent.map(|u| u.chars().filter(|c| !c.is_control()).take(256).collect());
+                    let last = KeyLastUse { key_id: key, at: now, ip: Some(ip.to_string()), user_agent: ua };
+                    l.insert(key, (owner, ip, last));
+                }
+            }
         }
     }
 
@@ -98,13 +115,13 @@ impl UsageLog {
         let first_ok = self.first_ok.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
         let mut f = Flush::default();
         let mut ips: Vec<_> = first_ok.into_iter().collect();
-        ips.sort_by_key(|((k, ip), (_, at))| (*at, *k, ip.clone()));
-        f.ips = ips.into_iter().map(|((k, ip), (owner, _))| (k, owner, ip)).collect();
+        ips.sort_by_key(|((k, ip), (_, at))| (*at, *k, *ip));
+        f.ips = ips.into_iter().map(|((k, ip), (owner, _))| (k, owner, ip.to_string())).collect();
         for ((key, route, outcome), c) in counts {
             let (Some(at), Some(owner)) = (c.last_at, c.owner) else { continue };
             f.usage.push(KeyUsage {
                 key_id: key,
-                route: route.clone(),
+                route: route.to_string(),
                 outcome: outcome.to_owned(),
                 count: c.count,
                 last_at: at,
@@ -116,20 +133,82 @@ impl UsageLog {
                 f.bad_signatures.push((key, owner, c.count));
             }
             if outcome == "out_of_scope" {
-                f.scope_violations.push((key, owner, route.clone()));
+                f.scope_violations.push((key, owner, route.to_string()));
             }
             let mut e = AuditEvent::new(EventKind::ApiKeyDenied, Outcome::Denied).about(owner);
-            e.ip = c.ips.first().cloned();
+            e.ip = c.ips.first().map(IpAddr::to_string);
             f.events.push(
                 e.with("key", key.to_string())
-                    .with("route", route)
+                    .with("route", &*route)
                     .with("reason", outcome)
                     .with("count", c.count)
-                    .with("ips", c.ips)
+                    .with("ips", c.ips.iter().map(IpAddr::to_string).collect::<Vec<_>>())
                     .with("last_at", at.to_rfc3339()),
             );
         }
-        f.last = last.into_values().map(|(_, l)| l).collect();
+        f.last = last.into_values().map(|(_, _, l)| l).collect();
         f
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
+mod tests {
+    use super::*;
+    use gatehouse_core::rng::SeededRng;
+
+    const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    fn at(ms: i64) -> Timestamp {
+        T0.plus(gatehouse_core::clock::Span::millis(ms))
+    }
+
+    #[test]
+    fn counts_last_use_and_first_networks_survive_the_allocation_free_path() {
+        let rng = SeededRng::new(7);
+        let (key, owner) = (ApiKeyId::generate(&rng), UserId::generate(T0, &rng));
+        let route: Arc<str> = "GET /api/v3/account".into();
+        let log = UsageLog::default();
+        let ip_a: IpAddr = "203.0.113.5".parse().unwrap();
+        let ip_b: IpAddr = "2001:db8::9".parse().unwrap();
+        let u = |ip, ua, ms| Use { key, owner, route: &route, now: at(ms), ip, user_agent: ua };
+        log.record(&u(ip_a, Some("ccxt/4"), 0), "ok");
+        log.record(&u(ip_a, Some("ccxt/4"), 10), "ok"); // same client: only the time moves
+        log.record(&u(ip_b, Some("ccxt/4"), 20), "ok"); // another network
+        log.record(&u(ip_b, Some("python-binance\u{7}"), 30), "ok"); // another agent, cleaned
+        log.record(&u(ip_a, None, 40), "bad_signature");
+        log.record(&u(ip_b, None, 50), "bad_signature");
+        let f = log.drain();
+
+        let mut usage: Vec<_> = f.usage.iter().map(|u| (u.outcome.as_str(), u.count, u.last_at, &*u.route)).collect();
+        usage.sort();
+        assert_eq!(usage, [("bad_signature", 2, at(50), &*route), ("ok", 4, at(30), &*route)]);
+        assert_eq!(f.last.len(), 1);
+        let last = &f.last[0];
+        assert_eq!((last.at, last.ip.as_deref()), (at(30), Some("2001:db8::9")));
+        assert_eq!(last.user_agent.as_deref(), Some("python-binance"));
+        // Successful uses per network, oldest first, as text.
+        assert_eq!(f.ips, [(key, owner, "203.0.113.5".to_owned()), (key, owner, "2001:db8::9".to_owned())]);
+        assert_eq!(f.bad_signatures, [(key, owner, 2)]);
+        let e = &f.events[0].details;
+        assert_eq!(e["ips"], serde_json::json!(["203.0.113.5", "2001:db8::9"]), "{e}");
+        assert_eq!(e["route"], "GET /api/v3/account");
+        assert_eq!(f.events[0].ip.as_deref(), Some("203.0.113.5"));
+        // Drained: the next window starts empty.
+        let f = log.drain();
+        assert!(f.usage.is_empty() && f.last.is_empty() && f.ips.is_empty());
+    }
+
+    #[test]
+    fn a_changed_client_replaces_the_last_use() {
+        let rng = SeededRng::new(8);
+        let (key, owner) = (ApiKeyId::generate(&rng), UserId::generate(T0, &rng));
+        let route: Arc<str> = "GET /v1/accounts".into();
+        let log = UsageLog::default();
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        log.record(&Use { key, owner, route: &route, now: at(0), ip, user_agent: Some("pyupbit") }, "ok");
+        log.record(&Use { key, owner, route: &route, now: at(5), ip, user_agent: None }, "ok");
+        let last = log.drain().last;
+        assert_eq!((last[0].at, last[0].user_agent.as_deref()), (at(5), None));
     }
 }
