@@ -206,29 +206,61 @@ async fn edge_inner(state: AppState, req: Request, next: Next) -> Response {
     resp
 }
 
-/// The forward-auth check (nginx `auth_request` asks it once per proxied request) answered
-/// straight from the connection on plain HTTP, without the router: the same answer as the
-/// routed handler with the same edge duties — request id, 421/413 refusals, request metrics,
-/// security headers, a panic answered 500 — minus the router's and middleware's per-request
-/// allocations and dispatch (issue 3, speed item 12: forward auth against nginx `return 200`).
-async fn forward_direct(
+/// What plain-HTTP connections answer without the router: the forward-auth check (nginx
+/// `auth_request` asks it once per proxied request) and proxied exchange paths — the two answers
+/// given once per API call.
+#[derive(Clone, Copy)]
+enum Direct<'a> {
+    Forward,
+    Proxy(&'a crate::gateway::CompiledRoute),
+}
+
+impl<'a> Direct<'a> {
+    /// Whether `path` is answered directly: the same choice the router makes (our own paths
+    /// first, then a gateway route, as `gateway_or_not_found`).
+    fn of(state: &'a AppState, path: &str) -> Option<Self> {
+        let gw = state.gateway.as_ref()?;
+        if path == FORWARD_AUTH_PATH {
+            return Some(Self::Forward);
+        }
+        if own_path(path) {
+            return None;
+        }
+        gw.route_for(path).map(Self::Proxy)
+    }
+}
+
+/// A [`Direct`] request answered straight from the connection, with the edge duties inline —
+/// request id, 421/413 refusals, request metrics under the same labels, security headers, a
+/// panic answered 500 — minus the router's and middleware's per-request allocations and
+/// dispatch (issue 3, speed item 12). The answers are those of the routed handlers, which TLS
+/// connections and in-process tests still use: both call `forward::answer` / `proxy::handle`.
+async fn answer_direct(
     state: &AppState,
     peer: std::net::SocketAddr,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let headers = req.headers();
-    let mut resp = match refusal(state, headers, FORWARD_AUTH_PATH) {
+    let Some(direct) = Direct::of(state, req.uri().path()) else {
+        return ApiError::new(ErrorCode::NotFound).into_response();
+    };
+    let mut resp = match refusal(state, req.headers(), req.uri().path()) {
         Some(refused) => refused,
         None => {
-            let ip = crate::http::client_ip(peer.ip(), headers, &state.trusted_proxies);
-            let resp = crate::gateway::forward::answer(state, ip, headers).await;
+            let ip = crate::http::client_ip(peer.ip(), req.headers(), &state.trusted_proxies);
             let method = method_label(req.method());
-            state.metrics.request(FORWARD_AUTH_PATH, method, resp.status().as_u16(), started.elapsed());
+            let (label, resp) = match direct {
+                Direct::Forward => (FORWARD_AUTH_PATH, crate::gateway::forward::answer(state, ip, req.headers()).await),
+                Direct::Proxy(route) => {
+                    let req = req.map(axum::body::Body::new);
+                    (&*route.metric_label, crate::gateway::proxy::handle(state, route, ip, req).await)
+                }
+            };
+            state.metrics.request(label, method, resp.status().as_u16(), started.elapsed());
             resp
         }
     };
-    if resp.status() == StatusCode::OK {
+    if matches!(direct, Direct::Forward) && resp.status() == StatusCode::OK {
         granted_check_headers(&mut resp);
     } else {
         security_headers(&mut resp);
@@ -254,6 +286,11 @@ impl<F: std::future::Future<Output = Response>> std::future::Future for CatchPan
     }
 }
 
+/// Paths gatehouse answers itself (never a gateway route).
+fn own_path(path: &str) -> bool {
+    path.starts_with(PREFIX) || matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
 /// A request refused before any handler sees it: wrong host (421) or a declared body over the
 /// limit on our own paths (413).
 fn refusal(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> Option<Response> {
@@ -264,7 +301,7 @@ fn refusal(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> Opt
             return Some(ApiError::new(ErrorCode::MisdirectedRequest).into_response());
         }
     }
-    if !path.starts_with(PREFIX) && !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    if !own_path(path) {
         return None;
     }
     let declared =
@@ -537,10 +574,10 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
         let router = router.clone();
         let state = state.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            if req.uri().path() == FORWARD_AUTH_PATH && state.gateway.is_some() {
+            if Direct::of(&state, req.uri().path()).is_some() {
                 let state = state.clone();
                 return Either::Left(CatchPanic(Box::pin(async move {
-                    identified(forward_direct(&state, peer, req)).await
+                    identified(answer_direct(&state, peer, req)).await
                 })));
             }
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));

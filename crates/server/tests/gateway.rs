@@ -624,10 +624,26 @@ async fn a_request_that_fails_verification_does_not_burn_its_nonce() {
     // …and the nonce is still fresh for the legitimate request, which works exactly once.
     let r = c.get(format!("{}/v1/accounts", env.srv.base)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // Proxied answers on plain HTTP are served outside the router (app::answer_direct) with the
+    // same edge duties: request id, security headers, `Remaining-Req`, metrics by route label.
+    let edge_headers = |r: &reqwest::Response| {
+        let h = r.headers();
+        assert_eq!(h["x-request-id"].len(), 16, "{h:?}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{h:?}");
+        assert!(h.contains_key("content-security-policy") && h.contains_key("remaining-req"), "{h:?}");
+    };
+    edge_headers(&r);
     let r = c.get(format!("{}/v1/accounts", env.srv.base)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    edge_headers(&r);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["name"], "nonce_used");
+    let metrics = c.get(format!("{}/metrics", env.srv.base)).send().await.unwrap().text().await.unwrap();
+    for (status, n) in [("200", 1), ("401", 2)] {
+        let line =
+            format!(r#"gatehouse_http_requests_total{{route="gateway:/v1",method="GET",status="{status}"}} {n}"#);
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
+    }
     // Even after a crash and restart, the nonce stays used (database replay store).
     env.srv.restart();
     let r = c.get(format!("{}/v1/accounts", env.srv.base)).bearer_auth(&token).send().await.unwrap();
