@@ -53,7 +53,9 @@ pub struct PendingSmsNumber {
     pub expires_at: Timestamp,
     /// Codes one account may have sent per window (SMS pumping).
     pub max_sends: u32,
-    /// Sends counted from this instant on: an older window starts over.
+    /// Sends count against a window that began strictly after this instant (`now − window`);
+    /// a window that began at it or earlier has ended — windows are half-open, `[start,
+    /// start + window)` — and the next send starts a new one.
     pub window_start_after: Timestamp,
 }
 
