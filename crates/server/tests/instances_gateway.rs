@@ -15,20 +15,24 @@ use serde_json::json;
 
 const PW: &str = "violet tram harbour 77";
 
-/// Both tests send from 127.0.0.1 through the machine's one Redis, where the per-IP budget
-/// (`gh:rl:ip4:127.0.0.1`) is shared by every instance — the point of the second test. Run at
-/// once, the first test's traffic would spend the second's budget; so they take turns, and
-/// the second starts from a fresh budget.
-static SHARED_REDIS_BUDGET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// A Redis key prefix (`storage.redis_prefix`) no other test or run uses. Both tests send from
+/// 127.0.0.1 through the machine's one Redis, where the per-IP budget (`<prefix>rl:ip4:127.0.0.1`)
+/// is shared by every instance of a deployment — the point of the second test. Each pair is its
+/// own deployment, so the tests run at once without spending each other's budget or nonces, and
+/// each starts from a fresh budget.
+fn fresh_prefix(test: &str) -> String {
+    format!("t-{test}-{}-{}:", std::process::id(), now_ms())
+}
 
-async fn pair(sink: &SmtpSink, upstream: &Upstream, secret: &[u8], per_ip: u32) -> (Server, Server) {
+async fn pair(sink: &SmtpSink, upstream: &Upstream, secret: &[u8], per_ip: u32, prefix: &str) -> (Server, Server) {
     let cfg = format!(
         "[gateway]\nidentity_secret = \"{}\"\nper_ip_per_second = {per_ip}\ninstances = 2\n[[gateway.routes]]\nprefix = \"/api\"\ndialect = \"binance\"\nupstream = \"{}\"\ntable = \"binance\"\n",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
         upstream.base
     );
     let redis = ("GATEHOUSE_STORAGE__REDIS_URL", "redis://127.0.0.1:6379");
-    let a = Server::start_with_config(Backend::Postgres, sink, &cfg, &[redis]).await;
+    let prefix = ("GATEHOUSE_STORAGE__REDIS_PREFIX", prefix);
+    let a = Server::start_with_config(Backend::Postgres, sink, &cfg, &[redis, prefix]).await;
     let url = a.database_url.clone().unwrap();
     let b = Server::start_with_config(
         Backend::Sqlite,
@@ -36,23 +40,13 @@ async fn pair(sink: &SmtpSink, upstream: &Upstream, secret: &[u8], per_ip: u32) 
         &cfg,
         &[
             redis,
+            prefix,
             ("GATEHOUSE_STORAGE__DATABASE_URL", &url),
             ("GATEHOUSE_SECRETS__MASTER_KEYS", common::TEST_MASTER_KEY),
         ],
     )
     .await;
     (a, b)
-}
-
-/// Deletes the shared per-IP GCRA state of IPv4 address `ip` in Redis (an inline `DEL`, answered `:0` or
-/// `:1`).
-fn forget_ip_budget(ip: &str) {
-    use std::io::{Read as _, Write as _};
-    let mut c = std::net::TcpStream::connect("127.0.0.1:6379").expect("Redis on 127.0.0.1:6379");
-    c.write_all(format!("DEL gh:rl:ip4:{ip}\r\n").as_bytes()).unwrap();
-    let mut answer = [0u8; 8];
-    let n = c.read(&mut answer).unwrap();
-    assert!(answer[..n].starts_with(b":"), "DEL answered {:?}", String::from_utf8_lossy(&answer[..n]));
 }
 
 fn now_ms() -> i64 {
@@ -69,12 +63,11 @@ fn signed_query(secret: &str, ts: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
-    let _turn = SHARED_REDIS_BUDGET.lock().await;
     let dir = scratch("inst-gw");
     let sink = SmtpSink::start(&dir);
     let secret = [7u8; 32];
     let upstream = Upstream::start(&secret).await;
-    let (a, b) = pair(&sink, &upstream, &secret, 1000).await;
+    let (a, b) = pair(&sink, &upstream, &secret, 1000, &fresh_prefix("fan")).await;
     register_verified(&a, &sink, "fan@example.com", PW).await;
     let mut owner = Device::new("python-requests/2.34.2");
     assert_eq!(owner.login(&a, "fan@example.com", PW).await.0, 201);
@@ -122,14 +115,11 @@ async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_per_ip_budget_is_shared_by_the_instances() {
-    let _turn = SHARED_REDIS_BUDGET.lock().await;
     let dir = scratch("inst-rate");
     let sink = SmtpSink::start(&dir);
     let secret = [8u8; 32];
     let upstream = Upstream::start(&secret).await;
-    let (a, b) = pair(&sink, &upstream, &secret, 5).await;
-    // A fresh budget: the key outlives earlier tests and runs on this machine's Redis.
-    forget_ip_budget("127.0.0.1");
+    let (a, b) = pair(&sink, &upstream, &secret, 5, &fresh_prefix("rate")).await;
     let http = reqwest::Client::new();
     let started = std::time::Instant::now();
     let mut admitted = 0;
