@@ -144,3 +144,35 @@ async fn admin_console_in_chromium(backend: Backend) {
     let kinds: Vec<&str> = h["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"account_frozen") && kinds.contains(&"account_unfrozen"), "{h}");
 }
+
+// The software authenticator's encoders (common::softkey), checked once here rather than in
+// every test binary that includes the harness.
+mod softkey_encoding {
+    use super::common::softkey::{cbor_head, cbor_int, der_signature};
+
+    #[test]
+    fn cbor_heads_follow_rfc_8949() {
+        let enc = |major, n| {
+            let mut v = Vec::new();
+            cbor_head(&mut v, major, n);
+            v
+        };
+        assert_eq!(enc(0, 23), [0x17]);
+        assert_eq!(enc(0, 24), [0x18, 0x18]);
+        assert_eq!(enc(2, 300), [0x59, 0x01, 0x2c]);
+        let mut v = Vec::new();
+        cbor_int(&mut v, -7);
+        assert_eq!(v, [0x26]);
+    }
+
+    #[test]
+    fn der_integers_are_minimal_and_positive() {
+        let mut raw = [0u8; 64];
+        raw[0] = 0x80; // r with the high bit set: a leading zero keeps it positive
+        raw[63] = 1; // s = 1: leading zeros dropped
+        let der = der_signature(&raw);
+        assert_eq!(&der[..4], &[0x30, 38, 0x02, 33]);
+        assert_eq!(der[4], 0);
+        assert_eq!(&der[der.len() - 3..], &[0x02, 1, 1]);
+    }
+}

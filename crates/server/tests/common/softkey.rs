@@ -36,7 +36,7 @@ fn unb64(s: &str) -> Vec<u8> {
 }
 
 /// CBOR (RFC 8949 §3): the head of a data item of `major` type with argument `n`.
-fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
+pub(crate) fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
     let m = major << 5;
     match n {
         0..=23 => out.push(m | n as u8),
@@ -52,7 +52,7 @@ fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
     }
 }
 
-fn cbor_int(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn cbor_int(out: &mut Vec<u8>, v: i64) {
     if v >= 0 { cbor_head(out, 0, v as u64) } else { cbor_head(out, 1, (-1 - v) as u64) }
 }
 
@@ -68,7 +68,7 @@ fn cbor_text(out: &mut Vec<u8>, s: &str) {
 
 /// DER `SEQUENCE { INTEGER r, INTEGER s }` from a fixed-size `r ‖ s` ECDSA signature (the
 /// form WebAuthn carries for ES256, W3C WebAuthn §6.5.5).
-fn der_signature(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn der_signature(raw: &[u8]) -> Vec<u8> {
     fn int(x: &[u8]) -> Vec<u8> {
         let mut x = x;
         while x.len() > 1 && x[0] == 0 {
@@ -264,36 +264,5 @@ impl SoftKey {
         assert_eq!(s, 201, "{body}");
         assert_eq!(body["factors"], json!(["passkey"]), "{body}");
         d
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cbor_heads_follow_rfc_8949() {
-        let enc = |major, n| {
-            let mut v = Vec::new();
-            cbor_head(&mut v, major, n);
-            v
-        };
-        assert_eq!(enc(0, 23), [0x17]);
-        assert_eq!(enc(0, 24), [0x18, 0x18]);
-        assert_eq!(enc(2, 300), [0x59, 0x01, 0x2c]);
-        let mut v = Vec::new();
-        cbor_int(&mut v, -7);
-        assert_eq!(v, [0x26]);
-    }
-
-    #[test]
-    fn der_integers_are_minimal_and_positive() {
-        let mut raw = [0u8; 64];
-        raw[0] = 0x80; // r with the high bit set: a leading zero keeps it positive
-        raw[63] = 1; // s = 1: leading zeros dropped
-        let der = der_signature(&raw);
-        assert_eq!(&der[..4], &[0x30, 38, 0x02, 33]);
-        assert_eq!(der[4], 0);
-        assert_eq!(&der[der.len() - 3..], &[0x02, 1, 1]);
     }
 }
