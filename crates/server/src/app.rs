@@ -279,7 +279,7 @@ impl<F: std::future::Future<Output = Response>> std::future::Future for CatchPan
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(p) => p.map(Ok),
             Err(_) => {
-                tracing::error!("forward-auth check panicked");
+                tracing::error!("a request answered outside the router panicked");
                 std::task::Poll::Ready(Ok(ApiError::new(ErrorCode::Internal).into_response()))
             }
         }
