@@ -57,30 +57,20 @@ pub enum IdentityError {
     Stale,
 }
 
-fn scopes_text(s: ScopeSet) -> String {
-    s.iter().map(|x| x.name()).collect::<Vec<_>>().join(",")
-}
-
-fn mac(secret: &SecretBytes, id: &Identity, method: &str, path: &str) -> Option<Hmac<Sha256>> {
-    let mut m = <Hmac<Sha256>>::new_from_slice(secret.expose()).ok()?;
+/// The MAC over an assertion's `user`, `key`, `scopes`, `dialect` and `ts` values, exactly as
+/// they appear in the header, and the request's method and path.
+fn mac(keyed: &Hmac<Sha256>, fields: [&str; 5], method: &str, path: &str) -> Hmac<Sha256> {
+    let mut m = keyed.clone();
     m.update(b"gatehouse-identity-v1\n");
-    for part in [
-        id.user.to_string(),
-        id.key.to_string(),
-        scopes_text(id.scopes),
-        id.dialect.clone(),
-        id.ts.as_millis().to_string(),
-        method.to_owned(),
-        path.to_owned(),
-    ] {
+    for part in fields.into_iter().chain([method, path]) {
         m.update(part.as_bytes());
         m.update(b"\n");
     }
-    Some(m)
+    m
 }
 
-/// Signs identity assertions under one secret: the HMAC key schedule (two SHA-256 blocks) is
-/// done once here, not per request.
+/// Signs and checks identity assertions under one secret: the HMAC key schedule (two SHA-256
+/// blocks) is done once here, not per assertion.
 #[derive(Clone)]
 pub struct IdentitySigner {
     keyed: Option<Hmac<Sha256>>,
@@ -100,8 +90,8 @@ impl IdentitySigner {
 
     /// The header value asserting `id` for `method path`: the same bytes as [`sign`].
     ///
-    /// Built in one buffer: the MAC's fields are the value's own `user` … `ts` fields, so they
-    /// are written once and fed to the MAC from there.
+    /// Built in one buffer: the MAC covers the value's own `user` … `ts` fields, so they are
+    /// written once and fed to the MAC from there (as [`verify`](Self::verify) reads them).
     pub fn sign(&self, id: &Identity, method: &str, path: &str) -> String {
         use std::fmt::Write as _;
         let mut out = String::with_capacity(160 + id.dialect.len());
@@ -127,21 +117,49 @@ impl IdentitySigner {
             };
             fields[i] = (start, out.len());
         }
-        out.push_str(";sig=");
         if let Some(keyed) = &self.keyed {
-            let mut m = keyed.clone();
-            m.update(b"gatehouse-identity-v1\n");
-            for (start, end) in fields {
-                m.update(&out.as_bytes()[start..end]);
-                m.update(b"\n");
-            }
-            for part in [method, path] {
-                m.update(part.as_bytes());
-                m.update(b"\n");
-            }
-            URL_SAFE_NO_PAD.encode_string(m.finalize().into_bytes(), &mut out);
+            let tag = mac(keyed, fields.map(|(start, end)| &out[start..end]), method, path).finalize().into_bytes();
+            out.push_str(";sig=");
+            URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        } else {
+            out.push_str(";sig=");
         }
         out
+    }
+
+    /// Checks a header value for `method path` at `now`, accepting assertions up to `max_age`
+    /// old (and at most 5 s in the future, for clock skew). The MAC is checked over the
+    /// fields as sent, so only the exact bytes [`sign`](Self::sign) wrote pass.
+    pub fn verify(
+        &self,
+        header: &str,
+        method: &str,
+        path: &str,
+        now: Timestamp,
+        max_age: Span,
+    ) -> Result<Identity, IdentityError> {
+        let mut fields = header.split(';');
+        if fields.next() != Some("v1") {
+            return Err(IdentityError::Malformed);
+        }
+        let mut get = |name: &str| -> Result<&str, IdentityError> {
+            let f = fields.next().ok_or(IdentityError::Malformed)?;
+            f.strip_prefix(name).and_then(|r| r.strip_prefix('=')).ok_or(IdentityError::Malformed)
+        };
+        let raw = [get("user")?, get("key")?, get("scopes")?, get("dialect")?, get("ts")?];
+        let sig = URL_SAFE_NO_PAD.decode(get("sig")?).map_err(|_| IdentityError::Malformed)?;
+        let [user, key, scopes, dialect, ts] = raw;
+        let user = UserId::parse(user).ok_or(IdentityError::Malformed)?;
+        let key = ApiKeyId::parse(key).ok_or(IdentityError::Malformed)?;
+        let scopes =
+            ScopeSet::parse_names(scopes.split(',').filter(|s| !s.is_empty())).map_err(|_| IdentityError::Malformed)?;
+        let ts = Timestamp::from_millis(ts.parse().map_err(|_| IdentityError::Malformed)?);
+        let keyed = self.keyed.as_ref().ok_or(IdentityError::BadSignature)?;
+        mac(keyed, raw, method, path).verify_slice(&sig).map_err(|_| IdentityError::BadSignature)?;
+        if now.since(ts) > max_age || ts.since(now) > Span::secs(5) {
+            return Err(IdentityError::Stale);
+        }
+        Ok(Identity { user, key, scopes, dialect: dialect.to_owned(), ts })
     }
 }
 
@@ -150,8 +168,7 @@ pub fn sign(secret: &SecretBytes, id: &Identity, method: &str, path: &str) -> St
     IdentitySigner::new(secret).sign(id, method, path)
 }
 
-/// Checks a header value for `method path` at `now`, accepting assertions up to `max_age` old
-/// (and at most 5 s in the future, for clock skew).
+/// Checks a header value for `method path` at `now` (see [`IdentitySigner::verify`]).
 pub fn verify(
     secret: &SecretBytes,
     header: &str,
@@ -160,29 +177,7 @@ pub fn verify(
     now: Timestamp,
     max_age: Span,
 ) -> Result<Identity, IdentityError> {
-    let mut fields = header.split(';');
-    if fields.next() != Some("v1") {
-        return Err(IdentityError::Malformed);
-    }
-    let mut get = |name: &str| -> Result<&str, IdentityError> {
-        let f = fields.next().ok_or(IdentityError::Malformed)?;
-        f.strip_prefix(name).and_then(|r| r.strip_prefix('=')).ok_or(IdentityError::Malformed)
-    };
-    let user = UserId::parse(get("user")?).ok_or(IdentityError::Malformed)?;
-    let key = ApiKeyId::parse(get("key")?).ok_or(IdentityError::Malformed)?;
-    let scopes_raw = get("scopes")?;
-    let scopes =
-        ScopeSet::parse_names(scopes_raw.split(',').filter(|s| !s.is_empty())).map_err(|_| IdentityError::Malformed)?;
-    let dialect = get("dialect")?.to_owned();
-    let ts = Timestamp::from_millis(get("ts")?.parse().map_err(|_| IdentityError::Malformed)?);
-    let sig = URL_SAFE_NO_PAD.decode(get("sig")?).map_err(|_| IdentityError::Malformed)?;
-    let id = Identity { user, key, scopes, dialect, ts };
-    let m = mac(secret, &id, method, path).ok_or(IdentityError::BadSignature)?;
-    m.verify_slice(&sig).map_err(|_| IdentityError::BadSignature)?;
-    if now.since(ts) > max_age || ts.since(now) > Span::secs(5) {
-        return Err(IdentityError::Stale);
-    }
-    Ok(id)
+    IdentitySigner::new(secret).verify(header, method, path, now, max_age)
 }
 
 #[cfg(test)]
@@ -208,13 +203,26 @@ mod tests {
     /// The assertion as first written (one string per field, formatted twice): the one-buffer
     /// signer must produce exactly these bytes, which upstreams already verify.
     fn reference_sign(secret: &SecretBytes, id: &Identity, method: &str, path: &str) -> String {
-        let m = mac(secret, id, method, path).unwrap();
+        let scopes = id.scopes.iter().map(|x| x.name()).collect::<Vec<_>>().join(",");
+        let mut m = <Hmac<Sha256>>::new_from_slice(secret.expose()).unwrap();
+        m.update(b"gatehouse-identity-v1\n");
+        for part in [
+            id.user.to_string(),
+            id.key.to_string(),
+            scopes.clone(),
+            id.dialect.clone(),
+            id.ts.as_millis().to_string(),
+            method.to_owned(),
+            path.to_owned(),
+        ] {
+            m.update(part.as_bytes());
+            m.update(b"\n");
+        }
         let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
         format!(
-            "v1;user={};key={};scopes={};dialect={};ts={};sig={sig}",
+            "v1;user={};key={};scopes={scopes};dialect={};ts={};sig={sig}",
             id.user,
             id.key,
-            scopes_text(id.scopes),
             id.dialect,
             id.ts.as_millis()
         )
@@ -258,5 +266,12 @@ mod tests {
         let forged = h.replace("scopes=", "scopes=withdraw,");
         assert_eq!(verify(&k, &forged, "POST", "/v1/orders", now, Span::secs(30)), Err(IdentityError::BadSignature));
         assert_eq!(verify(&k, "garbage", "POST", "/", now, Span::secs(30)), Err(IdentityError::Malformed));
+        // The MAC covers the fields as sent: a timestamp written another way is refused.
+        let ms = id.ts.as_millis().to_string();
+        let padded = h.replace(&format!("ts={ms}"), &format!("ts=0{ms}"));
+        assert_eq!(verify(&k, &padded, "POST", "/v1/orders", now, Span::secs(30)), Err(IdentityError::BadSignature));
+        // One signer keyed once verifies what it signed.
+        let signer = IdentitySigner::new(&k);
+        assert_eq!(signer.verify(&signer.sign(&id, "GET", "/x"), "GET", "/x", now, Span::secs(30)), Ok(id.clone()));
     }
 }

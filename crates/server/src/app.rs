@@ -198,11 +198,7 @@ async fn edge_inner(state: AppState, req: Request, next: Next) -> Response {
             resp
         }
     };
-    if forward_check && resp.status() == StatusCode::OK {
-        granted_check_headers(&mut resp);
-    } else {
-        security_headers(&mut resp);
-    }
+    answer_headers(&mut resp, forward_check);
     resp
 }
 
@@ -210,15 +206,16 @@ async fn edge_inner(state: AppState, req: Request, next: Next) -> Response {
 /// `auth_request` asks it once per proxied request) and proxied exchange paths — the two answers
 /// given once per API call.
 #[derive(Clone, Copy)]
-enum Direct<'a> {
+enum Direct {
     Forward,
-    Proxy(&'a crate::gateway::CompiledRoute),
+    /// The index of the gateway route in `Gateway::routes`.
+    Proxy(usize),
 }
 
-impl<'a> Direct<'a> {
+impl Direct {
     /// Whether `path` is answered directly: the same choice the router makes (our own paths
     /// first, then a gateway route, as `gateway_or_not_found`).
-    fn of(state: &'a AppState, path: &str) -> Option<Self> {
+    fn of(state: &AppState, path: &str) -> Option<Self> {
         let gw = state.gateway.as_ref()?;
         if path == FORWARD_AUTH_PATH {
             return Some(Self::Forward);
@@ -226,7 +223,7 @@ impl<'a> Direct<'a> {
         if own_path(path) {
             return None;
         }
-        gw.route_for(path).map(Self::Proxy)
+        gw.route_index(path).map(Self::Proxy)
     }
 }
 
@@ -237,13 +234,11 @@ impl<'a> Direct<'a> {
 /// connections and in-process tests still use: both call `forward::answer` / `proxy::handle`.
 async fn answer_direct(
     state: &AppState,
+    direct: Direct,
     peer: std::net::SocketAddr,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let Some(direct) = Direct::of(state, req.uri().path()) else {
-        return ApiError::new(ErrorCode::NotFound).into_response();
-    };
     let mut resp = match refusal(state, req.headers(), req.uri().path()) {
         Some(refused) => refused,
         None => {
@@ -251,20 +246,19 @@ async fn answer_direct(
             let method = method_label(req.method());
             let (label, resp) = match direct {
                 Direct::Forward => (FORWARD_AUTH_PATH, crate::gateway::forward::answer(state, ip, req.headers()).await),
-                Direct::Proxy(route) => {
-                    let req = req.map(axum::body::Body::new);
-                    (&*route.metric_label, crate::gateway::proxy::handle(state, route, ip, req).await)
-                }
+                Direct::Proxy(i) => match state.gateway.as_ref().and_then(|gw| gw.routes.get(i)) {
+                    Some(route) => {
+                        let req = req.map(axum::body::Body::new);
+                        (&*route.metric_label, crate::gateway::proxy::handle(state, route, ip, req).await)
+                    }
+                    None => ("unmatched", ApiError::new(ErrorCode::NotFound).into_response()),
+                },
             };
             state.metrics.request(label, method, resp.status().as_u16(), started.elapsed());
             resp
         }
     };
-    if matches!(direct, Direct::Forward) && resp.status() == StatusCode::OK {
-        granted_check_headers(&mut resp);
-    } else {
-        security_headers(&mut resp);
-    }
+    answer_headers(&mut resp, matches!(direct, Direct::Forward));
     resp
 }
 
@@ -370,17 +364,22 @@ fn method_label(m: &axum::http::Method) -> &'static str {
     }
 }
 
-/// The security headers every answer carries unless the handler set its own.
-/// A granted forward-auth check is read by the front proxy alone — nginx `auth_request`,
-/// Traefik ForwardAuth and Caddy `forward_auth` copy chosen headers into the upstream request
-/// and never show this answer to a client — so the browser headers would be dead bytes on the
-/// hottest answer (ADR 0017). `Cache-Control: no-store` stays: it stops a front proxy with a
-/// cache in front of the check from storing one grant and replaying it for every request.
-/// Refusals keep every header: Traefik and Caddy pass them to the client.
-fn granted_check_headers(resp: &mut Response) {
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+/// The headers every answer leaves with. A granted forward-auth check is read by the front
+/// proxy alone — nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth` copy chosen
+/// headers into the upstream request and never show this answer to a client — so the browser
+/// headers would be dead bytes on the hottest answer (ADR 0017). `Cache-Control: no-store`
+/// stays: it stops a front proxy with a cache in front of the check from storing one grant
+/// and replaying it for every request. Refusals keep every header: Traefik and Caddy pass them
+/// to the client.
+fn answer_headers(resp: &mut Response, forward_check: bool) {
+    if forward_check && resp.status() == StatusCode::OK {
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    } else {
+        security_headers(resp);
+    }
 }
 
+/// The security headers every answer carries unless the handler set its own.
 fn security_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     let defaults = [
@@ -574,10 +573,10 @@ pub async fn serve(rt: Runtime) -> anyhow::Result<()> {
         let router = router.clone();
         let state = state.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            if Direct::of(&state, req.uri().path()).is_some() {
+            if let Some(direct) = Direct::of(&state, req.uri().path()) {
                 let state = state.clone();
                 return Either::Left(CatchPanic(Box::pin(async move {
-                    identified(answer_direct(&state, peer, req)).await
+                    identified(answer_direct(&state, direct, peer, req)).await
                 })));
             }
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));

@@ -33,6 +33,8 @@
 
 use std::fmt;
 
+use crate::signing::codec::hex_val;
+
 /// Longest accepted path, in bytes. Exchange paths are under 64 bytes.
 pub const MAX_PATH_LEN: usize = 2048;
 
@@ -99,15 +101,6 @@ fn is_unreserved(b: u8) -> bool {
 fn is_plain(b: u8) -> bool {
     is_unreserved(b)
         || matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@' | b'/')
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Puts `raw` (the path component of a request target) in canonical form, or refuses it.

@@ -23,6 +23,8 @@
 
 use std::borrow::Cow;
 
+use crate::signing::codec::hex_val;
+
 /// The normalised form of `uri` without query and fragment, or `None` if it is not an
 /// absolute `http`/`https` URI we can normalise.
 pub fn normalize_htu(uri: &str) -> Option<String> {
@@ -88,15 +90,6 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Decodes `%XX` of unreserved characters, upper-cases the others; `None` on a bad `%`.

@@ -30,6 +30,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
+use super::codec;
 use super::query::{pairs, pct_decode};
 use super::{
     Denial, Dialect, Header, MAX_BODY_LEN, MAX_PARAMS, MAX_QUERY_LEN, MAX_TARGET_LEN, RawRequest, ReplayKey, Verified,
@@ -316,26 +317,12 @@ pub fn parse<'a>(req: &RawRequest<'a>) -> Result<BinanceRequest<'a>, BinanceErro
 /// Decodes the signature text for `kind`: hex for HMAC, padded standard base64 otherwise.
 fn decode_signature(text: &[u8], kind: KeyKind) -> Option<Vec<u8>> {
     match kind {
-        KeyKind::Hmac => (text.len() == 64).then(|| decode_hex(text)).flatten(),
+        KeyKind::Hmac => {
+            let mut sig = vec![0; 32];
+            codec::hex_decode(text, &mut sig).then_some(sig)
+        }
         KeyKind::Ed25519 | KeyKind::Rsa => STANDARD.decode(text).ok(),
     }
-}
-
-/// Hex (either case) to bytes: the same answers as `hex::decode`, in a plain loop (that crate's
-/// iterator chain cost ≈ 0.3 µs per signature on the hot path).
-fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
 }
 
 /// Phase 3: checks the window at `now`, then the signature with `key`. On success the replay

@@ -137,6 +137,12 @@ pub(crate) fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
     tail.iter().position(|&c| c == byte).map(|p| words.len() * 8 + p)
 }
 
+/// The value of one hex digit (either case).
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
+    let v = HEX[usize::from(b)];
+    (v != INVALID).then_some(v)
+}
+
 /// Decodes exactly `2 × out.len()` hex digits (either case) into `out`; `false` on any other
 /// input.
 pub(crate) fn hex_decode(input: &[u8], out: &mut [u8]) -> bool {

@@ -32,7 +32,7 @@
 //! exhaustion (hard size limits below).
 
 pub mod binance;
-mod codec;
+pub(crate) mod codec;
 mod content_digest;
 pub(crate) mod json_flat;
 pub mod key;

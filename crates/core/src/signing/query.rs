@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+use super::codec::hex_val;
 use super::json_flat::{Entry, Scalar, Value};
 
 /// One `key=value` segment in wire order, still percent-encoded. `value` is `None` when the
@@ -36,15 +37,6 @@ pub(crate) fn pairs(raw: &[u8]) -> impl Iterator<Item = RawPair<'_>> {
         }
         None => RawPair { key: seg, value: None },
     })
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Appends the percent-decoding of `input` to `out`. An invalid escape is copied as is

@@ -302,7 +302,12 @@ impl Gateway {
 
     /// The route a path belongs to.
     pub fn route_for(&self, path: &str) -> Option<&CompiledRoute> {
-        self.routes.iter().find(|r| r.matches(path))
+        self.route_index(path).and_then(|i| self.routes.get(i))
+    }
+
+    /// The index in [`routes`](Self::routes) of the route a path belongs to.
+    pub fn route_index(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches(path))
     }
 
     async fn limit(&self, key: &str, gcra: &Gcra, cost: u32, now: Timestamp) -> Option<Decision> {

@@ -163,11 +163,15 @@ mod tests {
         T0.plus(gatehouse_core::clock::Span::millis(ms))
     }
 
+    /// A key, its owner and a route label.
+    fn fixture(seed: u64, route: &str) -> (ApiKeyId, UserId, Arc<str>) {
+        let rng = SeededRng::new(seed);
+        (ApiKeyId::generate(&rng), UserId::generate(T0, &rng), route.into())
+    }
+
     #[test]
     fn counts_last_use_and_first_networks_survive_the_allocation_free_path() {
-        let rng = SeededRng::new(7);
-        let (key, owner) = (ApiKeyId::generate(&rng), UserId::generate(T0, &rng));
-        let route: Arc<str> = "GET /api/v3/account".into();
+        let (key, owner, route) = fixture(7, "GET /api/v3/account");
         let log = UsageLog::default();
         let ip_a: IpAddr = "203.0.113.5".parse().unwrap();
         let ip_b: IpAddr = "2001:db8::9".parse().unwrap();
@@ -201,9 +205,7 @@ mod tests {
 
     #[test]
     fn a_changed_client_replaces_the_last_use() {
-        let rng = SeededRng::new(8);
-        let (key, owner) = (ApiKeyId::generate(&rng), UserId::generate(T0, &rng));
-        let route: Arc<str> = "GET /v1/accounts".into();
+        let (key, owner, route) = fixture(8, "GET /v1/accounts");
         let log = UsageLog::default();
         let ip: IpAddr = "198.51.100.1".parse().unwrap();
         log.record(&Use { key, owner, route: &route, now: at(0), ip, user_agent: Some("pyupbit") }, "ok");
