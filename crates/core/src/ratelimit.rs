@@ -37,7 +37,13 @@ use crate::clock::{Span, Timestamp};
 
 /// The Redis implementation of [`Gcra::check_n`]; see the script header for its contract.
 /// Call it as `EVALSHA <sha> 1 <key> <T ms> <tau ms> <cost>`.
-pub const GCRA_LUA: &str = include_str!("lua/gcra.lua");
+pub const GCRA_LUA: &str = concat!(include_str!("lua/gcra_lib.lua"), include_str!("lua/gcra.lua"));
+
+/// A single-use record (`SET NX PX`) and then [`GCRA_LUA`]'s decision, in one script: the
+/// gateway's replay and key-budget steps in one Redis round trip. Call it as
+/// `EVALSHA <sha> 2 <record> <bucket> <ttl ms> <T ms> <tau ms> <cost>`; an empty reply means
+/// the record existed (a replay, bucket untouched), otherwise the reply is [`GCRA_LUA`]'s.
+pub const REPLAY_GCRA_LUA: &str = concat!(include_str!("lua/gcra_lib.lua"), include_str!("lua/replay_gcra.lua"));
 
 /// A rate-limit group name (Upbit's `Remaining-Req` `group=`): `[a-z-]{1,32}`, starting with
 /// a letter. pyupbit parses the header with `group=([a-z\-]+)`, hence no digits or `_`.

@@ -1,6 +1,6 @@
 //! The verifying gateway on two instances sharing PostgreSQL and Redis: an identical signed
-//! request fanned out to both at once is accepted exactly once (F7), and the per-IP budget is
-//! one budget, not one per instance.
+//! request fanned out to both at once is accepted exactly once (F7), and the per-IP budget and
+//! a key's budget are each one budget, not one per instance.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -24,12 +24,24 @@ fn fresh_prefix(test: &str) -> String {
     format!("t-{test}-{}-{}:", std::process::id(), now_ms())
 }
 
-async fn pair(sink: &SmtpSink, upstream: &Upstream, secret: &[u8], per_ip: u32, prefix: &str) -> (Server, Server) {
-    let cfg = format!(
+/// Two instances of one deployment; `limits`, when given, is the route's rate-limit groups
+/// (a `[gateway.limits.tight]` list).
+async fn pair(
+    sink: &SmtpSink,
+    upstream: &Upstream,
+    secret: &[u8],
+    per_ip: u32,
+    prefix: &str,
+    limits: Option<&str>,
+) -> (Server, Server) {
+    let mut cfg = format!(
         "[gateway]\nidentity_secret = \"{}\"\nper_ip_per_second = {per_ip}\ninstances = 2\n[[gateway.routes]]\nprefix = \"/api\"\ndialect = \"binance\"\nupstream = \"{}\"\ntable = \"binance\"\n",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
         upstream.base
     );
+    if let Some(limits) = limits {
+        cfg.push_str(&format!("limits = \"tight\"\n[gateway.limits]\ntight = {limits}\n"));
+    }
     let redis = ("GATEHOUSE_STORAGE__REDIS_URL", "redis://127.0.0.1:6379");
     let prefix = ("GATEHOUSE_STORAGE__REDIS_PREFIX", prefix);
     let a = Server::start_with_config(Backend::Postgres, sink, &cfg, &[redis, prefix]).await;
@@ -47,6 +59,23 @@ async fn pair(sink: &SmtpSink, upstream: &Upstream, secret: &[u8], per_ip: u32, 
     )
     .await;
     (a, b)
+}
+
+/// A verified account on `srv` with a `view_assets` HMAC key: (key id, secret).
+async fn view_key(srv: &Server, sink: &SmtpSink, email: &str) -> (String, String) {
+    register_verified(srv, sink, email, PW).await;
+    let mut owner = Device::new("python-requests/2.34.2");
+    assert_eq!(owner.login(srv, email, PW).await.0, 201);
+    let mfa = common::mfa::enrol_totp(srv, &owner, PW).await;
+    let t = mfa.step_up(srv, &mut owner, "create_api_key").await;
+    let (s, k) = owner
+        .post(
+            &srv.api("/api-keys"),
+            json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "step_up_token": t }),
+        )
+        .await;
+    assert_eq!(s, 201, "{k}");
+    (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned())
 }
 
 fn now_ms() -> i64 {
@@ -67,20 +96,8 @@ async fn one_signature_fanned_out_to_two_instances_is_accepted_once() {
     let sink = SmtpSink::start(&dir);
     let secret = [7u8; 32];
     let upstream = Upstream::start(&secret).await;
-    let (a, b) = pair(&sink, &upstream, &secret, 1000, &fresh_prefix("fan")).await;
-    register_verified(&a, &sink, "fan@example.com", PW).await;
-    let mut owner = Device::new("python-requests/2.34.2");
-    assert_eq!(owner.login(&a, "fan@example.com", PW).await.0, 201);
-    let mfa = common::mfa::enrol_totp(&a, &owner, PW).await;
-    let t = mfa.step_up(&a, &mut owner, "create_api_key").await;
-    let (s, k) = owner
-        .post(
-            &a.api("/api-keys"),
-            json!({ "label": "bot", "kind": "hmac", "scopes": ["view_assets"], "step_up_token": t }),
-        )
-        .await;
-    assert_eq!(s, 201, "{k}");
-    let (id, key_secret) = (k["id"].as_str().unwrap().to_owned(), k["secret"].as_str().unwrap().to_owned());
+    let (a, b) = pair(&sink, &upstream, &secret, 1000, &fresh_prefix("fan"), None).await;
+    let (id, key_secret) = view_key(&a, &sink, "fan@example.com").await;
     let http = reqwest::Client::new();
     // Every request below has its own timestamp, so only the fanned-out copies share a
     // signature (two reads of the clock a few milliseconds apart could otherwise collide).
@@ -119,7 +136,7 @@ async fn the_per_ip_budget_is_shared_by_the_instances() {
     let sink = SmtpSink::start(&dir);
     let secret = [8u8; 32];
     let upstream = Upstream::start(&secret).await;
-    let (a, b) = pair(&sink, &upstream, &secret, 5, &fresh_prefix("rate")).await;
+    let (a, b) = pair(&sink, &upstream, &secret, 5, &fresh_prefix("rate"), None).await;
     let http = reqwest::Client::new();
     let started = std::time::Instant::now();
     let mut admitted = 0;
@@ -137,4 +154,43 @@ async fn the_per_ip_budget_is_shared_by_the_instances() {
     assert!((admitted as f64) <= bound, "{admitted} admitted in {secs:.2} s, bound {bound:.1}");
     assert!(admitted >= 5, "the burst itself is admitted: {admitted}");
     assert!(secs < 2.0, "the burst took {secs:.2} s; the bound would no longer tell one budget from two");
+}
+
+/// A key's budget for a route group lives in Redis too — written by the same script that
+/// records the signature (one round trip) — so two instances together admit what one would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keys_budget_is_shared_by_the_instances() {
+    let dir = scratch("inst-keyrate");
+    let sink = SmtpSink::start(&dir);
+    let secret = [9u8; 32];
+    let upstream = Upstream::start(&secret).await;
+    // `GET /api/v3/account` weighs 20 in the `default` group: 60 per minute with a burst of 60
+    // admits three calls at once, then one every 20 s.
+    let limits = r#"[{ name = "default", count = 60, period_ms = 60000 }, { name = "order", count = 100, period_ms = 10000 }, { name = "sapi", count = 12000, period_ms = 60000 }]"#;
+    let (a, b) = pair(&sink, &upstream, &secret, 1000, &fresh_prefix("keyrate"), Some(limits)).await;
+    let (id, key_secret) = view_key(&a, &sink, "keyrate@example.com").await;
+    let http = reqwest::Client::new();
+    let base = now_ms();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let srv = if i % 2 == 0 { &a } else { &b };
+        let path = signed_query(&key_secret, base - i);
+        let r = http.get(srv.url(&path)).header("x-mbx-apikey", &id).send().await.unwrap();
+        statuses.push(r.status().as_u16());
+        if i == 3 {
+            // The refusal is Binance's, with the weight header its clients read.
+            assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["code"], -1003, "{body}");
+        }
+        // A refused request's signature is spent all the same: sent again, it is a replay.
+        if i == 4 {
+            let again = http.get(b.url(&path)).header("x-mbx-apikey", &id).send().await.unwrap();
+            let body: serde_json::Value = again.json().await.unwrap();
+            assert_eq!(body["code"], -1021, "replayed after a 429: {body}");
+            assert!(body["msg"].as_str().unwrap().contains("already used"), "{body}");
+        }
+    }
+    // Two budgets (one per instance) would have admitted all six.
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
 }

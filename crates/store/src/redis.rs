@@ -104,8 +104,6 @@ impl RedisHandle {
         gcra: &gatehouse_core::ratelimit::Gcra,
         cost: u32,
     ) -> Result<gatehouse_core::ratelimit::Decision, RedisError> {
-        use gatehouse_core::clock::{Span, Timestamp};
-        use gatehouse_core::ratelimit::Decision;
         static SCRIPT: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
         let script = SCRIPT.get_or_init(|| ::redis::Script::new(gatehouse_core::ratelimit::GCRA_LUA));
         let mut c = self.conn.clone();
@@ -117,19 +115,54 @@ impl RedisHandle {
             .invoke_async(&mut c)
             .await
             .map_err(|e| RedisError(e.to_string()))?;
-        let [allowed, retry_after, remaining, reset_after, now] = v[..] else {
-            return Err(RedisError("unexpected GCRA reply".into()));
-        };
-        Ok(if allowed == 1 {
-            Decision::Allow {
-                new_tat: Timestamp::from_millis(now.saturating_add(reset_after)),
-                remaining: u32::try_from(remaining).unwrap_or(0),
-                reset_after: Span::millis(reset_after),
-            }
-        } else {
-            Decision::Deny { retry_after: Span::millis(retry_after.max(1)), reset_after: Span::millis(reset_after) }
-        })
+        decision(&v)
     }
+
+    /// [`insert_if_absent`](Self::insert_if_absent) and then, only when the record was fresh,
+    /// [`gcra`](Self::gcra) — in one script, one round trip (`REPLAY_GCRA_LUA`). `Ok(None)`: a
+    /// replay (the bucket is untouched); `Ok(Some(decision))`: fresh, and the budget's answer.
+    pub async fn insert_then_gcra(
+        &self,
+        record: &gatehouse_core::replay::ReplayKey,
+        ttl: gatehouse_core::clock::Span,
+        key: &str,
+        gcra: &gatehouse_core::ratelimit::Gcra,
+        cost: u32,
+    ) -> Result<Option<gatehouse_core::ratelimit::Decision>, RedisError> {
+        static SCRIPT: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| ::redis::Script::new(gatehouse_core::ratelimit::REPLAY_GCRA_LUA));
+        let mut c = self.conn.clone();
+        let v: Vec<i64> = script
+            .key(record.redis_key(&self.nonce_prefix))
+            .key(format!("{}{key}", self.rl_prefix))
+            .arg(ttl.as_millis().max(1))
+            .arg(gcra.emission_interval().as_millis())
+            .arg(gcra.tau().as_millis())
+            .arg(cost)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| RedisError(e.to_string()))?;
+        if v.is_empty() { Ok(None) } else { decision(&v).map(Some) }
+    }
+}
+
+/// The GCRA script's reply `{allowed, retry_after, remaining, reset_after, now}` in the core's
+/// terms.
+fn decision(v: &[i64]) -> Result<gatehouse_core::ratelimit::Decision, RedisError> {
+    use gatehouse_core::clock::{Span, Timestamp};
+    use gatehouse_core::ratelimit::Decision;
+    let [allowed, retry_after, remaining, reset_after, now] = v[..] else {
+        return Err(RedisError("unexpected GCRA reply".into()));
+    };
+    Ok(if allowed == 1 {
+        Decision::Allow {
+            new_tat: Timestamp::from_millis(now.saturating_add(reset_after)),
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            reset_after: Span::millis(reset_after),
+        }
+    } else {
+        Decision::Deny { retry_after: Span::millis(retry_after.max(1)), reset_after: Span::millis(reset_after) }
+    })
 }
 
 #[cfg(test)]
@@ -167,5 +200,39 @@ mod tests {
         assert!(allowed(a.gcra("k", &gcra, 1).await.unwrap()));
         assert!(!allowed(a2.gcra("k", &gcra, 1).await.unwrap()), "a's instances share the bucket");
         assert!(allowed(b.gcra("k", &gcra, 1).await.unwrap()), "b has its own bucket");
+    }
+
+    /// The one-round-trip form behaves as `SET NX PX` followed by the GCRA script: a fresh
+    /// record gets the budget's decision (a denial still burns the record), a replay leaves the
+    /// bucket alone, and bad arguments write nothing.
+    #[tokio::test]
+    async fn record_then_budget_in_one_script() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let h = handle(&format!("ghtest-rg-{}-{nanos}:", std::process::id())).await;
+        let ttl = Span::secs(30);
+        let record = |i: u32| ReplayKey::derive("replay-gcra-test", &[&i.to_be_bytes()]);
+        // Two requests at once, then one per minute.
+        let gcra = Gcra::per_period(1, Span::minutes(1), 2).unwrap();
+        let allowed = |d: Option<Decision>| match d {
+            Some(Decision::Allow { remaining, .. }) => Some(remaining),
+            _ => None,
+        };
+        assert_eq!(allowed(h.insert_then_gcra(&record(1), ttl, "k", &gcra, 1).await.unwrap()), Some(1));
+        // The same record again: a replay, and the bucket did not move (one request still fits).
+        assert!(h.insert_then_gcra(&record(1), ttl, "k", &gcra, 1).await.unwrap().is_none(), "replay");
+        assert!(!h.insert_if_absent(&record(1), ttl).await.unwrap(), "the script's record is the plain one");
+        assert_eq!(allowed(h.insert_then_gcra(&record(2), ttl, "k", &gcra, 1).await.unwrap()), Some(0));
+        // Over budget: refused, and the record is burnt all the same.
+        let denied = h.insert_then_gcra(&record(3), ttl, "k", &gcra, 1).await.unwrap();
+        assert!(matches!(denied, Some(Decision::Deny { retry_after, .. }) if retry_after > Span::ZERO), "{denied:?}");
+        assert!(h.insert_then_gcra(&record(3), ttl, "k", &gcra, 1).await.unwrap().is_none(), "burnt when denied");
+        // A cost of 0 is refused by the script before it writes the record.
+        assert!(h.insert_then_gcra(&record(4), ttl, "other", &gcra, 0).await.is_err());
+        assert!(h.insert_if_absent(&record(4), ttl).await.unwrap(), "bad arguments wrote nothing");
+        // Each record lives as long as asked.
+        let mut c = h.connection();
+        let pttl: i64 =
+            ::redis::cmd("PTTL").arg(record(2).redis_key(&h.nonce_prefix)).query_async(&mut c).await.unwrap();
+        assert!((29_000..=30_000).contains(&pttl), "pttl {pttl}");
     }
 }

@@ -20,40 +20,10 @@
 -- disappear on their own. Bad arguments or a corrupt stored value raise an error: the caller
 -- must then deny or fall back to its degraded local limiter, never allow unconditionally (F4).
 
-if redis.replicate_commands then
-  -- Redis < 5 replicates scripts verbatim; TIME makes this one non-deterministic.
-  redis.replicate_commands()
-end
+-- Put after gcra_lib.lua (GCRA_LUA in ratelimit.rs is the two together).
 
-local t = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3] or '1')
-if not t or not tau or not cost or t < 1 or tau < 0 or cost < 1
-    or t ~= math.floor(t) or tau ~= math.floor(tau) or cost ~= math.floor(cost) then
+local t, tau, cost = gcra_args(ARGV[1], ARGV[2], ARGV[3])
+if not t then
   return redis.error_reply('ERR gcra: arguments must be integers T >= 1, tau >= 0, cost >= 1')
 end
-
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local limit = tau + t
-
-local tat = now
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  tat = tonumber(stored)
-  if not tat then
-    return redis.error_reply('ERR gcra: corrupt bucket state')
-  end
-  if tat < now then
-    tat = now
-  end
-end
-
-local new_tat = tat + cost * t
-local allow_at = new_tat - limit
-if now >= allow_at then
-  local ttl = new_tat - now
-  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', ttl))
-  return {1, 0, math.floor((now + limit - new_tat) / t), ttl, now}
-end
-return {0, allow_at - now, 0, tat - now, now}
+return gcra(KEYS[1], t, tau, cost)

@@ -140,11 +140,25 @@ impl IntoResponse for Denied {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::FORBIDDEN);
         let mut resp = (status, [(axum::http::header::CONTENT_TYPE, "application/json; charset=utf-8")], self.body)
             .into_response();
-        for (k, v) in self.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
-                resp.headers_mut().insert(name, value);
-            }
-        }
+        insert_headers(resp.headers_mut(), self.headers);
         resp
+    }
+}
+
+/// Adds the gateway's answer headers (`Remaining-Req`, `X-MBX-USED-WEIGHT-1M`, `Retry-After`,
+/// …): names are our own lowercase constants, taken as they are (no parsing, no copy); a
+/// value that is not a valid header value is left out.
+pub fn insert_headers(map: &mut axum::http::HeaderMap, headers: Vec<(&'static str, String)>) {
+    for (k, v) in headers {
+        let Ok(value) = HeaderValue::try_from(v) else { continue };
+        let name = if k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !k.is_empty() {
+            HeaderName::from_static(k)
+        } else {
+            match HeaderName::from_bytes(k.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => continue,
+            }
+        };
+        map.insert(name, value);
     }
 }

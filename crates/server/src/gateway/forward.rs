@@ -20,9 +20,16 @@ use super::deny::Denied;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
+
+// The plumbing headers, as names (a lookup by `&str` parses the name every time).
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// `/_gh/auth/forward` through the router (TLS connections, in-process tests); plain-HTTP
 /// connections are answered by [`answer`] straight from the connection (`app::serve`).
@@ -35,8 +42,8 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
 /// `X-Forwarded-Uri`) and runs the gateway pipeline on them.
 pub async fn answer(state: &AppState, client_ip: IpAddr, headers: &HeaderMap) -> Response {
     let Some(gw) = state.gateway.as_ref() else { return ApiError::new(ErrorCode::NotFound).into_response() };
-    let method = header_str(headers, "x-original-method").or_else(|| header_str(headers, "x-forwarded-method"));
-    let target = header_str(headers, "x-original-uri").or_else(|| header_str(headers, "x-forwarded-uri"));
+    let method = header_str(headers, &X_ORIGINAL_METHOD).or_else(|| header_str(headers, &X_FORWARDED_METHOD));
+    let target = header_str(headers, &X_ORIGINAL_URI).or_else(|| header_str(headers, &X_FORWARDED_URI));
     let (Some(method), Some(target)) = (method, target) else {
         return (StatusCode::BAD_REQUEST, "X-Original-Method and X-Original-URI are required").into_response();
     };
@@ -44,7 +51,7 @@ pub async fn answer(state: &AppState, client_ip: IpAddr, headers: &HeaderMap) ->
     let Some(route) = gw.route_for(path) else {
         return (StatusCode::FORBIDDEN, "no gateway route for this path").into_response();
     };
-    let authority = header_str(headers, "x-forwarded-host").or_else(|| header_str(headers, "host")).unwrap_or("");
+    let authority = header_str(headers, &X_FORWARDED_HOST).or_else(|| header_str(headers, &header::HOST)).unwrap_or("");
     // The original request's headers, minus the forward-auth plumbing (borrowed, not copied).
     let raw_h: Vec<(&str, &[u8])> = headers
         .iter()
@@ -69,11 +76,7 @@ pub async fn answer(state: &AppState, client_ip: IpAddr, headers: &HeaderMap) ->
             h.insert(HeaderName::from_static("x-gatehouse-user"), user.clone());
             h.insert(HeaderName::from_static("x-gatehouse-key"), key.clone());
             h.insert(HeaderName::from_static("x-gatehouse-scopes"), scopes.clone());
-            for (k, v) in g.headers {
-                if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
-                    h.insert(name, value);
-                }
-            }
+            super::deny::insert_headers(h, g.headers);
             resp
         }
         Err(d) => forward_denial(d),

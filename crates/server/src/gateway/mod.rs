@@ -367,6 +367,52 @@ impl Gateway {
         }
     }
 
+    /// Steps 8 and 9 of [`check`](Self::check): the request's single-use record, then — only
+    /// when it was fresh — the key's budget. With Redis holding both, one script does both in
+    /// one round trip (`REPLAY_GCRA_LUA`: same order, same outcomes); if Redis does not answer
+    /// the request is refused, as the replay step alone refuses it (fail closed, F3).
+    async fn admit(
+        &self,
+        store: &dyn Store,
+        record: &ReplayKey,
+        ttl: Span,
+        budget: &Budget<'_>,
+        now: Timestamp,
+    ) -> Admission {
+        if let (ReplayBackend::Redis(redis), LimiterBackend::Redis { .. }) = (&self.replay, &self.limiter) {
+            let r = redis.insert_then_gcra(record, ttl, budget.key, budget.gcra, budget.cost).await;
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "redis replay store unavailable; refusing signed requests");
+            }
+            if let Some(m) = &self.metrics {
+                let (replay, limit) = match &r {
+                    Ok(Some(Decision::Allow { .. })) => ("fresh", Some("allow")),
+                    Ok(Some(Decision::Deny { .. })) => ("fresh", Some("deny")),
+                    Ok(None) => ("replayed", None),
+                    Err(_) => ("unavailable", None),
+                };
+                m.inc("gatehouse_replay_inserts_total", &[("result", replay)]);
+                if let Some(result) = limit {
+                    m.inc("gatehouse_rate_limit_total", &[("result", result)]);
+                }
+            }
+            return match r {
+                Ok(Some(d)) => Admission::Fresh(d),
+                Ok(None) => Admission::Replayed,
+                Err(_) => Admission::Unavailable,
+            };
+        }
+        match self.insert_replay(store, record, now, ttl).await {
+            Some(true) => {}
+            Some(false) => return Admission::Replayed,
+            None => return Admission::Unavailable,
+        }
+        match self.limit(budget.key, budget.gcra, budget.cost, now).await {
+            Some(d) => Admission::Fresh(d),
+            None => Admission::Unavailable,
+        }
+    }
+
     /// Admits a request to a public path: the per-IP budget only.
     pub async fn check_public(&self, route: &CompiledRoute, caller: &Caller<'_>) -> Result<(), Denied> {
         let Some(per_ip) = &self.per_ip else { return Ok(()) };
@@ -426,10 +472,10 @@ impl Gateway {
         }
         // 2. Credentials never travel in the URL (R73).
         if let Some(q) = req.query() {
-            let lower = q.to_ascii_lowercase();
-            if lower.split('&').any(|p| {
-                let k = p.split('=').next().unwrap_or("");
-                matches!(k, "apikey" | "api_key" | "access_key" | "x-mbx-apikey" | "token" | "access_token")
+            const CREDENTIALS: [&str; 6] = ["apikey", "api_key", "access_key", "x-mbx-apikey", "token", "access_token"];
+            if q.split('&').any(|p| {
+                let k = p.split_once('=').map_or(p, |(k, _)| k);
+                CREDENTIALS.iter().any(|c| k.eq_ignore_ascii_case(c))
             }) {
                 return Err(with_upbit(Denied::key_in_url(dialect), &default_group));
             }
@@ -558,21 +604,18 @@ impl Gateway {
                 Some(obs)
             }
         };
-        // 8. Replay (only after everything else passed).
-        match self.insert_replay(store, verified.replay_key(), now, verified.retention()).await {
-            Some(true) => {}
-            Some(false) => {
+        // 8. Replay (only after everything else passed), then 9. the key's budget for this
+        // group (a request refused 429 has burnt its signature all the same).
+        let Some(gcra) = gcra else { return Err(fail(Denied::unavailable(dialect))) };
+        let budget_key = format!("{}:{}", key.key.id, group);
+        let budget = Budget { key: &budget_key, gcra: &gcra, cost: rule.weight };
+        let decision = match self.admit(store, verified.replay_key(), verified.retention(), &budget, now).await {
+            Admission::Fresh(d) => d,
+            Admission::Replayed => {
                 record("replayed");
                 return Err(fail(Denied::dialect(&DialectError::denial(dialect, Denial::Replayed), "replayed")));
             }
-            None => return Err(fail(Denied::unavailable(dialect))),
-        }
-        // 9. The key's budget for this group.
-        let Some(gcra) = gcra else { return Err(fail(Denied::unavailable(dialect))) };
-        let budget_key = format!("{}:{}", key.key.id, group);
-        let decision = match self.limit(&budget_key, &gcra, rule.weight, now).await {
-            Some(d) => d,
-            None => return Err(fail(Denied::unavailable(dialect))),
+            Admission::Unavailable => return Err(fail(Denied::unavailable(dialect))),
         };
         let mut headers = upbit_header(dialect, &group, Some(&decision), Some(&gcra));
         if let Decision::Deny { retry_after, .. } = decision {
@@ -605,6 +648,23 @@ impl Gateway {
         let identity = self.identity.sign(&identity, req.method, &path);
         Ok(Granted { key: key.clone(), identity, path, headers, route_label: Arc::clone(route_label) })
     }
+}
+
+/// A key's budget for one route group: the bucket, its limit and the route's weight.
+struct Budget<'a> {
+    key: &'a str,
+    gcra: &'a Gcra,
+    cost: u32,
+}
+
+/// What [`Gateway::admit`] found.
+enum Admission {
+    /// The record was fresh; the budget's decision.
+    Fresh(Decision),
+    /// The record existed: a replay.
+    Replayed,
+    /// The replay store could not answer (refuse: fail closed).
+    Unavailable,
 }
 
 /// How the replay store is chosen.

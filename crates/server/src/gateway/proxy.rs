@@ -129,11 +129,7 @@ pub async fn handle(state: &AppState, route: &CompiledRoute, client_ip: std::net
     for k in stripped {
         up_parts.headers.remove(&k);
     }
-    for (k, v) in extra_headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
-            up_parts.headers.insert(name, value);
-        }
-    }
+    super::deny::insert_headers(&mut up_parts.headers, extra_headers);
     Response::from_parts(up_parts, Body::new(up_body))
 }
 
