@@ -30,6 +30,7 @@ pub mod pages;
 pub mod pop;
 pub mod risk;
 pub mod routes;
+pub mod sharded;
 pub mod state;
 pub mod stepup;
 // proof of possession (issue 9)

@@ -6,8 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use crate::sharded::Sharded;
 
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -19,112 +22,152 @@ struct Histogram {
     count: u64,
 }
 
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    fn add(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
 /// Request counts of one route by (method, status).
 type ByMethodStatus = BTreeMap<(&'static str, u16), u64>;
 
 /// A counter's identity: its name and its label pairs.
 type CounterKey = (&'static str, Vec<(&'static str, String)>);
 
-/// The registry.
+/// One part of the registry.
 #[derive(Debug, Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<String, ByMethodStatus>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+struct Part {
+    requests: BTreeMap<String, ByMethodStatus>,
+    latency: BTreeMap<String, Histogram>,
     /// Few (labels are fixed strings), so a list searched without allocating beats a map
     /// whose lookup key would have to be built, with owned strings, on every increment.
-    counters: Mutex<Vec<(CounterKey, u64)>>,
+    counters: Vec<(CounterKey, u64)>,
+}
+
+/// The registry, in [`Sharded`] parts: a thread records into one part (chosen once per
+/// thread), so request threads do not queue on one lock; `/metrics` adds the parts up.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    parts: Sharded<Part>,
 }
 
 impl Metrics {
+    /// This thread's part (threads are numbered as they first record).
+    fn part(&self) -> MutexGuard<'_, Part> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        self.parts.at(INDEX.with(|i| *i))
+    }
+
     /// Records one HTTP request.
     pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        let mut part = self.part();
         // Look up by `&str` first so the hot path allocates nothing once a route is known.
-        if let Ok(mut m) = self.requests.lock() {
-            match m.get_mut(route) {
-                Some(r) => *r.entry((method, status)).or_default() += 1,
-                None => {
-                    m.entry(route.to_owned()).or_default().insert((method, status), 1);
-                }
+        match part.requests.get_mut(route) {
+            Some(r) => *r.entry((method, status)).or_default() += 1,
+            None => {
+                part.requests.entry(route.to_owned()).or_default().insert((method, status), 1);
             }
         }
-        if let Ok(mut all) = self.latency.lock() {
-            if !all.contains_key(route) {
-                all.insert(route.to_owned(), Histogram::default());
-            }
-            let Some(h) = all.get_mut(route) else { return };
-            let secs = took.as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += secs;
-            h.count += 1;
+        if !part.latency.contains_key(route) {
+            part.latency.insert(route.to_owned(), Histogram::default());
         }
+        let Some(h) = part.latency.get_mut(route) else { return };
+        h.observe(took.as_secs_f64());
     }
 
     /// Adds one to counter `name` with `labels`.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
-        if let Ok(mut c) = self.counters.lock() {
-            let same = |(n, l): &CounterKey| {
-                *n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((a, b), (c, d))| a == c && b == d)
-            };
-            match c.iter_mut().find(|(k, _)| same(k)) {
-                Some((_, n)) => *n += 1,
-                None => c.push(((name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()), 1)),
+        let mut part = self.part();
+        let same = |(n, l): &CounterKey| {
+            *n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((a, b), (c, d))| a == c && b == d)
+        };
+        match part.counters.iter_mut().find(|(k, _)| same(k)) {
+            Some((_, n)) => *n += 1,
+            None => part.counters.push(((name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()), 1)),
+        }
+    }
+
+    /// Every part added up: requests, latency and counters, in rendering order.
+    fn totals(&self) -> Part {
+        let mut total = Part::default();
+        let mut counters: BTreeMap<CounterKey, u64> = BTreeMap::new();
+        for part in self.parts.each() {
+            for (route, by) in &part.requests {
+                let t = total.requests.entry(route.clone()).or_default();
+                for (k, n) in by {
+                    *t.entry(*k).or_default() += n;
+                }
+            }
+            for (route, h) in &part.latency {
+                total.latency.entry(route.clone()).or_default().add(h);
+            }
+            for (k, n) in &part.counters {
+                *counters.entry(k.clone()).or_default() += n;
             }
         }
+        total.counters = counters.into_iter().collect();
+        total
     }
 
     /// The text exposition, with `extra` gauge/counter lines appended.
     pub fn render(&self, extra: &[(&str, &str, &str, f64)]) -> String {
+        let totals = self.totals();
         let mut out = String::new();
         out.push_str("# HELP gatehouse_http_requests_total HTTP requests by route template, method and status.\n");
         out.push_str("# TYPE gatehouse_http_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for (route, by) in m.iter() {
-                for ((method, status), n) in by {
-                    let _ = writeln!(
-                        out,
-                        "gatehouse_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                        escape(route)
-                    );
-                }
+        for (route, by) in &totals.requests {
+            for ((method, status), n) in by {
+                let _ = writeln!(
+                    out,
+                    "gatehouse_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
             }
         }
         out.push_str("# HELP gatehouse_http_request_duration_seconds Request latency by route template.\n");
         out.push_str("# TYPE gatehouse_http_request_duration_seconds histogram\n");
-        if let Ok(h) = self.latency.lock() {
-            for (route, hist) in h.iter() {
-                let r = escape(route);
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "gatehouse_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
-                        hist.counts[i]
-                    );
-                }
+        for (route, hist) in &totals.latency {
+            let r = escape(route);
+            for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
-                    "gatehouse_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
-                    hist.count
+                    "gatehouse_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
+                    hist.counts[i]
                 );
-                let _ = writeln!(out, "gatehouse_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", hist.sum);
-                let _ = writeln!(out, "gatehouse_http_request_duration_seconds_count{{route=\"{r}\"}} {}", hist.count);
             }
+            let _ = writeln!(
+                out,
+                "gatehouse_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
+                hist.count
+            );
+            let _ = writeln!(out, "gatehouse_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", hist.sum);
+            let _ = writeln!(out, "gatehouse_http_request_duration_seconds_count{{route=\"{r}\"}} {}", hist.count);
         }
-        if let Ok(c) = self.counters.lock() {
-            let mut sorted: Vec<&(CounterKey, u64)> = c.iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut last = "";
-            for ((name, labels), n) in sorted {
-                if *name != last {
-                    let _ = writeln!(out, "# TYPE {name} counter");
-                    last = name;
-                }
-                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
-                let _ = writeln!(out, "{name}{{{}}} {n}", l.join(","));
+        let mut last = "";
+        for ((name, labels), n) in &totals.counters {
+            if *name != last {
+                let _ = writeln!(out, "# TYPE {name} counter");
+                last = name;
             }
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let _ = writeln!(out, "{name}{{{}}} {n}", l.join(","));
         }
         for (name, kind, help, value) in extra {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -138,6 +181,7 @@ fn escape(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly
 mod tests {
     use super::*;
 
@@ -161,5 +205,43 @@ mod tests {
         assert!(text.contains(r#"gatehouse_http_request_duration_seconds_count{route="/_gh/api/v1/sessions"} 2"#));
         assert!(text.contains(r#"gatehouse_gateway_decisions_total{dialect="upbit",outcome="ok"} 1"#));
         assert!(text.contains("gatehouse_mail_outbox_pending 2"));
+    }
+
+    /// Threads record into their own parts; `/metrics` shows the sums, each series once.
+    #[test]
+    fn parts_recorded_by_many_threads_add_up() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..crate::sharded::PARTS + 4)
+            .map(|i| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        m.request("/api", "GET", 200, Duration::from_micros(300));
+                        m.inc(
+                            "gatehouse_replay_inserts_total",
+                            &[("result", if i % 2 == 0 { "fresh" } else { "replayed" })],
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render(&[]);
+        let n = (crate::sharded::PARTS + 4) * 50;
+        assert!(
+            text.contains(&format!(r#"gatehouse_http_requests_total{{route="/api",method="GET",status="200"}} {n}"#))
+        );
+        assert!(
+            text.contains(&format!(
+                r#"gatehouse_http_request_duration_seconds_bucket{{route="/api",le="0.0005"}} {n}"#
+            ))
+        );
+        assert!(text.contains(&format!(r#"gatehouse_http_request_duration_seconds_count{{route="/api"}} {n}"#)));
+        assert!(text.contains(&format!(r#"gatehouse_replay_inserts_total{{result="fresh"}} {}"#, n / 2)));
+        assert!(text.contains(&format!(r#"gatehouse_replay_inserts_total{{result="replayed"}} {}"#, n / 2)));
+        assert_eq!(text.matches("# TYPE gatehouse_replay_inserts_total counter").count(), 1);
+        assert_eq!(text.matches("gatehouse_http_requests_total{").count(), 1);
     }
 }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sharded::{PARTS, Sharded};
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::Timestamp;
 use gatehouse_core::ids::UserId;
@@ -56,7 +57,11 @@ struct Cached {
 /// The risk service.
 pub struct RiskService {
     engine: RiskEngine,
+    /// Sign-in and proof-of-possession counters (per account and address).
     velocity: Mutex<VelocityTracker>,
+    /// API-key counters (calls, bad signatures), split by key id: counted on every gateway
+    /// request, so not behind the one lock that sign-ins use.
+    key_velocity: Sharded<VelocityTracker>,
     profiles: Mutex<HashMap<UserId, Cached>>,
     global: Mutex<(GlobalStats, bool)>,
     /// How long a cached profile is trusted before it is reloaded (other instances learn too).
@@ -64,8 +69,11 @@ pub struct RiskService {
     /// Recent API-key assessments by (key, network, scope): a busy key is scored (and learned
     /// from) at most once a second per network and scope, not on every request.
     /// Looked up by `&str` and network value, so the per-request check allocates nothing.
-    api_recent: Mutex<ApiRecent>,
+    api_recent: Sharded<ApiRecent>,
 }
+
+/// Keys with recent API assessments kept per part before stale ones are swept.
+const API_RECENT_PER_PART: usize = 100_000 / PARTS;
 
 /// How long an API-key assessment stands for further calls from the same network and scope.
 const API_REASSESS: gatehouse_core::clock::Span = gatehouse_core::clock::Span::secs(1);
@@ -85,10 +93,11 @@ impl RiskService {
         Ok(Self {
             engine,
             velocity: Mutex::new(VelocityTracker::new(200_000)),
+            key_velocity: Sharded::new(|| VelocityTracker::new(200_000 / PARTS)),
             profiles: Mutex::new(HashMap::new()),
             global: Mutex::new((GlobalStats::new(), false)),
             ttl: Duration::from_secs(60),
-            api_recent: Mutex::new(HashMap::new()),
+            api_recent: Sharded::default(),
         })
     }
 
@@ -133,7 +142,12 @@ impl RiskService {
     ) -> Observation {
         obs.geo = self.engine.geo_for(obs.ip);
         if let Ok(v) = self.velocity.lock() {
-            obs.velocity = v.velocity(user, obs.ip, key_id, now);
+            obs.velocity = v.velocity(user, obs.ip, None, now);
+        }
+        if let Some(key_id) = key_id {
+            let k = self.key_velocity.part(key_id).velocity(None, obs.ip, Some(key_id), now);
+            obs.velocity.key_calls_1m = k.key_calls_1m;
+            obs.velocity.key_bad_signatures_10m = k.key_bad_signatures_10m;
         }
         obs
     }
@@ -155,20 +169,14 @@ impl RiskService {
 
     /// Counts a verified API call.
     pub fn record_api_call(&self, key_id: &str, now: Timestamp) {
-        if let Ok(mut v) = self.velocity.lock() {
-            v.record_api_call(key_id, now);
-        }
+        self.key_velocity.part(key_id).record_api_call(key_id, now);
     }
 
     /// Counts a bad signature for a known key (and forgets its recent assessments, so the next
     /// call is scored afresh with the burst in view).
     pub fn record_bad_signature(&self, key_id: &str, now: Timestamp) {
-        if let Ok(mut v) = self.velocity.lock() {
-            v.record_bad_signature(key_id, now);
-        }
-        if let Ok(mut m) = self.api_recent.lock() {
-            m.remove(key_id);
-        }
+        self.key_velocity.part(key_id).record_bad_signature(key_id, now);
+        self.api_recent.part(key_id).remove(key_id);
     }
 
     /// A decision made within the last second for this key, network and scope, if any.
@@ -180,30 +188,29 @@ impl RiskService {
         now: Timestamp,
     ) -> Option<Decision> {
         let net = gatehouse_core::risk::features::network(ip);
-        let m = self.api_recent.lock().ok()?;
+        let m = self.api_recent.part(key_id);
         m.get(key_id)?.get(&(net, scope)).filter(|(_, at)| now.since(*at) < API_REASSESS).map(|(d, _)| *d)
     }
 
     /// Remembers a decision for [`recent_api_decision`](Self::recent_api_decision).
     pub fn remember_api_decision(&self, key_id: &str, ip: IpAddr, scope: &'static str, d: Decision, now: Timestamp) {
         let fresh = |at: &Timestamp| now.since(*at) < API_REASSESS;
-        if let Ok(mut m) = self.api_recent.lock() {
-            if m.len() > 100_000 {
-                m.retain(|_, by| {
-                    by.retain(|_, (_, at)| fresh(at));
-                    !by.is_empty()
-                });
-            }
-            let by = match m.get_mut(key_id) {
-                Some(by) => by,
-                None => m.entry(key_id.to_owned()).or_default(),
-            };
-            // one key seen from many networks: keep only the assessments still standing
-            if by.len() > 256 {
+        let mut m = self.api_recent.part(key_id);
+        if m.len() > API_RECENT_PER_PART {
+            m.retain(|_, by| {
                 by.retain(|_, (_, at)| fresh(at));
-            }
-            by.insert((gatehouse_core::risk::features::network(ip), scope), (d, now));
+                !by.is_empty()
+            });
         }
+        let by = match m.get_mut(key_id) {
+            Some(by) => by,
+            None => m.entry(key_id.to_owned()).or_default(),
+        };
+        // one key seen from many networks: keep only the assessments still standing
+        if by.len() > 256 {
+            by.retain(|_, (_, at)| fresh(at));
+        }
+        by.insert((gatehouse_core::risk::features::network(ip), scope), (d, now));
     }
 
     /// Scores `obs` for `user` and `action`.
@@ -644,7 +651,7 @@ mod tests {
             // one new network every 10 ms: at most ~100 assessments stand at any instant
             r.remember_api_decision("k1", ip, "view_assets", Decision::Allow, t0.plus(Span::millis(i64::from(i) * 10)));
         }
-        let m = r.api_recent.lock().unwrap();
+        let m = r.api_recent.part("k1");
         assert!(m["k1"].len() <= 257, "{}", m["k1"].len());
         assert!(m["k1"].len() >= 100);
     }

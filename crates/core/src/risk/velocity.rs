@@ -88,18 +88,29 @@ impl VelocityTracker {
         w.touched = now;
     }
 
-    /// Drops windows with nothing in the last hour; if still full, the least recently touched.
+    /// Drops windows with nothing in the last hour; if still full, the least recently touched
+    /// eighth of them at once. A sweep walks every window, so it must free many slots: evicting
+    /// one window per sweep would make every new key during a flood from many addresses walk
+    /// the whole map under the caller's lock (quadratic work, at 200,000 windows ≈ ms per key).
     fn sweep(&mut self, now: Timestamp) {
         self.windows.retain(|_, w| w.events.back().is_some_and(|(at, _)| now.since(*at) <= HOUR));
-        while self.windows.len() >= self.max_keys {
-            let oldest = self.windows.iter().min_by_key(|(_, w)| w.touched).map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.windows.remove(&k);
-                }
-                None => break,
-            }
+        if self.windows.len() < self.max_keys {
+            return;
         }
+        let evict = (self.windows.len() - self.max_keys + 1).max(self.max_keys / 8);
+        let mut touched: Vec<Timestamp> = self.windows.values().map(|w| w.touched).collect();
+        let (_, cut, _) = touched.select_nth_unstable(evict - 1);
+        let cut = *cut;
+        // Everything touched before the cut goes, then ties at the cut until enough are gone.
+        let mut ties = evict - self.windows.values().filter(|w| w.touched < cut).count();
+        self.windows.retain(|_, w| match w.touched.cmp(&cut) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if ties > 0 => {
+                ties -= 1;
+                false
+            }
+            _ => true,
+        });
     }
 
     fn count(&self, key: &str, within: Span, now: Timestamp) -> u32 {
@@ -210,6 +221,36 @@ mod tests {
         let v = t.velocity(None, "192.0.2.1".parse().unwrap(), Some("k1"), now);
         assert_eq!(v.key_calls_1m, 15);
         assert_eq!(v.key_bad_signatures_10m, 5);
+    }
+
+    /// A flood of new keys against a full tracker: each sweep frees an eighth of the slots
+    /// (the least recently touched), so sweeps are rare, and the newest windows survive.
+    #[test]
+    fn a_full_tracker_evicts_the_oldest_eighth_at_once() {
+        let mut t = VelocityTracker::new(64);
+        let at = |i: u32| T0.plus(Span::millis(i64::from(i)));
+        let ip = |i: u32| IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+        for i in 0..64 {
+            t.record_api_call(&format!("key{i}"), at(i));
+        }
+        assert_eq!(t.len(), 64);
+        t.record_api_call("key64", at(64));
+        // 8 oldest gone (key0..key7), the new one in.
+        assert_eq!(t.len(), 57);
+        assert!(!t.windows.contains_key("k:key7:call") && t.windows.contains_key("k:key8:call"));
+        assert!(t.windows.contains_key("k:key64:call"));
+        // The next seven new keys need no sweep at all.
+        for i in 65..72 {
+            t.record_api_call(&format!("key{i}"), at(i));
+        }
+        assert_eq!(t.len(), 64);
+        // Ties at the cut: everything touched at one instant, only an eighth goes.
+        let mut same = VelocityTracker::new(64);
+        for i in 0..200u32 {
+            same.record_login(&user(u64::from(i)), ip(i), false, at(0));
+            assert!(same.len() <= 64);
+        }
+        assert!(same.len() >= 56, "{}", same.len());
     }
 
     #[test]

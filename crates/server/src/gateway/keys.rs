@@ -7,7 +7,7 @@
 //! invalidate the entry at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
@@ -15,6 +15,8 @@ use gatehouse_core::apikey::{ApiKey, ApiKeyId, KeyKind};
 use gatehouse_core::crypto::envelope::Keyring;
 use gatehouse_core::signing::VerifyKey;
 use gatehouse_core::store::{Store, StoreError, api_key_secret_aad};
+
+use crate::sharded::{PARTS, Sharded};
 
 /// A key ready for verification.
 pub struct CachedKey {
@@ -43,30 +45,30 @@ impl CachedKey {
 
 type Entry = (Option<Arc<CachedKey>>, Instant);
 
-/// The cache. Bounded: when full, it is cleared (every entry can be re-read).
+/// The cache, split by key id into [`Sharded`] parts so that request threads do not all queue
+/// on one lock. Bounded: when a part is full, that part is cleared (every entry can be re-read).
 pub struct KeyCache {
-    map: Mutex<HashMap<ApiKeyId, Entry>>,
+    parts: Sharded<HashMap<ApiKeyId, Entry>>,
     ttl: Duration,
-    capacity: usize,
+    /// Entries per part.
+    part_capacity: usize,
 }
 
 impl KeyCache {
-    /// A cache keeping entries for `ttl`.
+    /// A cache keeping at most about `capacity` entries for `ttl` each.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { map: Mutex::new(HashMap::new()), ttl, capacity }
+        Self { parts: Sharded::default(), ttl, part_capacity: capacity.div_ceil(PARTS).max(1) }
     }
 
     fn cached(&self, id: &ApiKeyId) -> Option<Option<Arc<CachedKey>>> {
-        let map = self.map.lock().ok()?;
+        let map = self.parts.part(id);
         let (value, at) = map.get(id)?;
         (at.elapsed() < self.ttl).then(|| value.clone())
     }
 
     /// Forgets `id` (after a local change).
     pub fn invalidate(&self, id: &ApiKeyId) {
-        if let Ok(mut m) = self.map.lock() {
-            m.remove(id);
-        }
+        self.parts.part(id).remove(id);
     }
 
     /// The key with this id, from the cache or the store. `Ok(None)` for unknown ids and for
@@ -104,12 +106,11 @@ impl KeyCache {
                 }
             }
         };
-        if let Ok(mut m) = self.map.lock() {
-            if m.len() >= self.capacity {
-                m.clear();
-            }
-            m.insert(*id, (loaded.clone(), Instant::now()));
+        let mut m = self.parts.part(id);
+        if m.len() >= self.part_capacity {
+            m.clear();
         }
+        m.insert(*id, (loaded.clone(), Instant::now()));
         Ok(loaded)
     }
 }

@@ -6,13 +6,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gatehouse_core::apikey::ApiKeyId;
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::Timestamp;
 use gatehouse_core::ids::UserId;
 use gatehouse_core::store::{KeyLastUse, KeyUsage};
+
+use crate::sharded::{PARTS, Sharded};
 
 #[derive(Debug, Default)]
 struct Counter {
@@ -59,62 +61,68 @@ pub struct Use<'a> {
 /// Key, route label, outcome.
 type CountKey = (ApiKeyId, Arc<str>, &'static str);
 
+/// First successful uses kept per part and window (the alert check reads them).
+const FIRST_OK_PER_PART: usize = 100_000 / PARTS;
+
+/// One part of the log: everything about the keys that hash to it.
+#[derive(Debug, Default)]
+struct Part {
+    counts: HashMap<CountKey, Counter>,
+    last: HashMap<ApiKeyId, (UserId, IpAddr, KeyLastUse)>,
+    /// First successful use of each (key, IP) in this window, to order new-network checks.
+    first_ok: HashMap<(ApiKeyId, IpAddr), (UserId, Timestamp)>,
+}
+
 /// The in-memory accumulator. The request path allocates nothing once a key, route and IP
 /// have been seen in the window (route labels are shared, IPs are kept as addresses and
-/// formatted at flush).
+/// formatted at flush), and takes one lock: the part of its key.
 #[derive(Debug, Default)]
 pub struct UsageLog {
-    counts: Mutex<HashMap<CountKey, Counter>>,
-    last: Mutex<HashMap<ApiKeyId, (UserId, IpAddr, KeyLastUse)>>,
-    /// First successful use of each (key, IP) in this window, to order new-network checks.
-    first_ok: Mutex<HashMap<(ApiKeyId, IpAddr), (UserId, Timestamp)>>,
+    parts: Sharded<Part>,
 }
 
 impl UsageLog {
     /// Records one request outcome (`ok` or a denial reason) for a known key.
     pub fn record(&self, u: &Use<'_>, outcome: &'static str) {
         let Use { key, owner, route, now, ip, user_agent } = *u;
-        if let Ok(mut m) = self.counts.lock() {
-            let c = m.entry((key, Arc::clone(route), outcome)).or_default();
-            c.count += 1;
-            c.last_at = Some(now);
-            c.owner = Some(owner);
-            if c.ips.len() < 8 && !c.ips.contains(&ip) {
-                c.ips.push(ip);
+        let mut part = self.parts.part(&key);
+        let c = part.counts.entry((key, Arc::clone(route), outcome)).or_default();
+        c.count += 1;
+        c.last_at = Some(now);
+        c.owner = Some(owner);
+        if c.ips.len() < 8 && !c.ips.contains(&ip) {
+            c.ips.push(ip);
+        }
+        if outcome != "ok" {
+            return;
+        }
+        if part.first_ok.len() < FIRST_OK_PER_PART {
+            part.first_ok.entry((key, ip)).or_insert((owner, now));
+        }
+        match part.last.get_mut(&key) {
+            // The same client again (the common case): only the time moves.
+            Some((o, last_ip, last)) if *o == owner && *last_ip == ip && last.user_agent.as_deref() == user_agent => {
+                last.at = now;
             }
-        }
-        if outcome == "ok"
-            && let Ok(mut m) = self.first_ok.lock()
-            && m.len() < 100_000
-        {
-            m.entry((key, ip)).or_insert((owner, now));
-        }
-        if outcome == "ok"
-            && let Ok(mut l) = self.last.lock()
-        {
-            match l.get_mut(&key) {
-                // The same client again (the common case): only the time moves.
-                Some((o, last_ip, last))
-                    if *o == owner && *last_ip == ip && last.user_agent.as_deref() == user_agent =>
-                {
-                    last.at = now;
-                }
-                _ => {
-                    let ua = user_agent.map(|u| u.chars().filter(|c| !c.is_control()).take(256).collect());
-                    let last = KeyLastUse { key_id: key, at: now, ip: Some(ip.to_string()), user_agent: ua };
-                    l.insert(key, (owner, ip, last));
-                }
+            _ => {
+                let ua = user_agent.map(|u| u.chars().filter(|c| !c.is_control()).take(256).collect());
+                let last = KeyLastUse { key_id: key, at: now, ip: Some(ip.to_string()), user_agent: ua };
+                part.last.insert(key, (owner, ip, last));
             }
         }
     }
 
     /// Takes everything accumulated so far.
     pub fn drain(&self) -> Flush {
-        let counts = self.counts.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
-        let last = self.last.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
-        let first_ok = self.first_ok.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+        let (mut counts, mut last, mut first_ok) = (Vec::new(), Vec::new(), Vec::new());
+        for mut part in self.parts.each() {
+            let part = std::mem::take(&mut *part);
+            counts.extend(part.counts);
+            last.extend(part.last.into_values());
+            first_ok.extend(part.first_ok);
+        }
         let mut f = Flush::default();
-        let mut ips: Vec<_> = first_ok.into_iter().collect();
+        let mut ips = first_ok;
         ips.sort_by_key(|((k, ip), (_, at))| (*at, *k, *ip));
         f.ips = ips.into_iter().map(|((k, ip), (owner, _))| (k, owner, ip.to_string())).collect();
         for ((key, route, outcome), c) in counts {
@@ -146,7 +154,7 @@ impl UsageLog {
                     .with("last_at", at.to_rfc3339()),
             );
         }
-        f.last = last.into_values().map(|(_, _, l)| l).collect();
+        f.last = last.into_iter().map(|(_, _, l)| l).collect();
         f
     }
 }
@@ -212,5 +220,26 @@ mod tests {
         log.record(&Use { key, owner, route: &route, now: at(5), ip, user_agent: None }, "ok");
         let last = log.drain().last;
         assert_eq!((last[0].at, last[0].user_agent.as_deref()), (at(5), None));
+    }
+
+    /// Keys land in different parts; a drain takes them all, and the first uses come out in
+    /// time order across parts (the new-network alerts depend on it).
+    #[test]
+    fn a_drain_gathers_every_part_in_time_order() {
+        let log = UsageLog::default();
+        let route: Arc<str> = "GET /v1/accounts".into();
+        let keys: Vec<_> = (0..40).map(|i| fixture(100 + i, "unused")).collect();
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        // Newest key first, so insertion order and time order differ.
+        for (i, (key, owner, _)) in keys.iter().enumerate().rev() {
+            log.record(&Use { key: *key, owner: *owner, route: &route, now: at(i as i64), ip, user_agent: None }, "ok");
+        }
+        let f = log.drain();
+        assert_eq!(f.usage.len(), 40);
+        assert_eq!(f.last.len(), 40);
+        let want: Vec<_> = keys.iter().map(|(k, o, _)| (*k, *o, "198.51.100.7".to_owned())).collect();
+        assert_eq!(f.ips, want);
+        let again = log.drain();
+        assert!(again.usage.is_empty() && again.last.is_empty() && again.ips.is_empty(), "drained");
     }
 }
