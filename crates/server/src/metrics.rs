@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::MutexGuard;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::sharded::Sharded;
@@ -66,18 +64,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// This thread's part (threads are numbered as they first record).
-    fn part(&self) -> MutexGuard<'_, Part> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-        }
-        self.parts.at(INDEX.with(|i| *i))
-    }
-
     /// Records one HTTP request.
     pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
-        let mut part = self.part();
+        let mut part = self.parts.mine();
         // Look up by `&str` first so the hot path allocates nothing once a route is known.
         match part.requests.get_mut(route) {
             Some(r) => *r.entry((method, status)).or_default() += 1,
@@ -94,7 +83,7 @@ impl Metrics {
 
     /// Adds one to counter `name` with `labels`.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
-        let mut part = self.part();
+        let mut part = self.parts.mine();
         let same = |(n, l): &CounterKey| {
             *n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((a, b), (c, d))| a == c && b == d)
         };

@@ -59,8 +59,9 @@ pub struct RiskService {
     engine: RiskEngine,
     /// Sign-in and proof-of-possession counters (per account and address).
     velocity: Mutex<VelocityTracker>,
-    /// API-key counters (calls, bad signatures), split by key id: counted on every gateway
-    /// request, so not behind the one lock that sign-ins use.
+    /// API-key counters (calls, bad signatures), counted on every gateway request: each worker
+    /// thread counts into its own part (no lock or cache line shared between cores); a read
+    /// (once per assessment, at most once a second per key, network and scope) adds the parts.
     key_velocity: Sharded<VelocityTracker>,
     profiles: Mutex<HashMap<UserId, Cached>>,
     global: Mutex<(GlobalStats, bool)>,
@@ -145,9 +146,12 @@ impl RiskService {
             obs.velocity = v.velocity(user, obs.ip, None, now);
         }
         if let Some(key_id) = key_id {
-            let k = self.key_velocity.part(key_id).velocity(None, obs.ip, Some(key_id), now);
-            obs.velocity.key_calls_1m = k.key_calls_1m;
-            obs.velocity.key_bad_signatures_10m = k.key_bad_signatures_10m;
+            let (calls, bad) = self.key_velocity.each().fold((0u32, 0u32), |(calls, bad), part| {
+                let k = part.velocity(None, obs.ip, Some(key_id), now);
+                (calls.saturating_add(k.key_calls_1m), bad.saturating_add(k.key_bad_signatures_10m))
+            });
+            obs.velocity.key_calls_1m = calls;
+            obs.velocity.key_bad_signatures_10m = bad;
         }
         obs
     }
@@ -169,13 +173,13 @@ impl RiskService {
 
     /// Counts a verified API call.
     pub fn record_api_call(&self, key_id: &str, now: Timestamp) {
-        self.key_velocity.part(key_id).record_api_call(key_id, now);
+        self.key_velocity.mine().record_api_call(key_id, now);
     }
 
     /// Counts a bad signature for a known key (and forgets its recent assessments, so the next
     /// call is scored afresh with the burst in view).
     pub fn record_bad_signature(&self, key_id: &str, now: Timestamp) {
-        self.key_velocity.part(key_id).record_bad_signature(key_id, now);
+        self.key_velocity.mine().record_bad_signature(key_id, now);
         self.api_recent.part(key_id).remove(key_id);
     }
 
@@ -640,6 +644,32 @@ mod tests {
         r.record_bad_signature("k1", t0);
         assert_eq!(r.recent_api_decision("k1", ip("203.0.113.5"), "view_assets", t0), None);
         assert_eq!(r.recent_api_decision("k2", ip("2001:db8:1::1"), "place_orders", t0), Some(Decision::StepUp));
+    }
+
+    /// Workers count a key's calls in their own parts; an observation adds them all up.
+    #[test]
+    fn key_counts_from_several_threads_are_added_up() {
+        let r = RiskService::new(&RiskConfig::default()).unwrap();
+        let t0 = Timestamp::from_millis(1_800_000_000_000);
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                let r = &r;
+                s.spawn(move || {
+                    for _ in 0..5 {
+                        r.record_api_call("k1", t0);
+                    }
+                    r.record_api_call("k2", t0);
+                    if t < 2 {
+                        r.record_bad_signature("k1", t0);
+                    }
+                });
+            }
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let obs = r.observe(gatehouse_core::risk::Observation::new(ip), None, Some("k1"), t0.plus(Span::secs(1)));
+        assert_eq!((obs.velocity.key_calls_1m, obs.velocity.key_bad_signatures_10m), (15, 2));
+        let obs = r.observe(gatehouse_core::risk::Observation::new(ip), None, Some("k2"), t0.plus(Span::secs(1)));
+        assert_eq!((obs.velocity.key_calls_1m, obs.velocity.key_bad_signatures_10m), (3, 0));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //!
 //! The per-request state of the gateway (key cache, usage log, risk memory, metrics) used to
 //! sit behind one mutex each, so every request on every core queued on the same few locks and
-//! bounced their cache lines between cores. Split by a key (a key id, say), each request takes
-//! the lock of one part only; whatever must see everything (a flush, `/metrics`) walks the parts.
+//! bounced their cache lines between cores. Split by a key (a key id, say: state that is read
+//! back per key) or by thread (state that is only added up), each request takes the lock of
+//! one part only; whatever must see everything (a flush, `/metrics`) walks the parts.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// How many parts: well above the worker threads of a typical instance.
@@ -42,6 +44,18 @@ impl<T> Sharded<T> {
     /// Part `i` (modulo `PARTS`), locked.
     pub fn at(&self, i: usize) -> MutexGuard<'_, T> {
         self.parts[i % PARTS].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The calling thread's part, locked. Threads are numbered as they first ask, so up to
+    /// `PARTS` threads (a server's workers) each have a part of their own: for state that is
+    /// only ever added up (counters, accumulators), this shares no lock and no cache line
+    /// between cores.
+    pub fn mine(&self) -> MutexGuard<'_, T> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        self.at(INDEX.with(|i| *i))
     }
 
     /// Every part in turn, each locked while it is looked at.

@@ -18,6 +18,8 @@ use crate::sharded::{PARTS, Sharded};
 
 #[derive(Debug, Default)]
 struct Counter {
+    /// The route label (set when the counter is made; the part's key holds only its address).
+    route: Option<Arc<str>>,
     count: u64,
     last_at: Option<Timestamp>,
     owner: Option<UserId>,
@@ -61,13 +63,18 @@ pub struct Use<'a> {
 /// Key, route label, outcome.
 type CountKey = (ApiKeyId, Arc<str>, &'static str);
 
+/// Key, the route label's address, outcome: how a part finds a counter without touching the
+/// label's reference count (an atomic shared by every core) on each request. Labels are shared
+/// per route table, so one route has one address; the counter keeps the label alive.
+type PartKey = (ApiKeyId, usize, &'static str);
+
 /// First successful uses kept per part and window (the alert check reads them).
 const FIRST_OK_PER_PART: usize = 100_000 / PARTS;
 
-/// One part of the log: everything about the keys that hash to it.
+/// One part of the log: what one worker thread recorded since the last drain.
 #[derive(Debug, Default)]
 struct Part {
-    counts: HashMap<CountKey, Counter>,
+    counts: HashMap<PartKey, Counter>,
     last: HashMap<ApiKeyId, (UserId, IpAddr, KeyLastUse)>,
     /// First successful use of each (key, IP) in this window, to order new-network checks.
     first_ok: HashMap<(ApiKeyId, IpAddr), (UserId, Timestamp)>,
@@ -75,7 +82,9 @@ struct Part {
 
 /// The in-memory accumulator. The request path allocates nothing once a key, route and IP
 /// have been seen in the window (route labels are shared, IPs are kept as addresses and
-/// formatted at flush), and takes one lock: the part of its key.
+/// formatted at flush), and takes one lock: its own thread's part, which no other core touches
+/// between drains. A drain merges the parts (counts added, the latest last use, the earliest
+/// first use).
 #[derive(Debug, Default)]
 pub struct UsageLog {
     parts: Sharded<Part>,
@@ -85,8 +94,12 @@ impl UsageLog {
     /// Records one request outcome (`ok` or a denial reason) for a known key.
     pub fn record(&self, u: &Use<'_>, outcome: &'static str) {
         let Use { key, owner, route, now, ip, user_agent } = *u;
-        let mut part = self.parts.part(&key);
-        let c = part.counts.entry((key, Arc::clone(route), outcome)).or_default();
+        let mut part = self.parts.mine();
+        let label = Arc::as_ptr(route).cast::<u8>() as usize;
+        let c = part
+            .counts
+            .entry((key, label, outcome))
+            .or_insert_with(|| Counter { route: Some(Arc::clone(route)), ..Counter::default() });
         c.count += 1;
         c.last_at = Some(now);
         c.owner = Some(owner);
@@ -114,13 +127,40 @@ impl UsageLog {
 
     /// Takes everything accumulated so far.
     pub fn drain(&self) -> Flush {
-        let (mut counts, mut last, mut first_ok) = (Vec::new(), Vec::new(), Vec::new());
+        let mut counts: HashMap<CountKey, Counter> = HashMap::new();
+        let mut last: HashMap<ApiKeyId, (UserId, IpAddr, KeyLastUse)> = HashMap::new();
+        let mut first_ok: HashMap<(ApiKeyId, IpAddr), (UserId, Timestamp)> = HashMap::new();
         for mut part in self.parts.each() {
             let part = std::mem::take(&mut *part);
-            counts.extend(part.counts);
-            last.extend(part.last.into_values());
-            first_ok.extend(part.first_ok);
+            for ((key, _, outcome), c) in part.counts {
+                let Some(route) = c.route else { continue };
+                let into = counts.entry((key, route, outcome)).or_default();
+                into.count += c.count;
+                into.last_at = into.last_at.max(c.last_at);
+                into.owner = into.owner.or(c.owner);
+                for ip in c.ips {
+                    if into.ips.len() < 8 && !into.ips.contains(&ip) {
+                        into.ips.push(ip);
+                    }
+                }
+            }
+            for (k, l) in part.last {
+                match last.get(&k) {
+                    Some((_, _, have)) if have.at >= l.2.at => {}
+                    _ => {
+                        last.insert(k, l);
+                    }
+                }
+            }
+            for (k, first) in part.first_ok {
+                let into = first_ok.entry(k).or_insert(first);
+                if first.1 < into.1 {
+                    *into = first;
+                }
+            }
         }
+        let first_ok: Vec<_> = first_ok.into_iter().collect();
+        let last: Vec<_> = last.into_values().collect();
         let mut f = Flush::default();
         let mut ips = first_ok;
         ips.sort_by_key(|((k, ip), (_, at))| (*at, *k, *ip));
@@ -222,8 +262,8 @@ mod tests {
         assert_eq!((last[0].at, last[0].user_agent.as_deref()), (at(5), None));
     }
 
-    /// Keys land in different parts; a drain takes them all, and the first uses come out in
-    /// time order across parts (the new-network alerts depend on it).
+    /// Many keys: a drain takes them all, and the first uses come out in time order (the
+    /// new-network alerts depend on it), not in the order they were recorded.
     #[test]
     fn a_drain_gathers_every_part_in_time_order() {
         let log = UsageLog::default();
@@ -241,5 +281,32 @@ mod tests {
         assert_eq!(f.ips, want);
         let again = log.drain();
         assert!(again.usage.is_empty() && again.last.is_empty() && again.ips.is_empty(), "drained");
+    }
+
+    /// Workers record into their own parts; a drain merges them: counts added, the latest
+    /// last use, the earliest first use of each network.
+    #[test]
+    fn records_from_several_threads_merge() {
+        let log = UsageLog::default();
+        let (key, owner, route) = fixture(9, "GET /v1/orders");
+        let ip_a: IpAddr = "203.0.113.5".parse().unwrap();
+        let ip_b: IpAddr = "198.51.100.1".parse().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4i64 {
+                let (log, route) = (&log, &route);
+                s.spawn(move || {
+                    for i in 0..10 {
+                        let (ip, ms) = if t == 3 { (ip_b, 1000 + i) } else { (ip_a, t * 100 + i) };
+                        log.record(&Use { key, owner, route, now: at(ms), ip, user_agent: None }, "ok");
+                    }
+                });
+            }
+        });
+        let f = log.drain();
+        assert_eq!(f.usage.len(), 1);
+        assert_eq!((f.usage[0].count, f.usage[0].last_at), (40, at(1009)));
+        assert_eq!(f.last.len(), 1);
+        assert_eq!((f.last[0].at, f.last[0].ip.as_deref()), (at(1009), Some("198.51.100.1")));
+        assert_eq!(f.ips, [(key, owner, "203.0.113.5".to_owned()), (key, owner, "198.51.100.1".to_owned())]);
     }
 }
