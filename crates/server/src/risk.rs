@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::sharded::{PARTS, Sharded};
 use gatehouse_core::audit::{AuditEvent, EventKind, Outcome};
 use gatehouse_core::clock::Timestamp;
 use gatehouse_core::ids::UserId;
@@ -21,6 +20,8 @@ use gatehouse_core::store::{SideEffects, Store, StoreError};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use crate::sharded::{PARTS, Sharded};
 
 /// `[risk]`
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -511,6 +511,42 @@ mod keys_and_replay {
         assert_eq!(store.load_risk_global().await.unwrap().as_deref(), Some("{}"));
     });
 
+    // One batch mixing everything the writer must tell apart: new keys (more than one
+    // multi-row statement's worth), copies of one new key, a live record and an expired one.
+    on_every_backend!(replay_batches_mixing_new_live_expired_and_duplicate_keys, |store, _clock| {
+        let key = |name: &str| ReplayKey::derive("batch", &[name.as_bytes()]);
+        assert!(store.insert_if_absent(&key("live"), T0, Span::secs(60)).await.unwrap());
+        assert!(store.insert_if_absent(&key("expired"), T0, Span::secs(1)).await.unwrap());
+        let at = T0.plus(Span::secs(2));
+        let mut names: Vec<String> = (0..37).map(|i| format!("new-{i}")).collect();
+        names.extend(["live", "expired", "twice", "twice", "twice"].map(String::from));
+        let barrier = Arc::new(tokio::sync::Barrier::new(names.len()));
+        let tasks: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let (store, k, barrier) = (Arc::clone(&store), key(n), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.insert_if_absent(&k, at, Span::secs(60)).await.unwrap()
+                })
+            })
+            .collect();
+        let mut fresh = std::collections::BTreeMap::<&str, Vec<bool>>::new();
+        for (n, t) in names.iter().zip(tasks) {
+            fresh.entry(n.as_str()).or_default().push(t.await.unwrap());
+        }
+        assert!((0..37).all(|i| fresh[format!("new-{i}").as_str()] == [true]), "{fresh:?}");
+        assert_eq!(fresh["live"], [false], "a live record wins");
+        assert_eq!(fresh["expired"], [true], "an expired record is taken over");
+        let mut twice = fresh["twice"].clone();
+        twice.sort();
+        assert_eq!(twice, [false, false, true], "one key three times: accepted once");
+        // What was written stands: every key is now a replay.
+        for n in ["new-0", "new-36", "expired", "twice", "live"] {
+            assert!(!store.insert_if_absent(&key(n), at.plus(Span::secs(1)), Span::secs(60)).await.unwrap(), "{n}");
+        }
+    });
+
     on_every_backend!(replay_store_accepts_each_key_once_under_concurrency, |store, _clock| {
         let key = ReplayKey::derive("test", &[b"nonce-1"]);
         let mut tasks = Vec::new();
