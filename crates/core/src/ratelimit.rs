@@ -522,22 +522,24 @@ pub fn upbit_remaining_req(group: &RateGroup, decision: &Decision) -> String {
     format!("group={}; min={}; sec={}", group, UPBIT_MIN_FIELD, decision.remaining())
 }
 
-/// Binance's used-weight header: `X-MBX-USED-WEIGHT-1M: <units in use>`.
+/// Binance's used-weight header: `X-MBX-USED-WEIGHT-1M: <units in use>`. Header names here are
+/// lowercase, as HTTP/2 requires and HTTP/1.1 allows (names are case-insensitive; clients
+/// match them so), which lets the server take them as they are.
 pub fn binance_used_weight(gcra: &Gcra, decision: &Decision) -> (&'static str, String) {
-    ("X-MBX-USED-WEIGHT-1M", gcra.used(decision.reset_after()).to_string())
+    ("x-mbx-used-weight-1m", gcra.used(decision.reset_after()).to_string())
 }
 
 /// Generic headers: `RateLimit-Limit` (burst), `RateLimit-Remaining`, `RateLimit-Reset`
 /// (seconds until full, rounded up) and, when denied, `Retry-After` (seconds, rounded up, at
-/// least 1; RFC 9110 §10.2.3).
+/// least 1; RFC 9110 §10.2.3). Names in lowercase, as [`binance_used_weight`].
 pub fn generic_headers(gcra: &Gcra, decision: &Decision) -> Vec<(&'static str, String)> {
     let mut h = vec![
-        ("RateLimit-Limit", gcra.burst().to_string()),
-        ("RateLimit-Remaining", decision.remaining().to_string()),
-        ("RateLimit-Reset", decision.reset_after().as_secs_ceil().max(0).to_string()),
+        ("ratelimit-limit", gcra.burst().to_string()),
+        ("ratelimit-remaining", decision.remaining().to_string()),
+        ("ratelimit-reset", decision.reset_after().as_secs_ceil().max(0).to_string()),
     ];
     if let Decision::Deny { retry_after, .. } = decision {
-        h.push(("Retry-After", retry_after.as_secs_ceil().max(1).to_string()));
+        h.push(("retry-after", retry_after.as_secs_ceil().max(1).to_string()));
     }
     h
 }
@@ -775,7 +777,7 @@ mod tests {
         let Ok(group) = RateGroup::new("default") else { unreachable!() };
         let allow = gcra.check(None, at(0));
         assert_eq!(upbit_remaining_req(&group, &allow), "group=default; min=1800; sec=29");
-        assert_eq!(binance_used_weight(&gcra, &allow), ("X-MBX-USED-WEIGHT-1M", "1".to_owned()));
+        assert_eq!(binance_used_weight(&gcra, &allow), ("x-mbx-used-weight-1m", "1".to_owned()));
         let Decision::Allow { new_tat, .. } = gcra.check_n(None, at(0), 30) else { unreachable!() };
         let deny = gcra.check(Some(new_tat), at(0));
         assert_eq!(upbit_remaining_req(&group, &deny), "group=default; min=1800; sec=0");
@@ -783,10 +785,10 @@ mod tests {
         assert_eq!(
             generic_headers(&gcra, &deny),
             [
-                ("RateLimit-Limit", "30".to_owned()),
-                ("RateLimit-Remaining", "0".to_owned()),
-                ("RateLimit-Reset", "2".to_owned()),
-                ("Retry-After", "1".to_owned()),
+                ("ratelimit-limit", "30".to_owned()),
+                ("ratelimit-remaining", "0".to_owned()),
+                ("ratelimit-reset", "2".to_owned()),
+                ("retry-after", "1".to_owned()),
             ]
         );
         assert_eq!(generic_headers(&gcra, &allow).len(), 3);

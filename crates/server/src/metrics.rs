@@ -13,7 +13,7 @@ use crate::sharded::Sharded;
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
     sum: f64,
@@ -40,8 +40,12 @@ impl Histogram {
     }
 }
 
-/// Request counts of one route by (method, status).
-type ByMethodStatus = BTreeMap<(&'static str, u16), u64>;
+/// One route's requests: counts by (method, status) and the latency histogram.
+#[derive(Debug, Default)]
+struct RouteStats {
+    by: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
+}
 
 /// A counter's identity: its name and its label pairs.
 type CounterKey = (&'static str, Vec<(&'static str, String)>);
@@ -49,8 +53,7 @@ type CounterKey = (&'static str, Vec<(&'static str, String)>);
 /// One part of the registry.
 #[derive(Debug, Default)]
 struct Part {
-    requests: BTreeMap<String, ByMethodStatus>,
-    latency: BTreeMap<String, Histogram>,
+    routes: BTreeMap<String, RouteStats>,
     /// Few (labels are fixed strings), so a list searched without allocating beats a map
     /// whose lookup key would have to be built, with owned strings, on every increment.
     counters: Vec<(CounterKey, u64)>,
@@ -68,17 +71,12 @@ impl Metrics {
     pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
         let mut part = self.parts.mine();
         // Look up by `&str` first so the hot path allocates nothing once a route is known.
-        match part.requests.get_mut(route) {
-            Some(r) => *r.entry((method, status)).or_default() += 1,
-            None => {
-                part.requests.entry(route.to_owned()).or_default().insert((method, status), 1);
-            }
+        if !part.routes.contains_key(route) {
+            part.routes.insert(route.to_owned(), RouteStats::default());
         }
-        if !part.latency.contains_key(route) {
-            part.latency.insert(route.to_owned(), Histogram::default());
-        }
-        let Some(h) = part.latency.get_mut(route) else { return };
-        h.observe(took.as_secs_f64());
+        let Some(r) = part.routes.get_mut(route) else { return };
+        *r.by.entry((method, status)).or_default() += 1;
+        r.latency.observe(took.as_secs_f64());
     }
 
     /// Adds one to counter `name` with `labels`.
@@ -98,14 +96,12 @@ impl Metrics {
         let mut total = Part::default();
         let mut counters: BTreeMap<CounterKey, u64> = BTreeMap::new();
         for part in self.parts.each() {
-            for (route, by) in &part.requests {
-                let t = total.requests.entry(route.clone()).or_default();
-                for (k, n) in by {
-                    *t.entry(*k).or_default() += n;
+            for (route, r) in &part.routes {
+                let t = total.routes.entry(route.clone()).or_default();
+                for (k, n) in &r.by {
+                    *t.by.entry(*k).or_default() += n;
                 }
-            }
-            for (route, h) in &part.latency {
-                total.latency.entry(route.clone()).or_default().add(h);
+                t.latency.add(&r.latency);
             }
             for (k, n) in &part.counters {
                 *counters.entry(k.clone()).or_default() += n;
@@ -121,8 +117,8 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP gatehouse_http_requests_total HTTP requests by route template, method and status.\n");
         out.push_str("# TYPE gatehouse_http_requests_total counter\n");
-        for (route, by) in &totals.requests {
-            for ((method, status), n) in by {
+        for (route, r) in &totals.routes {
+            for ((method, status), n) in &r.by {
                 let _ = writeln!(
                     out,
                     "gatehouse_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
@@ -132,7 +128,7 @@ impl Metrics {
         }
         out.push_str("# HELP gatehouse_http_request_duration_seconds Request latency by route template.\n");
         out.push_str("# TYPE gatehouse_http_request_duration_seconds histogram\n");
-        for (route, hist) in &totals.latency {
+        for (route, RouteStats { latency: hist, .. }) in &totals.routes {
             let r = escape(route);
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(

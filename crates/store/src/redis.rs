@@ -106,15 +106,7 @@ impl RedisHandle {
     ) -> Result<gatehouse_core::ratelimit::Decision, RedisError> {
         static SCRIPT: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
         let script = SCRIPT.get_or_init(|| ::redis::Script::new(gatehouse_core::ratelimit::GCRA_LUA));
-        let mut c = self.conn.clone();
-        let v: Vec<i64> = script
-            .key(format!("{}{key}", self.rl_prefix))
-            .arg(gcra.emission_interval().as_millis())
-            .arg(gcra.tau().as_millis())
-            .arg(cost)
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| RedisError(e.to_string()))?;
+        let v = self.run_gcra(&mut script.key(format!("{}{key}", self.rl_prefix)), gcra, cost).await?;
         decision(&v)
     }
 
@@ -131,18 +123,28 @@ impl RedisHandle {
     ) -> Result<Option<gatehouse_core::ratelimit::Decision>, RedisError> {
         static SCRIPT: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
         let script = SCRIPT.get_or_init(|| ::redis::Script::new(gatehouse_core::ratelimit::REPLAY_GCRA_LUA));
+        let mut invocation = script.key(record.redis_key(&self.nonce_prefix));
+        invocation.key(format!("{}{key}", self.rl_prefix)).arg(ttl.as_millis().max(1));
+        let v = self.run_gcra(&mut invocation, gcra, cost).await?;
+        if v.is_empty() { Ok(None) } else { decision(&v).map(Some) }
+    }
+
+    /// Runs a GCRA script with its last three arguments, T, tau and cost (both scripts take
+    /// them last), appended to `invocation`.
+    async fn run_gcra(
+        &self,
+        invocation: &mut ::redis::ScriptInvocation<'_>,
+        gcra: &gatehouse_core::ratelimit::Gcra,
+        cost: u32,
+    ) -> Result<Vec<i64>, RedisError> {
         let mut c = self.conn.clone();
-        let v: Vec<i64> = script
-            .key(record.redis_key(&self.nonce_prefix))
-            .key(format!("{}{key}", self.rl_prefix))
-            .arg(ttl.as_millis().max(1))
+        invocation
             .arg(gcra.emission_interval().as_millis())
             .arg(gcra.tau().as_millis())
             .arg(cost)
             .invoke_async(&mut c)
             .await
-            .map_err(|e| RedisError(e.to_string()))?;
-        if v.is_empty() { Ok(None) } else { decision(&v).map(Some) }
+            .map_err(|e| RedisError(e.to_string()))
     }
 }
 

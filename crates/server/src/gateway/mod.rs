@@ -625,9 +625,7 @@ impl Gateway {
             return Err(d);
         }
         if dialect == Dialect::Binance {
-            let (name, value) = gatehouse_core::ratelimit::binance_used_weight(&gcra, &decision);
-            let _ = name;
-            headers.push(("x-mbx-used-weight-1m", value));
+            headers.push(gatehouse_core::ratelimit::binance_used_weight(&gcra, &decision));
         }
         record("ok");
         if let Some(r) = &self.risk {

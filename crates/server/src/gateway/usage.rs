@@ -18,12 +18,31 @@ use crate::sharded::{PARTS, Sharded};
 
 #[derive(Debug, Default)]
 struct Counter {
-    /// The route label (set when the counter is made; the part's key holds only its address).
-    route: Option<Arc<str>>,
     count: u64,
     last_at: Option<Timestamp>,
     owner: Option<UserId>,
+    /// The first few client addresses seen.
     ips: Vec<IpAddr>,
+}
+
+impl Counter {
+    const MAX_IPS: usize = 8;
+
+    fn note_ip(&mut self, ip: IpAddr) {
+        if self.ips.len() < Self::MAX_IPS && !self.ips.contains(&ip) {
+            self.ips.push(ip);
+        }
+    }
+
+    /// Adds `other` (another part's count of the same key, route and outcome).
+    fn add(&mut self, other: Counter) {
+        self.count += other.count;
+        self.last_at = self.last_at.max(other.last_at);
+        self.owner = self.owner.or(other.owner);
+        for ip in other.ips {
+            self.note_ip(ip);
+        }
+    }
 }
 
 /// What one flush hands to the store.
@@ -65,7 +84,8 @@ type CountKey = (ApiKeyId, Arc<str>, &'static str);
 
 /// Key, the route label's address, outcome: how a part finds a counter without touching the
 /// label's reference count (an atomic shared by every core) on each request. Labels are shared
-/// per route table, so one route has one address; the counter keeps the label alive.
+/// per route table, so one route has one address; the part keeps the label beside the counter,
+/// which keeps the address alive.
 type PartKey = (ApiKeyId, usize, &'static str);
 
 /// First successful uses kept per part and window (the alert check reads them).
@@ -74,7 +94,7 @@ const FIRST_OK_PER_PART: usize = 100_000 / PARTS;
 /// One part of the log: what one worker thread recorded since the last drain.
 #[derive(Debug, Default)]
 struct Part {
-    counts: HashMap<PartKey, Counter>,
+    counts: HashMap<PartKey, (Arc<str>, Counter)>,
     last: HashMap<ApiKeyId, (UserId, IpAddr, KeyLastUse)>,
     /// First successful use of each (key, IP) in this window, to order new-network checks.
     first_ok: HashMap<(ApiKeyId, IpAddr), (UserId, Timestamp)>,
@@ -96,16 +116,12 @@ impl UsageLog {
         let Use { key, owner, route, now, ip, user_agent } = *u;
         let mut part = self.parts.mine();
         let label = Arc::as_ptr(route).cast::<u8>() as usize;
-        let c = part
-            .counts
-            .entry((key, label, outcome))
-            .or_insert_with(|| Counter { route: Some(Arc::clone(route)), ..Counter::default() });
+        let (_, c) =
+            part.counts.entry((key, label, outcome)).or_insert_with(|| (Arc::clone(route), Counter::default()));
         c.count += 1;
         c.last_at = Some(now);
         c.owner = Some(owner);
-        if c.ips.len() < 8 && !c.ips.contains(&ip) {
-            c.ips.push(ip);
-        }
+        c.note_ip(ip);
         if outcome != "ok" {
             return;
         }
@@ -132,17 +148,8 @@ impl UsageLog {
         let mut first_ok: HashMap<(ApiKeyId, IpAddr), (UserId, Timestamp)> = HashMap::new();
         for mut part in self.parts.each() {
             let part = std::mem::take(&mut *part);
-            for ((key, _, outcome), c) in part.counts {
-                let Some(route) = c.route else { continue };
-                let into = counts.entry((key, route, outcome)).or_default();
-                into.count += c.count;
-                into.last_at = into.last_at.max(c.last_at);
-                into.owner = into.owner.or(c.owner);
-                for ip in c.ips {
-                    if into.ips.len() < 8 && !into.ips.contains(&ip) {
-                        into.ips.push(ip);
-                    }
-                }
+            for ((key, _, outcome), (route, c)) in part.counts {
+                counts.entry((key, route, outcome)).or_default().add(c);
             }
             for (k, l) in part.last {
                 match last.get(&k) {
@@ -159,10 +166,8 @@ impl UsageLog {
                 }
             }
         }
-        let first_ok: Vec<_> = first_ok.into_iter().collect();
-        let last: Vec<_> = last.into_values().collect();
         let mut f = Flush::default();
-        let mut ips = first_ok;
+        let mut ips: Vec<_> = first_ok.into_iter().collect();
         ips.sort_by_key(|((k, ip), (_, at))| (*at, *k, *ip));
         f.ips = ips.into_iter().map(|((k, ip), (owner, _))| (k, owner, ip.to_string())).collect();
         for ((key, route, outcome), c) in counts {
@@ -194,7 +199,7 @@ impl UsageLog {
                     .with("last_at", at.to_rfc3339()),
             );
         }
-        f.last = last.into_iter().map(|(_, _, l)| l).collect();
+        f.last = last.into_values().map(|(_, _, l)| l).collect();
         f
     }
 }
